@@ -1,0 +1,7 @@
+"""A local Tencent Cloud API 3.0 endpoint (Lighthouse, TDMQ CMQ, SCF Invoke) for development and tests."""
+
+from emulator.core import SECRET_ID, SECRET_KEY, Call, Emulator
+from emulator.errors import ApiError
+from emulator.state import sample_state
+
+__all__ = ["SECRET_ID", "SECRET_KEY", "ApiError", "Call", "Emulator", "sample_state"]

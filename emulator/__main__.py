@@ -1,0 +1,49 @@
+"""`python -m emulator`: serve the emulator until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from emulator.core import Emulator
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--state", help="JSON state file (default: the sample state)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every call")
+    parser.add_argument("--image-seconds", type=float, default=30.0, help="emulated seconds to make an image")
+    parser.add_argument("--quota", type=int, default=20, help="default custom-image quota per region")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, serve, and return the exit status."""
+    args = _parser().parse_args(argv)
+    emu = Emulator(
+        args.state,
+        host=args.host,
+        port=args.port,
+        latency=args.latency,
+        image_seconds=args.image_seconds,
+        quota=args.quota,
+    )
+    stop = threading.Event()
+    # SIGTERM from a test harness should end as cleanly as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with emu:
+        print(f"emulator listening on {emu.url}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+    emu.scf.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The control path `/_emulator/...`: JSON in and out, for tests in other processes.
+
+GET  /_emulator/calls                      -> [Call, ...]
+GET  /_emulator/state                      -> instances, blueprints, messages, invocations, faults, now
+POST /_emulator/faults   {"kind": "fail"|"drop"|"delay"|"http_status"|"clear", "action": ..., ...}
+POST /_emulator/advance  {"seconds": 30}   -> {"now": ...}
+POST /_emulator/reset    {}                -> back to the initial state
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from emulator.server import JSON, HttpRequest, Reply
+
+if TYPE_CHECKING:
+    from emulator.core import Emulator
+
+
+def _json(data: Any, status: int = 200) -> Reply:
+    return Reply(status=status, body=json.dumps(data).encode("utf-8"), content_type=JSON)
+
+
+def _faults(emu: Emulator, body: dict[str, Any]) -> Any:
+    kind = body.get("kind")
+    action = body.get("action", "*")
+    if kind == "clear":
+        emu.faults.clear()
+    elif kind == "fail":
+        emu.faults.fail(action, body["code"], times=body.get("times", 1), message=body.get("message"))
+    elif kind == "drop":
+        emu.faults.drop(action, times=body.get("times", 1), after=bool(body.get("after", False)))
+    elif kind == "delay":
+        emu.faults.delay(action, float(body["seconds"]), times=body.get("times"))
+    elif kind == "http_status":
+        emu.faults.http_status(action, int(body["status"]), times=body.get("times", 1))
+    else:
+        raise ValueError(f"unknown fault kind {kind!r}")
+    return emu.faults.pending()
+
+
+def _advance(emu: Emulator, body: dict[str, Any]) -> Any:
+    emu.advance(float(body.get("seconds", 0)))
+    return {"now": emu.now()}
+
+
+def _reset(emu: Emulator, body: dict[str, Any]) -> Any:
+    emu.reset()
+    return {"ok": True}
+
+
+_GET: dict[str, Callable[[Emulator], Any]] = {
+    "calls": lambda emu: emu.calls_json(),
+    "state": lambda emu: emu.snapshot(),
+}
+_POST: dict[str, Callable[[Emulator, dict[str, Any]], Any]] = {
+    "faults": _faults,
+    "advance": _advance,
+    "reset": _reset,
+}
+
+
+def handle(emu: Emulator, request: HttpRequest) -> Reply:
+    """Serve one control call; 404 for unknown paths, 400 for bad bodies."""
+    name = request.path.removeprefix("/_emulator/").strip("/")
+    try:
+        if request.method == "GET" and name in _GET:
+            return _json(_GET[name](emu))
+        if request.method == "POST" and name in _POST:
+            body = json.loads(request.body or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object")
+            return _json(_POST[name](emu, body))
+    except (ValueError, KeyError, TypeError) as err:
+        return _json({"error": f"{type(err).__name__}: {err}"}, status=400)
+    return _json({"error": f"no control endpoint {request.method} {request.path}"}, status=404)

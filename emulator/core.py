@@ -1,0 +1,327 @@
+"""The Emulator: wires state, services, signing, limits and faults behind one HTTP endpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from emulator import control
+from emulator.errors import ApiError
+from emulator.faults import Faults, Plan
+from emulator.lighthouse import Lighthouse
+from emulator.ratelimit import RateLimiter, resolve_limits
+from emulator.scf import Scf
+from emulator.schema import unflatten, validate
+from emulator.server import JSON, HttpRequest, HttpServer, Reply
+from emulator.service import Ctx, Service
+from emulator.signing import SignedRequest, verify
+from emulator.state import World, load_state
+from emulator.tdmq import Tdmq
+
+log = logging.getLogger("emulator")
+
+# Public, fixed test credentials (CONTRACT §7), not secrets.
+SECRET_ID = "AKIDEMULATOR"  # noqa: S105
+SECRET_KEY = "emulator-secret"  # noqa: S105
+
+
+@dataclass(frozen=True)
+class Call:
+    """One API call as the emulator saw it; `error` is the code answered, None on success."""
+
+    service: str | None
+    action: str | None
+    region: str | None
+    params: dict[str, Any]
+    time: float
+    request_id: str
+    error: str | None
+    dropped: bool = False
+
+
+@dataclass
+class _Pending:
+    """What is known about a call while it is being served."""
+
+    request_id: str
+    service: str | None = None
+    action: str | None = None
+    region: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class Emulator:
+    """A local Tencent Cloud API 3.0 endpoint for Lighthouse, TDMQ CMQ and SCF Invoke."""
+
+    def __init__(
+        self,
+        state: dict[str, Any] | str | Path | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        image_seconds: float = 30.0,
+        op_seconds: float = 0.0,
+        in_progress_state: str = "CREATING",
+        restart_after_image: bool = True,
+        quota: int = 20,
+        latency: float | Mapping[str, float] = 0.0,
+        rate_limits: Mapping[str, int | None] | bool | None = None,
+        credentials: Mapping[str, str] | None = None,
+        time_limit_ms: int = 900_000,
+        retry_events: bool = True,
+    ) -> None:
+        self._initial = load_state(state)
+        self._host, self._port = host, port
+        self.latency = latency
+        self.keys = {SECRET_ID: SECRET_KEY, **dict(credentials or {})}
+        self.world = World()
+        self.faults = Faults()
+        self.limiter = RateLimiter(resolve_limits(rate_limits))
+        self.lighthouse = Lighthouse(
+            self.world,
+            image_seconds=image_seconds,
+            op_seconds=op_seconds,
+            in_progress_state=in_progress_state,
+            restart_after_image=restart_after_image,
+            quota=quota,
+        )
+        self.tdmq = Tdmq(self.world)
+        self.scf = Scf(self.world, time_limit_ms=time_limit_ms, retry_events=retry_events)
+        services: tuple[Service, ...] = (self.lighthouse, self.tdmq, self.scf)
+        self.services: dict[str, Service] = {s.name: s for s in services}
+        self._calls: list[Call] = []
+        self._calls_lock = threading.Lock()
+        self._server: HttpServer | None = None
+        self.reset()
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> Emulator:
+        """Serve on host:port in a daemon thread; returns self.
+
+        Raises:
+            OSError: when the address cannot be bound.
+        """
+        if self._server is None:
+            self._server = HttpServer(self, self._host, self._port)
+            self._server.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving (idempotent)."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        """Back to the initial state: services reloaded, calls, faults and rate windows cleared."""
+        with self.world.lock:
+            self.world.regions[:] = list(self._initial.get("regions") or [])
+            for service in self.services.values():
+                service.reset(self._initial)
+        self.faults.clear()
+        self.limiter.reset()
+        self.reset_calls()
+
+    @property
+    def endpoint(self) -> str:
+        """`host:port` for HttpProfile(endpoint=...).
+
+        Raises:
+            RuntimeError: before start().
+        """
+        if self._server is None:
+            raise RuntimeError("the emulator is not started")
+        host, port = self._server.address
+        return f"{host}:{port}"
+
+    @property
+    def url(self) -> str:
+        """`http://host:port`.
+
+        Raises:
+            RuntimeError: before start().
+        """
+        return f"http://{self.endpoint}"
+
+    # ---- clock and calls -------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """Emulated epoch seconds."""
+        return self.world.clock.now()
+
+    def advance(self, seconds: float) -> None:
+        """Move emulated time forward and apply the transitions that became due.
+
+        Raises:
+            ValueError: when `seconds` is negative.
+        """
+        self.world.clock.advance(seconds)
+        self.lighthouse.tick()
+
+    @property
+    def calls(self) -> list[Call]:
+        """A snapshot of every call so far, oldest first."""
+        with self._calls_lock:
+            return list(self._calls)
+
+    def calls_of(self, action: str) -> list[Call]:
+        """The calls of one action."""
+        return [call for call in self.calls if call.action == action]
+
+    def reset_calls(self) -> None:
+        """Forget recorded calls."""
+        with self._calls_lock:
+            self._calls.clear()
+
+    def _record(self, pending: _Pending, error: str | None, dropped: bool = False) -> None:
+        call = Call(
+            pending.service,
+            pending.action,
+            pending.region,
+            pending.params,
+            self.now(),
+            pending.request_id,
+            error,
+            dropped,
+        )
+        with self._calls_lock:
+            self._calls.append(call)
+
+    # ---- serving ---------------------------------------------------------------------------------------
+
+    def handle_control(self, request: HttpRequest) -> Reply:
+        """Answer a `/_emulator/...` call (see emulator.control)."""
+        return control.handle(self, request)
+
+    def handle_api(self, request: HttpRequest) -> Reply:
+        """Answer one cloud API call: always HTTP 200 with the envelope, unless a fault says otherwise."""
+        pending = _Pending(str(uuid.uuid4()))
+        try:
+            return self._serve(request, pending)
+        except ApiError as err:
+            self._record(pending, err.code)
+            return _envelope({"Error": {"Code": err.code, "Message": err.message}}, pending.request_id)
+        except Exception:  # a bug here must still look like the cloud's InternalError to the client
+            log.exception("emulator failure on %s", pending.action)
+            self._record(pending, "InternalError")
+            return _envelope(
+                {"Error": {"Code": "InternalError", "Message": "Internal error."}}, pending.request_id
+            )
+
+    def _serve(self, request: HttpRequest, pending: _Pending) -> Reply:
+        headers = request.headers
+        pending.action = headers.get("x-tc-action")
+        pending.region = headers.get("x-tc-region")
+        raw = _raw_params(request)
+        pending.params = raw
+        auth = verify(_signed(request), self.keys, time.time())  # real time: the SDK signs with it
+        service = self._route(auth.service, headers, pending)
+        action = str(pending.action)
+        plan = self._plan(action)
+        if plan.drop_before:
+            self._record(pending, None, dropped=True)
+            return Reply(drop=True)
+        if plan.status is not None:
+            self._record(pending, f"HTTP {plan.status}")
+            return Reply(status=plan.status, body=b"<html>Bad Gateway</html>", content_type="text/plain")
+        if plan.error is not None:
+            raise plan.error
+        params = validate(raw, service.schemas[action], from_query=request.method == "GET")
+        result = service.call(action, params, Ctx(action, str(pending.region), pending.request_id))
+        self._record(pending, None, dropped=plan.drop_after)
+        if plan.drop_after:
+            return Reply(drop=True)
+        return _envelope(result, pending.request_id)
+
+    def _route(self, service_name: str, headers: Mapping[str, str], pending: _Pending) -> Service:
+        pending.service = service_name
+        service = self.services.get(service_name)
+        if service is None:
+            raise ApiError("NoSuchProduct", f"The product `{service_name}` does not exist.")
+        version = headers.get("x-tc-version")
+        if not version or not pending.action:
+            missing = "Version" if not version else "Action"
+            raise ApiError("MissingParameter", f"The request is missing a required parameter `{missing}`.")
+        if version != service.version:
+            raise ApiError("NoSuchVersion", f"The version `{version}` of `{service_name}` does not exist.")
+        if pending.action not in service.schemas:
+            raise ApiError(
+                "InvalidAction", f"The action `{pending.action}` of `{service_name}` does not exist."
+            )
+        self._check_region(pending.region)
+        if not self.limiter.allow(pending.action):
+            raise ApiError("RequestLimitExceeded", f"`{pending.action}` exceeds its request rate limit.")
+        return service
+
+    def _check_region(self, region: str | None) -> None:
+        if not region:
+            raise ApiError("MissingParameter", "The request is missing a required parameter `Region`.")
+        with self.world.lock:
+            if region not in self.world.regions:
+                raise ApiError("UnsupportedRegion", f"The region `{region}` is not supported.")
+
+    def _plan(self, action: str) -> Plan:
+        plan = self.faults.plan(action)
+        latency = self.latency
+        seconds = latency.get(action, latency.get("*", 0.0)) if isinstance(latency, Mapping) else latency
+        total = seconds + plan.delay
+        if total > 0:
+            time.sleep(total)
+        return plan
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the control path's GET /_emulator/state shows."""
+        return {
+            "now": self.now(),
+            "regions": list(self.world.regions),
+            "instances": self.lighthouse.instances(),
+            "blueprints": self.lighthouse.blueprints(),
+            "quotas": {region: self.lighthouse.quota(region) for region in self.world.regions},
+            **self.tdmq.snapshot(),
+            "invocations": self.scf.invocations,
+            "faults": self.faults.pending(),
+        }
+
+    def calls_json(self) -> list[dict[str, Any]]:
+        """The recorded calls as JSON-ready dicts."""
+        return [asdict(call) for call in self.calls]
+
+
+def _envelope(fields: Mapping[str, Any], request_id: str) -> Reply:
+    body = json.dumps({"Response": {**fields, "RequestId": request_id}}, ensure_ascii=False)
+    return Reply(status=200, body=body.encode("utf-8"), content_type=JSON)
+
+
+def _raw_params(request: HttpRequest) -> dict[str, Any]:
+    if request.method == "GET":
+        return unflatten(dict(parse_qsl(request.query, keep_blank_values=True)))
+    if not request.body:
+        return {}
+    try:
+        data = json.loads(request.body)
+    except ValueError:
+        raise ApiError("InvalidParameter", "The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ApiError("InvalidParameter", "The request body must be a JSON object.")
+    return data
+
+
+def _signed(request: HttpRequest) -> SignedRequest:
+    return SignedRequest(
+        request.method, request.query if request.method == "GET" else "", request.headers, request.body
+    )

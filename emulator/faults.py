@@ -1,0 +1,126 @@
+"""Fault injection: errors, dropped connections, delays and HTTP 5xx for the next calls of an action."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from emulator.errors import ApiError
+
+ANY_ACTION = "*"
+
+
+@dataclass
+class _Rule:
+    kind: str  # "fail" | "drop" | "delay" | "http_status"
+    times: int | None  # None: every call
+    code: str = ""
+    message: str | None = None
+    after: bool = False
+    seconds: float = 0.0
+    status: int = 0
+
+
+@dataclass
+class Plan:
+    """What to do to one call; the server applies it around the action."""
+
+    delay: float = 0.0
+    error: ApiError | None = None
+    drop_before: bool = False
+    drop_after: bool = False
+    status: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class Faults:
+    """Queued faults per action (or "*" for every action), consumed call by call."""
+
+    def __init__(self) -> None:
+        self._rules: dict[str, list[_Rule]] = {}
+        self._lock = threading.Lock()
+
+    def _add(self, action: str, rule: _Rule) -> None:
+        if rule.times is not None and rule.times < 1:
+            raise ValueError("times must be at least 1 (or None for every call)")
+        with self._lock:
+            self._rules.setdefault(action, []).append(rule)
+
+    def fail(self, action: str, code: str, *, times: int = 1, message: str | None = None) -> None:
+        """Answer the next `times` calls of `action` with the error `code`.
+
+        Raises:
+            ValueError: when `times` < 1.
+        """
+        self._add(action, _Rule("fail", times, code=code, message=message))
+
+    def drop(self, action: str, *, times: int = 1, after: bool = False) -> None:
+        """Close the connection with no answer; `after=True` runs the action first (it took effect).
+
+        Raises:
+            ValueError: when `times` < 1.
+        """
+        self._add(action, _Rule("drop", times, after=after))
+
+    def delay(self, action: str, seconds: float, *, times: int | None = None) -> None:
+        """Sleep `seconds` (real time) before answering; `times=None` for every call.
+
+        Raises:
+            ValueError: when `times` < 1.
+        """
+        self._add(action, _Rule("delay", times, seconds=seconds))
+
+    def http_status(self, action: str, status: int, *, times: int = 1) -> None:
+        """Answer with HTTP `status` and a text body instead of the API envelope.
+
+        Raises:
+            ValueError: when `times` < 1.
+        """
+        self._add(action, _Rule("http_status", times, status=status))
+
+    def clear(self) -> None:
+        """Drop every queued fault."""
+        with self._lock:
+            self._rules.clear()
+
+    def pending(self) -> dict[str, list[dict[str, Any]]]:
+        """The queued faults, for the control path."""
+        with self._lock:
+            return {action: [vars(rule).copy() for rule in rules] for action, rules in self._rules.items()}
+
+    def plan(self, action: str) -> Plan:
+        """Consume the faults that apply to this call of `action` (first rule of each kind)."""
+        plan = Plan()
+        with self._lock:
+            for key in (action, ANY_ACTION):
+                rules = self._rules.get(key, [])
+                taken: set[str] = set()
+                for rule in list(rules):
+                    if rule.kind in taken:
+                        continue
+                    taken.add(rule.kind)
+                    _apply(plan, rule)
+                    _consume(rules, rule)
+        return plan
+
+
+def _consume(rules: list[_Rule], rule: _Rule) -> None:
+    if rule.times is None:
+        return
+    rule.times -= 1
+    if rule.times <= 0:
+        rules.remove(rule)
+
+
+def _apply(plan: Plan, rule: _Rule) -> None:
+    if rule.kind == "delay":
+        plan.delay += rule.seconds
+    elif rule.kind == "fail" and plan.error is None:
+        plan.error = ApiError(rule.code, rule.message)
+    elif rule.kind == "drop":
+        plan.drop_after = plan.drop_after or rule.after
+        plan.drop_before = plan.drop_before or not rule.after
+    elif rule.kind == "http_status" and plan.status is None:
+        plan.status = rule.status
+    plan.notes.append(rule.kind)

@@ -1,0 +1,70 @@
+"""Per-action rate limits: at most N accepted calls in any sliding 1.0 s window of REAL time."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+
+# Documented limits (reference §3.4, §4, §5); actions not listed are unlimited.
+DEFAULT_LIMITS: dict[str, int] = {
+    "CreateBlueprint": 20,
+    "DescribeBlueprints": 10,
+    "DeleteBlueprints": 20,
+    "DescribeInstances": 100,
+    "SendCmqMsg": 20,
+    "PublishCmqMsg": 20,
+    "Invoke": 100,
+}
+
+
+def resolve_limits(option: Mapping[str, int | None] | bool | None) -> dict[str, int]:
+    """Turn the `rate_limits` option into a table: None defaults, dict merged (None drops), False off."""
+    if option is False:
+        return {}
+    limits = dict(DEFAULT_LIMITS)
+    if isinstance(option, Mapping):
+        for action, limit in option.items():
+            if limit is None:
+                limits.pop(action, None)
+            else:
+                limits[action] = limit
+    return limits
+
+
+class RateLimiter:
+    """Sliding-window limiter; the strictest reading of "N requests per second"."""
+
+    def __init__(
+        self,
+        limits: Mapping[str, int],
+        *,
+        window: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limits = dict(limits)
+        self.window = window
+        self._monotonic = monotonic
+        self._seen: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, action: str) -> bool:
+        """Record a call of `action` and say whether it is within its limit."""
+        limit = self.limits.get(action)
+        if limit is None:
+            return True
+        now = self._monotonic()
+        with self._lock:
+            seen = self._seen.setdefault(action, deque())
+            while seen and seen[0] <= now - self.window:
+                seen.popleft()
+            if len(seen) >= limit:
+                return False
+            seen.append(now)
+            return True
+
+    def reset(self) -> None:
+        """Forget past calls."""
+        with self._lock:
+            self._seen.clear()

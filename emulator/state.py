@@ -1,0 +1,114 @@
+"""Shared world (lock, clock, regions), the sample state and loading a state file."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emulator.clock import Clock
+
+DEFAULT_REGION = "ap-guangzhou"
+
+# Display names for DescribeRegions; unknown regions fall back to their id.
+REGION_NAMES: dict[str, tuple[str, bool]] = {
+    "ap-guangzhou": ("South China(Guangzhou)", True),
+    "ap-shanghai": ("East China(Shanghai)", True),
+    "ap-beijing": ("North China(Beijing)", True),
+    "ap-chengdu": ("Southwest China(Chengdu)", True),
+    "ap-nanjing": ("East China(Nanjing)", True),
+    "ap-hongkong": ("Hong Kong, Macau and Taiwan (China)(Hong Kong, China)", False),
+    "ap-singapore": ("Southeast Asia(Singapore)", False),
+    "ap-tokyo": ("Northeast Asia(Tokyo)", False),
+    "na-siliconvalley": ("West US(Silicon Valley)", False),
+    "eu-frankfurt": ("Europe(Frankfurt)", False),
+}
+
+
+@dataclass
+class World:
+    """What every service shares: one re-entrant lock around all state, the clock, the regions."""
+
+    clock: Clock = field(default_factory=Clock)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    regions: list[str] = field(default_factory=list)
+
+    def add_region(self, region: str) -> None:
+        """Make `region` known (requests naming it are accepted)."""
+        with self.lock:
+            if region not in self.regions:
+                self.regions.append(region)
+
+
+def region_info(region: str) -> dict[str, Any]:
+    """A RegionInfo object of DescribeRegions."""
+    name, mainland = REGION_NAMES.get(region, (region, region.startswith("ap-") and region in REGION_NAMES))
+    return {"Region": region, "RegionName": name, "RegionState": "AVAILABLE", "IsChinaMainland": mainland}
+
+
+def _tags(pairs: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"Key": key, "Value": value} for key, value in pairs]
+
+
+def sample_state() -> dict[str, Any]:
+    """A fresh copy of the sample state served when no state is given (CONTRACT §7)."""
+    return {
+        "regions": ["ap-guangzhou", "ap-shanghai"],
+        "quota": 20,
+        "quotas": {},
+        "instances": [
+            {
+                "InstanceId": "lhins-web00001",
+                "Region": "ap-guangzhou",
+                "InstanceName": "web-1",
+                "InstanceState": "RUNNING",
+                "Tags": _tags([("backup", "daily"), ("env", "prod")]),
+            },
+            {
+                "InstanceId": "lhins-db000001",
+                "Region": "ap-guangzhou",
+                "InstanceName": "db-1",
+                "InstanceState": "RUNNING",
+                "Tags": _tags([("backup", "daily")]),
+            },
+            {
+                "InstanceId": "lhins-stop0001",
+                "Region": "ap-guangzhou",
+                "InstanceName": "staging",
+                "InstanceState": "STOPPED",
+                "Tags": [],
+            },
+            {
+                "InstanceId": "lhins-sh000001",
+                "Region": "ap-shanghai",
+                "InstanceName": "sh-1",
+                "InstanceState": "RUNNING",
+                "Tags": _tags([("backup", "daily")]),
+            },
+        ],
+        "blueprints": [],
+        "queues": ["blueprint-results"],
+        "topics": ["blueprint-events"],
+        "functions": [{"FunctionName": "blueprint-next", "Namespace": "default"}],
+    }
+
+
+def load_state(source: dict[str, Any] | str | Path | None) -> dict[str, Any]:
+    """The state dict for `source`: None -> sample, a dict (copied), or a JSON file path.
+
+    Raises:
+        OSError: when the file cannot be read.
+        ValueError: when the file is not a JSON object.
+    """
+    if source is None:
+        return sample_state()
+    if isinstance(source, dict):
+        copied: dict[str, Any] = json.loads(json.dumps(source))
+        return copied
+    data = json.loads(Path(source).read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: the state file must hold a JSON object")
+    return data
