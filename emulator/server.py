@@ -99,7 +99,13 @@ class HttpServer:
 
     def __init__(self, app: App, host: str, port: int) -> None:
         self._server = _Server((host, port), app)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="emulator-http", daemon=True)
+        # A short poll interval keeps stop() (and so every test teardown) fast.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="emulator-http",
+            daemon=True,
+        )
 
     @property
     def address(self) -> tuple[str, int]:
