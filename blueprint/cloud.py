@@ -1,0 +1,179 @@
+"""What every cloud API client shares: credentials, endpoint profile, client cache and error translation.
+
+SCF injects the run role's temporary credentials as TENCENTCLOUD_SECRETID / SECRETKEY / SESSIONTOKEN, which
+none of the SDK's providers read; they may rotate between warm invocations, so they are read on every
+invocation and clients are rebuilt when they change. SDK errors are translated in ERROR_TABLE, once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from tencentcloud.common.credential import Credential
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+from tencentcloud.common.profile.client_profile import ClientProfile
+from tencentcloud.common.profile.http_profile import HttpProfile
+
+from blueprint.errors import (
+    AccessDenied,
+    BadRequest,
+    CloudError,
+    CloudRejected,
+    CloudUnavailable,
+    ConfigError,
+    InstanceBusy,
+    InstanceNotFound,
+    InvalidInstanceState,
+    NotFound,
+    QuotaExceeded,
+    Throttled,
+)
+from blueprint.logs import redact
+
+__all__ = ["ERROR_TABLE", "ClientCache", "Credentials", "read_credentials", "translate"]
+
+# One table from cloud error codes to our errors (each carries its HTTP status and whether a retry helps).
+ERROR_TABLE: dict[str, type[CloudError] | type[BadRequest] | type[AccessDenied] | type[NotFound]] = {
+    "RequestLimitExceeded": Throttled,
+    "RequestLimitExceeded.UinLimitExceeded": Throttled,
+    "RequestLimitExceeded.GlobalRegionUinLimitExceeded": Throttled,
+    "RequestLimitExceeded.IPLimitExceeded": Throttled,
+    "InternalError": CloudUnavailable,
+    "InternalError.DescribeInstanceStatus": CloudUnavailable,
+    "ServiceUnavailable": CloudUnavailable,
+    "ClientNetworkError": CloudUnavailable,
+    "ServerNetworkError": CloudUnavailable,
+    # The SDK wraps a malformed answer (e.g. a proxy's HTML page) as the Python exception's name.
+    "JSONDecodeError": CloudUnavailable,
+    "UnsupportedOperation.LatestOperationUnfinished": InstanceBusy,
+    "OperationDenied.InstanceOperationInProgress": InstanceBusy,
+    "OperationDenied.InstanceCreating": InstanceBusy,
+    "UnsupportedOperation.InvalidInstanceState": InvalidInstanceState,
+    "LimitExceeded.BlueprintQuotaLimitExceeded": QuotaExceeded,
+    "ResourceNotFound.InstanceIdNotFound": InstanceNotFound,
+    "ResourceNotFound.InstanceNotFound": InstanceNotFound,
+    "InvalidParameterValue.InstanceIdMalformed": BadRequest,
+    "InvalidParameterValue.TooLong": BadRequest,
+    "InvalidParameterValue.LimitExceeded": BadRequest,
+    "UnauthorizedOperation.NoPermission": AccessDenied,
+    "AuthFailure.UnauthorizedOperation": AccessDenied,
+    "UnauthorizedOperation.CAM": AccessDenied,
+    # Temporary credentials expired or the clock drifted: fresh credentials on the next try can fix it.
+    "AuthFailure.TokenFailure": CloudUnavailable,
+    "AuthFailure.SignatureExpire": CloudUnavailable,
+    "FailedOperation.InsufficientBalance": CloudRejected,
+    "FailedOperation.CreateBlueprintFailed": CloudRejected,
+    "FailedOperation.UnableToCreateBlueprint": CloudRejected,
+    "ResourceNotFound.BlueprintIdNotFound": NotFound,
+    "ResourceNotFound.Function": NotFound,
+    "ResourceNotFound": NotFound,
+}
+# Families of codes not named above.
+_PREFIXES: tuple[tuple[str, type[CloudError] | type[BadRequest] | type[AccessDenied] | type[NotFound]], ...] = (
+    ("RequestLimitExceeded", Throttled),
+    ("InternalError", CloudUnavailable),
+    ("ResourceNotFound", NotFound),
+    ("UnauthorizedOperation", AccessDenied),
+    ("InvalidParameter", BadRequest),
+    ("MissingParameter", BadRequest),
+)
+
+
+def translate(err: TencentCloudSDKException, *, action: str) -> CloudError | BadRequest | AccessDenied | NotFound:
+    """Turn an SDK exception into our error, keeping the cloud's code and request id."""
+    code = str(err.get_code() or "FailedOperation")
+    cls = ERROR_TABLE.get(code)
+    if cls is None:
+        cls = next((c for prefix, c in _PREFIXES if code.startswith(prefix)), CloudRejected)
+    message = redact(str(err.get_message() or code))[:500]
+    if code in ("ClientNetworkError", "ServerNetworkError"):
+        message = f"{action}: the cloud API could not be reached or answered badly"
+    return cls(f"{action}: {message}" if not message.startswith(action) else message,
+               code=code, request_id=err.get_request_id())
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The run role's credentials as read from the environment."""
+
+    secret_id: str
+    secret_key: str
+    token: str | None
+
+    def __repr__(self) -> str:
+        return f"Credentials(secret_id={self.secret_id[:6]}…, secret_key=***, token={'***' if self.token else None})"
+
+
+def read_credentials(env: Mapping[str, str]) -> Credentials:
+    """Read SCF's credential variables (the SDK's own names as a fallback).
+
+    Raises:
+        ConfigError: no secret id / key is set.
+    """
+    secret_id = env.get("TENCENTCLOUD_SECRETID") or env.get("TENCENTCLOUD_SECRET_ID")
+    secret_key = env.get("TENCENTCLOUD_SECRETKEY") or env.get("TENCENTCLOUD_SECRET_KEY")
+    if not secret_id or not secret_key:
+        raise ConfigError("no cloud credentials: give the function a run role (SCF sets TENCENTCLOUD_SECRETID, "
+                          "TENCENTCLOUD_SECRETKEY, TENCENTCLOUD_SESSIONTOKEN), or set them for a local run")
+    return Credentials(secret_id.strip(), secret_key.strip(), env.get("TENCENTCLOUD_SESSIONTOKEN") or None)
+
+
+def http_profile(endpoint: str | None, service: str, timeout: int) -> HttpProfile:
+    """The SDK profile for a service: the real endpoint, or BLUEPRINT_API_ENDPOINT for every service."""
+    profile = HttpProfile(reqTimeout=timeout)
+    if endpoint:
+        parts = urlsplit(endpoint)
+        profile.protocol = parts.scheme or "https"
+        profile.endpoint = parts.netloc or parts.path
+    else:
+        profile.endpoint = f"{service}.tencentcloudapi.com"
+    return profile
+
+
+T = TypeVar("T")
+
+
+class ClientCache:
+    """One SDK client per (service, region), reused across warm invocations; rebuilt when credentials change.
+
+    The SDK keeps one `requests.Session` per client, so reuse keeps the TCP/TLS connection warm.
+    """
+
+    def __init__(self, endpoint: str | None, *, timeout: int = 10) -> None:
+        self._endpoint = endpoint
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._credentials: Credentials | None = None
+        self._clients: dict[tuple[str, str], Any] = {}
+
+    def use(self, credentials: Credentials) -> None:
+        """Switch to these credentials (a no-op when they did not change)."""
+        with self._lock:
+            if credentials != self._credentials:
+                self._credentials = credentials
+                self._clients.clear()
+
+    def get(self, service: str, region: str, factory: Callable[[Credential, str, ClientProfile], T]) -> T:
+        """The client for a service in a region, built on first use.
+
+        Raises:
+            ConfigError: no credentials were given with `use`.
+        """
+        key = (service, region)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                if self._credentials is None:
+                    raise ConfigError("no cloud credentials")
+                cred = Credential(self._credentials.secret_id, self._credentials.secret_key,
+                                  self._credentials.token)
+                profile = ClientProfile(httpProfile=http_profile(self._endpoint, service, self._timeout))
+                profile.language = "en-US"
+                client = factory(cred, region, profile)
+                self._clients[key] = client
+        result: T = client
+        return result

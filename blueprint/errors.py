@@ -1,0 +1,176 @@
+"""One error root for the function: each class knows its HTTP status and whether a retry can help.
+
+Cloud error codes are translated into these in one table (`blueprint.cloud.ERROR_TABLE`); HTTP answers are
+rendered from them in one place (`blueprint.http`). The `code` shown to callers is the Tencent-style code
+(the cloud's own code when the cloud said no), so a user who knows the Lighthouse API recognises it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccessDenied",
+    "BadRequest",
+    "BlueprintError",
+    "CloudError",
+    "CloudRejected",
+    "CloudUnavailable",
+    "ConfigError",
+    "DeadlineExceeded",
+    "DeliveryError",
+    "InstanceBusy",
+    "InstanceNotFound",
+    "InvalidInstanceState",
+    "MethodNotAllowed",
+    "NotFound",
+    "PayloadTooLarge",
+    "QuotaExceeded",
+    "Throttled",
+    "Unauthorized",
+    "UnsupportedMediaType",
+]
+
+
+class BlueprintError(Exception):
+    """Root of every error the function raises on purpose."""
+
+    status: int = 500
+    retryable: bool = False
+    code: str = "InternalError"
+
+    def __init__(self, message: str, *, code: str | None = None, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.request_id = request_id
+
+    def as_dict(self) -> dict[str, str]:
+        """The `{"Code", "Message"}` pair used in error envelopes and result messages."""
+        return {"Code": self.code, "Message": self.message}
+
+
+class BadRequest(BlueprintError):
+    """The job or request is malformed: fix it, do not retry."""
+
+    status = 400
+    code = "InvalidParameter"
+
+
+class Unauthorized(BlueprintError):
+    """No or wrong credentials on an HTTP request."""
+
+    status = 401
+    code = "AuthFailure"
+
+
+class AccessDenied(BlueprintError):
+    """The instance is not in the allowlist, or the cloud denied the run role."""
+
+    status = 403
+    code = "UnauthorizedOperation"
+
+
+class NotFound(BlueprintError):
+    """The resource or route does not exist."""
+
+    status = 404
+    code = "ResourceNotFound"
+
+
+class MethodNotAllowed(BlueprintError):
+    """The path exists, the method does not."""
+
+    status = 405
+    code = "UnsupportedOperation.MethodNotAllowed"
+
+
+class PayloadTooLarge(BlueprintError):
+    """The request body is over the limit."""
+
+    status = 413
+    code = "RequestSizeLimitExceeded"
+
+
+class UnsupportedMediaType(BlueprintError):
+    """The body is declared as something other than JSON."""
+
+    status = 415
+    code = "UnsupportedMediaType"
+
+
+class ConfigError(BlueprintError):
+    """An environment variable has a bad value: the function cannot start."""
+
+    code = "FailedOperation.Configuration"
+
+
+class DeadlineExceeded(BlueprintError):
+    """The function ran out of time before the work finished; a later call can finish it."""
+
+    status = 503
+    retryable = True
+    code = "FailedOperation.Timeout"
+
+
+class DeliveryError(BlueprintError):
+    """A result sink did not accept a message after its retries."""
+
+    status = 502
+    retryable = True
+    code = "FailedOperation.DeliveryFailed"
+
+
+class CloudError(BlueprintError):
+    """The cloud API answered with an error (or could not be reached)."""
+
+    status = 502
+    code = "FailedOperation"
+
+
+class CloudRejected(CloudError):
+    """The cloud refused the operation for a reason a retry will not fix."""
+
+
+class CloudUnavailable(CloudError):
+    """The cloud failed on its side or could not be reached: a retry can help."""
+
+    status = 503
+    retryable = True
+    code = "InternalError"
+
+
+class Throttled(CloudError):
+    """The cloud's rate limit for an action was hit."""
+
+    status = 429
+    retryable = True
+    code = "RequestLimitExceeded"
+
+
+class InstanceBusy(CloudError):
+    """Another operation on the instance has not finished yet."""
+
+    status = 409
+    retryable = True
+    code = "UnsupportedOperation.LatestOperationUnfinished"
+
+
+class InvalidInstanceState(CloudError):
+    """The instance is in a state that refuses an image (e.g. being created or terminated)."""
+
+    status = 409
+    code = "UnsupportedOperation.InvalidInstanceState"
+
+
+class QuotaExceeded(CloudError):
+    """The region's custom image quota is full."""
+
+    status = 409
+    code = "LimitExceeded.BlueprintQuotaLimitExceeded"
+
+
+class InstanceNotFound(CloudError):
+    """The instance id does not exist in that region."""
+
+    status = 404
+    code = "ResourceNotFound.InstanceIdNotFound"

@@ -1,0 +1,432 @@
+"""What comes in: one pydantic model per trigger, and the job they all carry (CONTRACT §2-3).
+
+`parse_event(event, context)` recognises the trigger from the event's shape and returns a `Trigger` variant.
+The job itself is validated by `parse_job`: an invalid job cannot exist past this module.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import string
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from blueprint.errors import BadRequest
+
+__all__ = [
+    "MANAGED_TAG_PREFIX",
+    "MAX_USER_TAGS",
+    "ApiGatewayEvent",
+    "ChainedCall",
+    "FunctionUrlEvent",
+    "HttpRequest",
+    "InstanceRef",
+    "InvokeEvent",
+    "Job",
+    "QueueEvent",
+    "Selector",
+    "Tag",
+    "TimerEvent",
+    "Trigger",
+    "TriggerInfo",
+    "parse_event",
+    "parse_job",
+    "parse_json",
+]
+
+INSTANCE_ID_PATTERN = r"^lhins-[a-z0-9]{8}$"
+REGION_PATTERN = r"^[a-z]{2,}(-[a-z0-9]+){1,3}$"
+# Tags the function puts on its own images start with this; users may not set them.
+MANAGED_TAG_PREFIX = "scf-blueprint:"
+MANAGED_TAG_COUNT = 2
+# CreateBlueprint takes at most 10 tags, ours included.
+MAX_USER_TAGS = 10 - MANAGED_TAG_COUNT
+NAME_FIELDS = frozenset({"InstanceId", "InstanceName", "Date", "Time"})
+MAX_JSON_DEPTH = 32
+
+InstanceId = Annotated[str, StringConstraints(pattern=INSTANCE_ID_PATTERN)]
+Region = Annotated[str, StringConstraints(pattern=REGION_PATTERN, max_length=40)]
+
+
+def _printable(value: str) -> str:
+    if any(ch.isspace() and ch != " " for ch in value) or not value.isprintable():
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+Text60 = Annotated[str, StringConstraints(min_length=1, max_length=60), AfterValidator(_printable)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+
+class Tag(_Model):
+    """A tag as the Lighthouse API spells it."""
+
+    Key: Annotated[str, StringConstraints(min_length=1, max_length=127), AfterValidator(_printable)]
+    Value: Annotated[str, StringConstraints(max_length=255), AfterValidator(_printable)]
+
+
+def _user_tag(tag: Tag) -> Tag:
+    if tag.Key.startswith(MANAGED_TAG_PREFIX):
+        raise ValueError(f"tag keys starting with {MANAGED_TAG_PREFIX!r} are reserved for this function")
+    return tag
+
+
+UserTag = Annotated[Tag, AfterValidator(_user_tag)]
+
+
+class Selector(_Model):
+    """Every instance carrying all these tags in these regions (`["*"]`: every region)."""
+
+    Regions: Annotated[list[Annotated[str, StringConstraints(pattern=r"^\*$|" + REGION_PATTERN)]],
+                       Field(min_length=1, max_length=50)]
+    Tags: Annotated[list[Tag], Field(min_length=1, max_length=10)]
+
+
+class InstanceRef(_Model):
+    """One instance and its region."""
+
+    Region: Region
+    InstanceId: InstanceId
+
+
+def _check_name_template(value: str) -> str:
+    try:
+        fields = {name for _, name, spec, conv in string.Formatter().parse(value) if name is not None}
+    except ValueError as err:
+        raise ValueError(f"bad placeholder syntax: {err}") from None
+    unknown = fields - NAME_FIELDS
+    if unknown:
+        raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; allowed: {sorted(NAME_FIELDS)}")
+    # Rendered with the longest values the fixed placeholders can take; InstanceName is trimmed later.
+    sample = value.format(InstanceId="lhins-00000000", InstanceName="", Date="00000000", Time="000000")
+    if len(sample) > 60:
+        raise ValueError("the rendered name would be over 60 characters")
+    if not sample.strip():
+        raise ValueError("the rendered name would be empty")
+    return value
+
+
+def _split_ref(value: object) -> object:
+    if isinstance(value, str) and ":" in value:
+        region, _, instance = value.partition(":")
+        return {"Region": region, "InstanceId": instance}
+    return value
+
+
+class Job(_Model):
+    """What to image and how (CONTRACT §3). A CreateBlueprint request is a valid job."""
+
+    InstanceId: InstanceId | None = None
+    InstanceIds: Annotated[
+        list[Annotated[str, StringConstraints(max_length=60)]] | None, Field(min_length=1, max_length=100)
+    ] = None
+    Selector: Selector | None = None
+    Region: Region | None = None
+    BlueprintName: Annotated[str | None, StringConstraints(min_length=1, max_length=60),
+                             AfterValidator(lambda v: v if v is None else _check_name_template(_printable(v)))] = None
+    Description: Text60 | None = None
+    ForcePowerOff: bool | None = None
+    Tags: Annotated[list[UserTag], Field(max_length=MAX_USER_TAGS)] = []
+    Keep: Annotated[int | None, Field(ge=1, le=500)] = None
+    Wait: bool = False
+    DryRun: bool = False
+    IdempotencyKey: Annotated[str | None, StringConstraints(min_length=1, max_length=64),
+                              AfterValidator(lambda v: v if v is None else _printable(v))] = None
+    MaxInstances: Annotated[int | None, Field(ge=1, le=10_000)] = None
+    Dispatch: Literal["inline", "invoke"] = "inline"
+
+    @field_validator("InstanceIds")
+    @classmethod
+    def _check_ids(cls, ids: list[str] | None) -> list[str] | None:
+        if ids is None:
+            return None
+        for ref in ids:
+            _INSTANCE_REF.validate_python(_split_ref(ref) if ":" in ref else {"Region": "ap-x", "InstanceId": ref})
+        if len(set(ids)) != len(ids):
+            raise ValueError("duplicate instance ids")
+        return ids
+
+    @model_validator(mode="after")
+    def _exactly_one_target(self) -> Job:
+        given = [name for name in ("InstanceId", "InstanceIds", "Selector") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of InstanceId, InstanceIds, Selector"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        return self
+
+    def targets(self, default_region: str) -> list[InstanceRef]:
+        """The instances named by id, each with its region (a selector is resolved elsewhere)."""
+        region = self.Region or default_region
+        if self.InstanceId is not None:
+            return [InstanceRef(Region=region, InstanceId=self.InstanceId)]
+        refs = []
+        for ref in self.InstanceIds or []:
+            reg, _, inst = ref.rpartition(":")
+            refs.append(InstanceRef(Region=reg or region, InstanceId=inst))
+        return refs
+
+
+_INSTANCE_REF: TypeAdapter[InstanceRef] = TypeAdapter(InstanceRef)
+_JOB: TypeAdapter[Job] = TypeAdapter(Job)
+
+
+class TriggerInfo(_Model):
+    """Which trigger started the run (the `Trigger` field of every result)."""
+
+    Type: Literal["timer", "http", "queue", "invoke"]
+    Name: str | None = None
+    Time: datetime
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+UtcTime = Annotated[datetime, AfterValidator(_utc)]
+
+
+class TimerEvent(BaseModel):
+    """SCF timer trigger: `Message` is the timer's argument (a string, maybe JSON, maybe empty)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
+
+    Type: Annotated[str, AfterValidator(lambda v: v if v.lower() == "timer" else _raise("Type must be timer"))]
+    TriggerName: Annotated[str, StringConstraints(min_length=1, max_length=60)] = "timer"
+    Time: UtcTime
+    Message: Annotated[str, BeforeValidator(lambda v: "" if v is None else v)] = ""
+
+
+def _raise(message: str) -> Any:
+    raise ValueError(message)
+
+
+def _truthy(value: object) -> object:
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if value is None:
+        return False
+    return value
+
+
+Headers = dict[str, str]
+
+
+def _fold_headers(value: object) -> object:
+    """Lower-case header names; a repeated header (list value) keeps its first value."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        return value
+    folded: dict[str, str] = {}
+    for key, raw in value.items():
+        item = raw[0] if isinstance(raw, list) and raw else raw
+        if isinstance(key, str) and isinstance(item, str | int | float | bool):
+            folded.setdefault(key.lower(), str(item))
+    return folded
+
+
+class HttpRequest(BaseModel):
+    """Fields common to the API Gateway and Function URL events."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
+
+    httpMethod: Annotated[str, StringConstraints(min_length=1, max_length=16)]
+    path: Annotated[str, StringConstraints(max_length=2048)] = "/"
+    headers: Annotated[Headers, BeforeValidator(_fold_headers)] = {}
+    body: Annotated[str, BeforeValidator(lambda v: "" if v is None else v)] = ""
+    isBase64Encoded: Annotated[bool, BeforeValidator(_truthy)] = False
+    queryString: Annotated[dict[str, Any], BeforeValidator(lambda v: v if isinstance(v, Mapping) else {})] = {}
+
+    def header(self, name: str) -> str | None:
+        """A header's value by case-insensitive name."""
+        return self.headers.get(name.lower())
+
+    def raw_body(self) -> bytes:
+        """The body as the client sent it (base64 decoded when flagged).
+
+        Raises:
+            BadRequest: the body is flagged base64 but is not valid base64.
+        """
+        if not self.isBase64Encoded:
+            return self.body.encode("utf-8", "surrogatepass")
+        try:
+            return base64.b64decode(self.body, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest("isBase64Encoded is true but the body is not valid base64") from None
+
+
+class ApiGatewayEvent(HttpRequest):
+    """API Gateway trigger (legacy, offline since 2025-06-30), integrated request."""
+
+    requestContext: dict[str, Any]
+
+    def request_id(self) -> str | None:
+        """The gateway's request id, when it sent one."""
+        value = self.requestContext.get("requestId") or self.header("x-api-requestid")
+        return str(value) if value else None
+
+
+class FunctionUrlEvent(HttpRequest):
+    """Function URL trigger: the API Gateway shape without `requestContext`."""
+
+    def request_id(self) -> str | None:
+        """Function URL events carry no request id of their own."""
+        return None
+
+
+class QueueRecord(BaseModel):
+    """One record of a CMQ or CKafka batch: only its body and an id matter here."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
+
+    body: str
+    message_id: str | None = None
+    time: datetime | None = None
+
+
+def _record(raw: object) -> object:
+    if not isinstance(raw, Mapping):
+        return raw
+    if isinstance(raw.get("CMQ"), Mapping):
+        cmq = raw["CMQ"]
+        return {"body": cmq.get("msgBody"), "message_id": cmq.get("msgId"), "time": cmq.get("publishTime")}
+    if isinstance(raw.get("Ckafka"), Mapping):
+        kafka = raw["Ckafka"]
+        ident = f"{kafka.get('topic')}/{kafka.get('partition')}/{kafka.get('offset')}"
+        return {"body": kafka.get("msgBody"), "message_id": ident}
+    raise ValueError("a record must hold a CMQ or Ckafka message")
+
+
+class QueueEvent(BaseModel):
+    """TDMQ CMQ / CKafka trigger: a batch of records, each body a JSON job."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
+
+    Records: Annotated[list[Annotated[QueueRecord, BeforeValidator(_record)]], Field(min_length=1, max_length=1000)]
+
+
+class ChainedCall(_Model):
+    """An invocation this function sends itself (fan-out child, wait continuation): a job plus its slot."""
+
+    Job: dict[str, Any]
+    Trigger: TriggerInfo
+    SlotKey: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    CorrelationId: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    Deadline: datetime | None = None
+
+
+class InvokeEvent(BaseModel):
+    """A direct or chained call: the event itself is the job (or our own `ChainedCall` envelope)."""
+
+    model_config = ConfigDict(frozen=True, hide_input_in_errors=True)
+
+    payload: dict[str, Any]
+
+
+Trigger = TimerEvent | ApiGatewayEvent | FunctionUrlEvent | QueueEvent | InvokeEvent
+
+_TIMER: TypeAdapter[TimerEvent] = TypeAdapter(TimerEvent)
+_APIGW: TypeAdapter[ApiGatewayEvent] = TypeAdapter(ApiGatewayEvent)
+_URL: TypeAdapter[FunctionUrlEvent] = TypeAdapter(FunctionUrlEvent)
+_QUEUE: TypeAdapter[QueueEvent] = TypeAdapter(QueueEvent)
+
+
+def parse_event(event: object) -> Trigger:
+    """Recognise the trigger from the event's shape (CONTRACT §2) and validate it.
+
+    Raises:
+        BadRequest: the event is not an object, or has a trigger's shape but invalid fields.
+    """
+    if not isinstance(event, Mapping):
+        raise BadRequest("the event must be a JSON object")
+    kind = event.get("Type")
+    adapter: TypeAdapter[Any]
+    if isinstance(kind, str) and kind.lower() == "timer":
+        adapter = _TIMER
+    elif "httpMethod" in event:
+        adapter = _APIGW if "requestContext" in event else _URL
+    elif "Records" in event:
+        adapter = _QUEUE
+    else:
+        return InvokeEvent(payload=dict(event))
+    try:
+        result: Trigger = adapter.validate_python(event)
+    except ValidationError as err:
+        raise BadRequest(describe_error(err)) from None
+    return result
+
+
+def parse_json(raw: bytes | str, *, what: str = "body") -> object:
+    """Parse JSON with orjson, bounding nesting depth.
+
+    Raises:
+        BadRequest: not valid JSON, or nested deeper than MAX_JSON_DEPTH.
+    """
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise BadRequest(f"the {what} is not valid JSON: {err.msg} at position {err.pos}") from None
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise BadRequest(f"the {what} is nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _depth(value: object, level: int = 1) -> int:
+    stack = [(value, level)]
+    deepest = 0
+    while stack:
+        item, lvl = stack.pop()
+        deepest = max(deepest, lvl)
+        if deepest > MAX_JSON_DEPTH:
+            break
+        if isinstance(item, dict):
+            stack.extend((child, lvl + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, lvl + 1) for child in item)
+    return deepest
+
+
+def parse_job(data: object, *, what: str = "job") -> Job:
+    """Validate a job (already parsed JSON).
+
+    Raises:
+        BadRequest: the job is not an object or breaks a rule of CONTRACT §3; the message says which.
+    """
+    if not isinstance(data, Mapping):
+        raise BadRequest(f"the {what} must be a JSON object")
+    try:
+        return _JOB.validate_python(data)
+    except ValidationError as err:
+        raise BadRequest(describe_error(err, what=what)) from None
+
+
+def describe_error(err: ValidationError, *, what: str = "") -> str:
+    """A short, input-free description of a validation error (never echoes values back)."""
+    parts = []
+    for item in err.errors(include_input=False, include_url=False, include_context=False)[:5]:
+        loc = ".".join(str(p) for p in item["loc"])
+        msg = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            msg = "unknown field"
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    prefix = f"invalid {what}: " if what else "invalid event: "
+    return prefix + "; ".join(parts)

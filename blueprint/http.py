@@ -1,0 +1,225 @@
+"""The HTTP API (CONTRACT §4): routing, authentication, and the integrated response. The only module that
+knows HTTP shapes. Every answer is an API Gateway integrated response; every error the Tencent envelope.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from blueprint.errors import (
+    BadRequest,
+    BlueprintError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from blueprint.events import HttpRequest, parse_job, parse_json
+
+__all__ = ["MAX_BODY", "Authenticator", "HttpApi", "error_response", "generic_error", "respond"]
+
+MAX_BODY = 64 * 1024
+BLUEPRINT_ID = re.compile(r"^lhbp-[a-z0-9]{8}$")
+_COLLECTION = re.compile(r"(?:^|/)blueprints/?$")
+_ITEM = re.compile(r"(?:^|/)blueprints/([^/]*)/?$")
+SIGNATURE_TOLERANCE = 300
+
+
+def respond(status: int, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """An API Gateway / Function URL integrated response with a JSON body."""
+    return {
+        "isBase64Encoded": False,
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "body": orjson.dumps(body).decode(),
+    }
+
+
+def error_response(err: BlueprintError, request_id: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """The Tencent error envelope with the error's own status."""
+    return respond(err.status, {"Error": err.as_dict(), "RequestId": request_id}, headers)
+
+
+def generic_error(request_id: str) -> dict[str, Any]:
+    """The fixed answer for anything unexpected: no detail, only the request id to quote."""
+    return respond(500, {"Error": {"Code": "InternalError", "Message": "internal error; quote the RequestId"},
+                         "RequestId": request_id})
+
+
+class Authenticator:
+    """Checks an HTTP request's credentials: bearer tokens, Standard Webhooks signatures, or none."""
+
+    def __init__(self, mode: str, *, tokens: Sequence[str] = (), secrets: Sequence[str] = (),
+                 now: Callable[[], float]) -> None:
+        self.mode = mode
+        self._tokens = [t.encode() for t in tokens]
+        self._keys = [_secret_key(s) for s in secrets]
+        self._now = now
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def check(self, req: HttpRequest, body: bytes) -> None:
+        """Let the request through or raise.
+
+        Raises:
+            Unauthorized: missing, wrong, stale or replayed credentials (the message never says which token).
+        """
+        if self.mode == "none":
+            return
+        if self.mode == "hmac":
+            self._check_signature(req, body)
+            return
+        if not self._tokens:
+            raise Unauthorized("HTTP access is not configured: set BLUEPRINT_HTTP_TOKEN "
+                               "(or BLUEPRINT_HTTP_AUTH=none on purpose)")
+        scheme, _, given = (req.header("authorization") or "").strip().partition(" ")
+        presented = given.strip().encode()
+        # Compare against every token, always, so timing says nothing about which one (or whether any) matched.
+        matched = False
+        for token in self._tokens:
+            matched |= hmac.compare_digest(presented, token)
+        if scheme.lower() != "bearer" or not presented or not matched:
+            raise Unauthorized("missing or wrong bearer token")
+
+    def _check_signature(self, req: HttpRequest, body: bytes) -> None:
+        msg_id, stamp, signatures = (req.header(h) or "" for h in ("webhook-id", "webhook-timestamp",
+                                                                  "webhook-signature"))
+        if not msg_id or not stamp or not signatures or len(msg_id) > 256:
+            raise Unauthorized("missing webhook-id, webhook-timestamp or webhook-signature")
+        try:
+            sent_at = int(stamp)
+        except ValueError:
+            raise Unauthorized("bad webhook-timestamp") from None
+        if abs(self._now() - sent_at) > SIGNATURE_TOLERANCE:
+            raise Unauthorized("webhook-timestamp is more than 5 minutes off")
+        signed = f"{msg_id}.{sent_at}.".encode() + body
+        expected = [base64.b64encode(hmac.new(k, signed, hashlib.sha256).digest()) for k in self._keys]
+        matched = False
+        for part in signatures.split():
+            version, _, value = part.partition(",")
+            for candidate in expected:
+                matched |= version == "v1" and hmac.compare_digest(value.encode(), candidate)
+        if not matched:
+            raise Unauthorized("bad webhook-signature")
+        self._remember(msg_id)
+
+    def _remember(self, msg_id: str) -> None:
+        """Refuse a webhook-id seen within the tolerance window (replay)."""
+        now = self._now()
+        with self._lock:
+            while self._seen and next(iter(self._seen.values())) < now - 2 * SIGNATURE_TOLERANCE:
+                self._seen.popitem(last=False)
+            if msg_id in self._seen:
+                raise Unauthorized("webhook-id was already used (replay)")
+            self._seen[msg_id] = now
+            while len(self._seen) > 100_000:
+                self._seen.popitem(last=False)
+
+
+def _secret_key(secret: str) -> bytes:
+    if secret.startswith("whsec_"):
+        try:
+            return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    return secret.encode()
+
+
+class Jobs(Protocol):
+    """What the HTTP API needs from the application."""
+
+    def submit(self, job_data: object, idempotency_key: str | None) -> tuple[int, Any, dict[str, str]]:
+        """Run a job; returns status, body and extra headers."""
+        ...
+
+    def image(self, blueprint_id: str, region: str | None) -> dict[str, Any] | None:
+        """The image as DescribeBlueprints returns it, or None."""
+        ...
+
+
+@dataclass
+class HttpApi:
+    """Routes one HTTP request to the application."""
+
+    auth: Authenticator
+    jobs: Jobs
+
+    def handle(self, req: HttpRequest, request_id: str) -> dict[str, Any]:
+        """Answer one request; client mistakes become 4xx envelopes, never exceptions.
+
+        Raises:
+            Exception: only the unexpected, which the caller answers with `generic_error`.
+        """
+        try:
+            return self._handle(req)
+        except MethodNotAllowed as err:
+            return error_response(err, request_id, {"Allow": "POST" if _COLLECTION.search(req.path) else "GET"})
+        except BlueprintError as err:
+            return error_response(err, request_id)
+
+    def _handle(self, req: HttpRequest) -> dict[str, Any]:
+        if len(req.body) > MAX_BODY * 4 // 3 + 4:
+            raise PayloadTooLarge(f"the body is over {MAX_BODY} bytes")
+        body = req.raw_body()
+        if len(body) > MAX_BODY:
+            raise PayloadTooLarge(f"the body is over {MAX_BODY} bytes")
+        self.auth.check(req, body)
+        method = req.httpMethod.upper()
+        path = req.path.split("?", 1)[0]
+        if _COLLECTION.search(path):
+            if method != "POST":
+                raise MethodNotAllowed(f"{method} is not allowed here; use POST")
+            return self._post(req, body)
+        item = _ITEM.search(path)
+        if item:
+            if method != "GET":
+                raise MethodNotAllowed(f"{method} is not allowed here; use GET")
+            return self._get(item.group(1), req)
+        raise NotFound("no such route; the API serves POST /blueprints and GET /blueprints/{BlueprintId}")
+
+    def _post(self, req: HttpRequest, body: bytes) -> dict[str, Any]:
+        ctype = (req.header("content-type") or "").split(";", 1)[0].strip().lower()
+        if ctype and ctype != "application/json" and not ctype.endswith("+json"):
+            raise UnsupportedMediaType("send the job as application/json")
+        if not body.strip():
+            raise BadRequest("the body is empty: send a job as JSON")
+        key = req.header("idempotency-key")
+        if key is not None and not 0 < len(key) <= 64:
+            raise BadRequest("the Idempotency-Key header must be 1 to 64 characters")
+        data = parse_json(body)
+        parse_job(data)  # fail fast with a 400 before any cloud call
+        status, answer, headers = self.jobs.submit(data, key)
+        return respond(status, answer, headers)
+
+    def _get(self, blueprint_id: str, req: HttpRequest) -> dict[str, Any]:
+        if not BLUEPRINT_ID.match(blueprint_id):
+            raise BadRequest("a BlueprintId looks like lhbp-xxxxxxxx",
+                             code="InvalidParameterValue.BlueprintIdMalformed")
+        region = _query_region(req)
+        image = self.jobs.image(blueprint_id, region)
+        if image is None:
+            raise NotFound(f"no image {blueprint_id}", code="ResourceNotFound.BlueprintIdNotFound")
+        return respond(200, image)
+
+
+def _query_region(req: HttpRequest) -> str | None:
+    value = req.queryString.get("Region")
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z]{2,}(-[a-z0-9]+){1,3}", value):
+        raise BadRequest("Region is not a region name", code="InvalidParameterValue.Region")
+    return value

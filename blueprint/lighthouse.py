@@ -1,0 +1,263 @@
+"""The thin service over the Lighthouse SDK (2020-03-24): only the calls the function needs, typed.
+
+The only module that imports `tencentcloud.lighthouse`. Every call is paced by a per-action rate limiter
+and every SDK error is translated (`blueprint.cloud.translate`). Retries are the caller's business: a
+retried CreateBlueprint must first look for the image the lost attempt may have made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+from tencentcloud.lighthouse.v20200324 import lighthouse_client, models
+
+from blueprint.cloud import ClientCache, translate
+from blueprint.retry import Deadline, RateLimiter
+
+__all__ = ["Created", "Image", "Instance", "Lighthouse", "LighthouseService"]
+
+PAGE = 100
+# Image states after which nothing more will happen to the image on its own.
+FAILED_STATES = frozenset({"CREATEFAILED", "SYNCING_FAILED"})
+
+
+@dataclass(frozen=True)
+class Image:
+    """A custom image (Blueprint) as far as the function cares."""
+
+    id: str
+    name: str
+    state: str
+    region: str
+    created: datetime | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def failed(self) -> bool:
+        """True when the image ended in a failed state."""
+        return self.state in FAILED_STATES
+
+    @property
+    def ready(self) -> bool:
+        """True when the image is usable."""
+        return self.state == "NORMAL"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A Lighthouse instance as far as the function cares."""
+
+    id: str
+    name: str
+    state: str
+    region: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    operation_state: str | None = None
+
+
+@dataclass(frozen=True)
+class Created:
+    """What CreateBlueprint answered."""
+
+    blueprint_id: str
+    request_id: str
+
+
+class Lighthouse(Protocol):
+    """The port the use case talks to (the SDK service here, a fake in unit tests)."""
+
+    def create_blueprint(self, region: str, *, name: str, instance_id: str, description: str | None,
+                         force_power_off: bool, tags: Mapping[str, str], deadline: Deadline) -> Created:
+        """Start making an image of an instance."""
+        ...
+
+    def find_images(self, region: str, *, deadline: Deadline, tags: Mapping[str, str] | None = None,
+                    tag_key: str | None = None, ids: Sequence[str] | None = None,
+                    name: str | None = None) -> list[Image]:
+        """Custom images matching all the given tags / tag key (or ids, or name), every page."""
+        ...
+
+    def delete_images(self, region: str, ids: Sequence[str], *, deadline: Deadline) -> str:
+        """Delete custom images; returns the request id."""
+        ...
+
+    def find_instances(self, region: str, *, deadline: Deadline, ids: Sequence[str] | None = None,
+                       tags: Mapping[str, str] | None = None) -> list[Instance]:
+        """Instances by id or by tags, every page."""
+        ...
+
+    def image_quota(self, region: str, *, deadline: Deadline) -> tuple[int, int]:
+        """The region's custom image quota as (total, available)."""
+        ...
+
+    def regions(self, region: str, *, deadline: Deadline) -> list[str]:
+        """Every region Lighthouse offers to the account (asked in `region`)."""
+        ...
+
+
+def _time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def _tags(items: Sequence[Any] | None) -> dict[str, str]:
+    return {t.Key: t.Value or "" for t in items or [] if t.Key}
+
+
+def _tag_filters(tags: Mapping[str, str]) -> list[models.Filter]:
+    filters = []
+    for key, value in tags.items():
+        f = models.Filter()
+        f.Name = f"tag:{key}"
+        f.Values = [value]
+        filters.append(f)
+    return filters
+
+
+class LighthouseService:
+    """Lighthouse over the real SDK: the calls, paced and with errors translated."""
+
+    def __init__(self, clients: ClientCache, *, create_rate: float = 20.0, describe_rate: float = 10.0) -> None:
+        self._clients = clients
+        self._limits = {
+            "CreateBlueprint": RateLimiter(create_rate),
+            "DescribeBlueprints": RateLimiter(describe_rate),
+            "DeleteBlueprints": RateLimiter(20.0),
+            "DescribeInstances": RateLimiter(100.0),
+            "DescribeGeneralResourceQuotas": RateLimiter(10.0),
+            "DescribeRegions": RateLimiter(10.0),
+        }
+
+    def _call(self, action: str, region: str, request: Any, deadline: Deadline) -> Any:
+        self._limits[action].acquire(deadline)
+        client = self._clients.get("lighthouse", region, lighthouse_client.LighthouseClient)
+        try:
+            return getattr(client, action)(request)
+        except TencentCloudSDKException as err:
+            raise translate(err, action=action) from err
+
+    def create_blueprint(self, region: str, *, name: str, instance_id: str, description: str | None,
+                         force_power_off: bool, tags: Mapping[str, str], deadline: Deadline) -> Created:
+        """CreateBlueprint: returns the new image's id at once; the image is made asynchronously."""
+        req = models.CreateBlueprintRequest()
+        req.BlueprintName = name
+        req.InstanceId = instance_id
+        req.Description = description
+        req.ForcePowerOff = force_power_off
+        req.Tags = [_sdk_tag(k, v) for k, v in tags.items()]
+        resp = self._call("CreateBlueprint", region, req, deadline)
+        return Created(blueprint_id=resp.BlueprintId, request_id=resp.RequestId)
+
+    def find_images(self, region: str, *, deadline: Deadline, tags: Mapping[str, str] | None = None,
+                    tag_key: str | None = None, ids: Sequence[str] | None = None,
+                    name: str | None = None) -> list[Image]:
+        """DescribeBlueprints over every page, custom images only."""
+        found: list[Image] = []
+        filters = self._image_filters(tags, tag_key, name)
+        for page in self._pages("DescribeBlueprints", region, deadline, ids=ids, filters=filters):
+            found.extend(Image(id=b.BlueprintId, name=b.BlueprintName or "", state=b.BlueprintState or "",
+                               region=region, created=_time(b.CreatedTime), tags=_tags(b.Tags),
+                               raw=_blueprint_dict(b))
+                         for b in page.BlueprintSet or [] if b.BlueprintType in (None, "PRIVATE"))
+        return found
+
+    @staticmethod
+    def _image_filters(tags: Mapping[str, str] | None, tag_key: str | None,
+                       name: str | None) -> list[models.Filter]:
+        filters = _tag_filters(tags or {})
+        for fname, value in (("tag-key", tag_key), ("blueprint-name", name), ("blueprint-type", "PRIVATE")):
+            if value is not None:
+                f = models.Filter()
+                f.Name = fname
+                f.Values = [value]
+                filters.append(f)
+        return filters
+
+    def _pages(self, action: str, region: str, deadline: Deadline, *, ids: Sequence[str] | None,
+               filters: list[models.Filter]) -> Iterator[Any]:
+        request_cls = getattr(models, f"{action}Request")
+        offset = 0
+        while True:
+            req = request_cls()
+            if ids:
+                setattr(req, "BlueprintIds" if action == "DescribeBlueprints" else "InstanceIds", list(ids))
+            else:
+                req.Filters = filters or None
+            req.Offset = offset
+            req.Limit = PAGE
+            resp = self._call(action, region, req, deadline)
+            yield resp
+            items = resp.BlueprintSet if action == "DescribeBlueprints" else resp.InstanceSet
+            offset += len(items or [])
+            if not items or offset >= (resp.TotalCount or 0):
+                return
+
+    def delete_images(self, region: str, ids: Sequence[str], *, deadline: Deadline) -> str:
+        """DeleteBlueprints."""
+        req = models.DeleteBlueprintsRequest()
+        req.BlueprintIds = list(ids)
+        resp = self._call("DeleteBlueprints", region, req, deadline)
+        return str(resp.RequestId)
+
+    def find_instances(self, region: str, *, deadline: Deadline, ids: Sequence[str] | None = None,
+                       tags: Mapping[str, str] | None = None) -> list[Instance]:
+        """DescribeInstances over every page, by ids (≤ 100 per call) or by tags."""
+        found: list[Instance] = []
+        id_list = list(ids or [])
+        batches: list[list[str] | None] = [id_list[i:i + PAGE] for i in range(0, len(id_list), PAGE)] or [None]
+        for batch in batches:
+            for page in self._pages("DescribeInstances", region, deadline, ids=batch,
+                                    filters=_tag_filters(tags or {})):
+                found.extend(Instance(id=i.InstanceId, name=i.InstanceName or "", state=i.InstanceState or "",
+                                      region=region, tags=_tags(i.Tags), operation_state=i.LatestOperationState)
+                             for i in page.InstanceSet or [])
+        return found
+
+    def image_quota(self, region: str, *, deadline: Deadline) -> tuple[int, int]:
+        """DescribeGeneralResourceQuotas for BLUEPRINT."""
+        req = models.DescribeGeneralResourceQuotasRequest()
+        req.ResourceNames = ["BLUEPRINT"]
+        resp = self._call("DescribeGeneralResourceQuotas", region, req, deadline)
+        for quota in resp.GeneralResourceQuotaSet or []:
+            if quota.ResourceName == "BLUEPRINT":
+                return int(quota.ResourceQuotaTotal or 0), int(quota.ResourceQuotaAvailable or 0)
+        return 0, 0
+
+    def regions(self, region: str, *, deadline: Deadline) -> list[str]:
+        """DescribeRegions: the regions Lighthouse offers (asked in `region`)."""
+        req = models.DescribeRegionsRequest()
+        resp = self._call("DescribeRegions", region, req, deadline)
+        return [r.Region for r in resp.RegionSet or [] if r.Region and (r.RegionState or "AVAILABLE") == "AVAILABLE"]
+
+
+def _sdk_tag(key: str, value: str) -> models.Tag:
+    tag = models.Tag()
+    tag.Key = key
+    tag.Value = value
+    return tag
+
+
+def _blueprint_dict(blueprint: Any) -> dict[str, Any]:
+    """The image as DescribeBlueprints returns it (for `GET /blueprints/{id}`)."""
+    data: dict[str, Any] = {}
+    for key, value in vars(blueprint).items():
+        name = key.lstrip("_")
+        if value is None or not name[:1].isupper():
+            continue
+        data[name] = [_plain(v) for v in value] if isinstance(value, list) else _plain(value)
+    return data
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "_serialize"):
+        return _blueprint_dict(value)
+    return value

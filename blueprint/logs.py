@@ -1,0 +1,79 @@
+"""Structured logs: one JSON object per line (CLS indexes the keys), never a secret.
+
+`log(level, message, **fields)` adds the SCF request id and correlation id of the current invocation
+(`bind`). Every line passes through `redact`, which blanks any registered secret value wherever it appears,
+including inside SDK exception text.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterable
+from typing import IO, Any
+
+import orjson
+
+__all__ = ["bind", "current", "log", "log_exception", "redact", "register_secrets", "set_level", "set_stream"]
+
+_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
+_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("blueprint_log_context", default={})  # noqa: B039
+_secrets: tuple[str, ...] = ()
+_secrets_lock = threading.Lock()
+_state: dict[str, Any] = {"level": 20, "stream": None}
+
+
+def register_secrets(values: Iterable[str | None]) -> None:
+    """Remember secret values so `redact` blanks them (credentials, tokens, webhook secrets)."""
+    global _secrets  # noqa: PLW0603 (one process-wide list, replaced atomically)
+    fresh = {v for v in values if v and len(v) >= 4}
+    with _secrets_lock:
+        _secrets = tuple(sorted(set(_secrets) | fresh, key=len, reverse=True))
+
+
+def redact(text: str) -> str:
+    """Replace every registered secret in `text` with `***`."""
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+def set_level(level: str) -> None:
+    """Set the lowest level that is written."""
+    _state["level"] = _LEVELS.get(level.upper(), 20)
+
+
+def set_stream(stream: IO[str] | None) -> None:
+    """Write to this stream instead of stdout (tests); None restores stdout."""
+    _state["stream"] = stream
+
+
+def bind(**fields: Any) -> contextvars.Token[dict[str, Any]]:
+    """Add fields (request_id, correlation_id, ...) to every line logged in this context."""
+    return _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
+
+
+def current(name: str) -> Any:
+    """A field bound in this context, or None."""
+    return _context.get().get(name)
+
+
+def log(level: str, message: str, **fields: Any) -> None:
+    """Write one JSON line: time, level, message, the bound context, then `fields`."""
+    if _LEVELS.get(level, 20) < _state["level"]:
+        return
+    record = {"time": round(time.time(), 3), "level": level, "message": message, **_context.get(),
+              **{k: v for k, v in fields.items() if v is not None}}
+    line = orjson.dumps(record, default=str).decode()
+    stream = _state["stream"] or sys.stdout
+    stream.write(redact(line) + "\n")
+
+
+def log_exception(message: str, err: BaseException, **fields: Any) -> None:
+    """Log an unexpected error with its traceback (to the log only, never to a caller)."""
+    trace = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    log("ERROR", message, error=type(err).__name__, traceback=trace, **fields)

@@ -1,0 +1,178 @@
+"""What goes out: one Result per instance (and per pruned image), and the CloudEvents that carry them.
+
+The core returns Results; sinks and the HTTP layer serialise them (orjson) at the edge. Event ids are
+deterministic per (type, instance, slot), and per image for `.pruned`, so consumers can drop duplicates.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from blueprint.errors import BlueprintError
+from blueprint.events import TriggerInfo
+
+__all__ = ["EVENT_PREFIX", "Outcome", "Result", "RunReport", "Source", "cloud_event", "summary_event"]
+
+EVENT_PREFIX = "com.tencentcloud.lighthouse.blueprint"
+Outcome = Literal["created", "ready", "failed", "skipped", "pruned"]
+_ID_NAMESPACE = uuid.UUID("6f1c4f7e-3b1a-4c55-9a57-2d1f0f1e5b10")
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome for one instance (or one pruned image)."""
+
+    outcome: Outcome
+    instance_id: str
+    region: str
+    trigger: TriggerInfo
+    slot_key: str
+    force_power_off: bool
+    blueprint_id: str | None = None
+    blueprint_name: str | None = None
+    state: str | None = None
+    request_id: str | None = None
+    error: BlueprintError | None = None
+    reason: str | None = None
+    pruned: tuple[str, ...] = ()
+    would_delete: tuple[str, ...] = ()
+    dry_run: bool = False
+    started: float | None = field(default=None, compare=False)
+    finished: float | None = field(default=None, compare=False)
+
+    @property
+    def type(self) -> str:
+        """The CloudEvents type."""
+        return f"{EVENT_PREFIX}.{self.outcome}"
+
+    @property
+    def retryable(self) -> bool:
+        """True when the instance failed and another try could help."""
+        return self.outcome == "failed" and self.error is not None and self.error.retryable
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish, when both are known."""
+        if self.started is None or self.finished is None:
+            return None
+        return round(self.finished - self.started, 3)
+
+    def but(self, **changes: Any) -> Result:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+    def data(self) -> dict[str, Any]:
+        """The `data` of the CloudEvent (CONTRACT §6), also the HTTP answer for one instance."""
+        data: dict[str, Any] = {
+            "BlueprintId": self.blueprint_id,
+            "BlueprintName": self.blueprint_name,
+            "InstanceId": self.instance_id,
+            "Region": self.region,
+            "State": self.state,
+            "ForcePowerOff": self.force_power_off,
+            "RequestId": self.request_id,
+            "Trigger": {"Type": self.trigger.Type, "Name": self.trigger.Name, "Time": _iso(self.trigger.Time)},
+        }
+        if self.error is not None:
+            data["Error"] = self.error.as_dict()
+        if self.reason:
+            data["Reason"] = self.reason
+        if self.pruned:
+            data["Pruned"] = list(self.pruned)
+        if self.dry_run:
+            data["DryRun"] = True
+            data["WouldDelete"] = list(self.would_delete)
+        if self.duration is not None:
+            data["Duration"] = self.duration
+        return data
+
+    def event_id(self) -> str:
+        """Deterministic: the same instance, slot and type always give the same id."""
+        key = f"pruned|{self.blueprint_id}" if self.outcome == "pruned" else \
+            f"{self.outcome}|{self.region}|{self.instance_id}|{self.slot_key}"
+        return str(uuid.uuid5(_ID_NAMESPACE, key))
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where events come from: `scf://{region}/{namespace}/{function}`."""
+
+    region: str
+    namespace: str = "default"
+    function: str = "lighthouse-blueprint"
+
+    def uri(self) -> str:
+        """The CloudEvents `source`."""
+        return f"scf://{self.region}/{self.namespace}/{self.function}"
+
+
+@dataclass
+class RunReport:
+    """Everything one run produced."""
+
+    trigger: TriggerInfo
+    slot_key: str
+    results: list[Result] = field(default_factory=list)
+    matched: int = 0
+    dispatched: list[dict[str, Any]] = field(default_factory=list)
+    multi: bool = False
+
+    def main_results(self) -> list[Result]:
+        """One result per instance (pruned images are reported on the side)."""
+        return [r for r in self.results if r.outcome != "pruned"]
+
+    def failures(self) -> list[Result]:
+        """The instances that failed."""
+        return [r for r in self.results if r.outcome == "failed"]
+
+    def retry_would_help(self) -> bool:
+        """True when some instance failed for a reason a later try could fix."""
+        return any(r.retryable for r in self.results)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def cloud_event(result: Result, source: Source, *, now: datetime | None = None) -> dict[str, Any]:
+    """The CloudEvents 1.0 structured-mode envelope for one result."""
+    return {
+        "specversion": "1.0",
+        "id": result.event_id(),
+        "source": source.uri(),
+        "type": result.type,
+        "subject": result.instance_id,
+        "time": _iso(now or datetime.now(timezone.utc)),
+        "datacontenttype": "application/json",
+        "data": result.data(),
+    }
+
+
+def summary_event(report: RunReport, source: Source, *, now: datetime | None = None) -> dict[str, Any]:
+    """The `.run.completed` summary of a multi-instance run."""
+    counts: dict[str, int] = {}
+    for result in report.results:
+        counts[result.outcome] = counts.get(result.outcome, 0) + 1
+    failures: Sequence[Result] = report.failures()
+    data = {
+        "Trigger": {"Type": report.trigger.Type, "Name": report.trigger.Name, "Time": _iso(report.trigger.Time)},
+        "Matched": report.matched,
+        "Counts": counts,
+        "Failures": [{"InstanceId": r.instance_id, "Region": r.region,
+                      "Error": r.error.as_dict() if r.error else None} for r in failures],
+        "Dispatched": len(report.dispatched),
+    }
+    return {
+        "specversion": "1.0",
+        "id": str(uuid.uuid5(_ID_NAMESPACE, f"run.completed|{report.slot_key}")),
+        "source": source.uri(),
+        "type": f"{EVENT_PREFIX}.run.completed",
+        "subject": report.slot_key[:200],
+        "time": _iso(now or datetime.now(timezone.utc)),
+        "datacontenttype": "application/json",
+        "data": data,
+    }

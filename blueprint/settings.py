@@ -1,0 +1,190 @@
+"""Settings: every environment variable the function reads, named once, typed, validated at start.
+
+`load_settings(os.environ)` in production, a plain dict in tests. A bad value raises `ConfigError` whose
+message names the variable. Secrets are `SecretStr`, so `repr(settings)` never shows them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+
+from blueprint.errors import ConfigError
+
+__all__ = ["NextFunction", "Settings", "is_loopback_url", "load_settings", "split_list"]
+
+HttpAuth = Literal["token", "hmac", "none"]
+WebhookFormat = Literal["cloudevents", "wecom", "dingtalk", "feishu", "slack"]
+
+
+def split_list(value: object) -> object:
+    """Turn `"a, b,,c"` into `["a", "b", "c"]`; leave lists alone."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _tag_pairs(value: object) -> object:
+    """Parse `BLUEPRINT_ALLOWED_TAGS` (`k=v,k2=v2`) into pairs."""
+    items = split_list(value)
+    if not isinstance(items, list):
+        return items
+    pairs = []
+    for item in items:
+        key, sep, val = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected key=value pairs separated by commas, got {item!r}")
+        pairs.append((key.strip(), val.strip()))
+    return pairs
+
+
+CommaList = Annotated[tuple[str, ...], BeforeValidator(split_list)]
+SecretList = Annotated[tuple[SecretStr, ...], BeforeValidator(split_list)]
+TagPairs = Annotated[tuple[tuple[str, str], ...], BeforeValidator(_tag_pairs)]
+
+
+class NextFunction(BaseModel):
+    """`BLUEPRINT_NEXT_FUNCTION` as `[namespace/]name[:qualifier]`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    namespace: str = "default"
+    name: str
+    qualifier: str = "$LATEST"
+
+    @classmethod
+    def parse(cls, text: str) -> NextFunction:
+        """Split the variable's text into its parts.
+
+        Raises:
+            ValueError: the text does not have the documented form.
+        """
+        rest, _, qualifier = text.strip().partition(":")
+        namespace, _, name = rest.rpartition("/")
+        if not name or "/" in namespace:
+            raise ValueError("expected [namespace/]name[:qualifier]")
+        return cls(namespace=namespace or "default", name=name, qualifier=qualifier or "$LATEST")
+
+
+def _next_function(value: object) -> object:
+    return NextFunction.parse(value) if isinstance(value, str) else value
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when the URL's host is a loopback address or `localhost` (tests, local runs)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_http_url(url: str | None) -> str | None:
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http(s) URL")
+    return url
+
+
+class Settings(BaseModel):
+    """The function's configuration (CONTRACT §5), immutable."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
+
+    # Default region for jobs without one; SCF sets it to the function's region.
+    region: str = Field("ap-guangzhou", validation_alias="TENCENTCLOUD_REGION", pattern=r"^[a-z]+(-[a-z0-9]+)+$")
+    # Send every cloud API call (all services) to this endpoint instead of *.tencentcloudapi.com.
+    api_endpoint: Annotated[str | None, AfterValidator(_check_http_url)] = Field(
+        None, validation_alias="BLUEPRINT_API_ENDPOINT"
+    )
+    # Result sinks.
+    webhook_url: Annotated[str | None, AfterValidator(_check_http_url)] = Field(
+        None, validation_alias="BLUEPRINT_WEBHOOK_URL"
+    )
+    # Standard Webhooks secret (whsec_...), or the robot's signing secret for dingtalk / feishu.
+    webhook_secret: SecretStr | None = Field(None, validation_alias="BLUEPRINT_WEBHOOK_SECRET")
+    webhook_format: WebhookFormat = Field("cloudevents", validation_alias="BLUEPRINT_WEBHOOK_FORMAT")
+    # Seconds per webhook attempt; the total budget is also capped by the function's time left.
+    webhook_timeout: float = Field(5.0, gt=0, le=60, validation_alias="BLUEPRINT_WEBHOOK_TIMEOUT")
+    # Plain http:// webhooks to non-loopback hosts are refused unless this is set on purpose.
+    allow_insecure_webhook: bool = Field(False, validation_alias="BLUEPRINT_ALLOW_INSECURE_WEBHOOK")
+    cmq_queue: str | None = Field(None, validation_alias="BLUEPRINT_CMQ_QUEUE", min_length=1, max_length=64)
+    cmq_topic: str | None = Field(None, validation_alias="BLUEPRINT_CMQ_TOPIC", min_length=1, max_length=64)
+    next_function: Annotated[NextFunction | None, BeforeValidator(_next_function)] = Field(
+        None, validation_alias="BLUEPRINT_NEXT_FUNCTION"
+    )
+    # HTTP authentication: bearer tokens (several for rotation), or signed requests, or none on purpose.
+    http_auth: HttpAuth = Field("token", validation_alias="BLUEPRINT_HTTP_AUTH")
+    http_tokens: SecretList = Field((), validation_alias="BLUEPRINT_HTTP_TOKEN")
+    http_secrets: SecretList = Field((), validation_alias="BLUEPRINT_HTTP_SECRET")
+    # Authorization: which instances any trigger may image.
+    allowed_instances: CommaList = Field((), validation_alias="BLUEPRINT_ALLOWED_INSTANCES")
+    allowed_tags: TagPairs = Field((), validation_alias="BLUEPRINT_ALLOWED_TAGS")
+    # Defaults for job fields.
+    force_power_off: bool = Field(True, validation_alias="BLUEPRINT_FORCE_POWER_OFF")
+    keep: int | None = Field(None, ge=1, le=500, validation_alias="BLUEPRINT_KEEP")
+    max_instances: int = Field(50, ge=1, le=10_000, validation_alias="BLUEPRINT_MAX_INSTANCES")
+    job: str | None = Field(None, validation_alias="BLUEPRINT_JOB")
+    # Cloud API pacing (per account, per second) and parallelism; the documented limits by default.
+    create_rate: float = Field(20.0, gt=0, le=20, validation_alias="BLUEPRINT_CREATE_RATE")
+    describe_rate: float = Field(10.0, gt=0, le=10, validation_alias="BLUEPRINT_DESCRIBE_RATE")
+    concurrency: int = Field(8, ge=1, le=64, validation_alias="BLUEPRINT_CONCURRENCY")
+    # Above this many instances a run fans out to one async invocation per instance.
+    dispatch_threshold: int = Field(100, ge=1, validation_alias="BLUEPRINT_DISPATCH_THRESHOLD")
+    # Seconds kept free before the function's time limit for delivering results.
+    time_margin: float = Field(3.0, ge=0, le=60, validation_alias="BLUEPRINT_TIME_MARGIN")
+    # Time limit assumed when the context does not say (local runs, some chained calls).
+    default_time_limit: float = Field(60.0, gt=0, le=86_400, validation_alias="BLUEPRINT_DEFAULT_TIME_LIMIT")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", validation_alias="BLUEPRINT_LOG_LEVEL")
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Settings:
+        if self.webhook_url and not self._webhook_transport_ok():
+            raise ValueError("BLUEPRINT_WEBHOOK_URL: https is required (http only on loopback, "
+                             "or with BLUEPRINT_ALLOW_INSECURE_WEBHOOK=true)")
+        if self.http_auth == "hmac" and not self.http_secrets:
+            raise ValueError("BLUEPRINT_HTTP_SECRET: required when BLUEPRINT_HTTP_AUTH=hmac")
+        return self
+
+    def _webhook_transport_ok(self) -> bool:
+        url = self.webhook_url or ""
+        return url.startswith("https://") or is_loopback_url(url) or self.allow_insecure_webhook
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Build Settings from environment variables; empty values count as unset.
+
+    Raises:
+        ConfigError: a variable has a bad value; the message names it (never its value).
+    """
+    values = {key: value for key, value in env.items() if value != ""}
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as err:
+        raise ConfigError(_describe(err)) from None
+
+
+def _describe(err: ValidationError) -> str:
+    problems = []
+    for item in err.errors(include_input=False, include_url=False):
+        name = ".".join(str(part) for part in item["loc"]) or ""
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{name}: {message}" if name else message)
+    return "bad configuration: " + "; ".join(problems)
