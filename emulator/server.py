@@ -68,10 +68,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         request = self._read()
         app = self.server.app
-        if request.path.startswith(CONTROL_PREFIX):
-            reply = app.handle_control(request)
-        else:
-            reply = app.handle_api(request)
+        control = request.path.startswith(CONTROL_PREFIX)
+        reply = app.handle_control(request) if control else app.handle_api(request)
         if reply.drop:
             self.close_connection = True  # the socket closes with nothing written
             return

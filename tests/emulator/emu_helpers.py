@@ -31,9 +31,7 @@ def profile(emu: Emulator, method: str = "POST") -> ClientProfile:
     )
 
 
-def lighthouse(
-    emu: Emulator, region: str = "ap-guangzhou", *, token: str | None = None, method: str = "POST"
-) -> Any:
+def lighthouse(emu: Emulator, region: str = "ap-guangzhou", *, token: str | None = None, method: str = "POST") -> Any:
     """A real LighthouseClient."""
     cred = credential.Credential(SECRET_ID, SECRET_KEY, token)
     return lighthouse_client.LighthouseClient(cred, region, profile(emu, method))
@@ -66,9 +64,7 @@ def signed_post(
     stamp = int(time.time()) if timestamp is None else timestamp
     body = json.dumps(params).encode()
     headers = {"content-type": "application/json", "host": emu.endpoint}
-    canonical = canonical_request(
-        "POST", "", headers, ("content-type", "host"), hashlib.sha256(body).hexdigest()
-    )
+    canonical = canonical_request("POST", "", headers, ("content-type", "host"), hashlib.sha256(body).hexdigest())
     sig = signature(key, service, stamp, canonical)
     send = {
         "Content-Type": "application/json",

@@ -220,9 +220,7 @@ def test_describe_instances_filters_and_shape(lh: Any) -> None:
     assert ids([{"Name": "tag:backup", "Values": ["daily"]}]) == ["lhins-db000001", WEB]
     assert ids([{"Name": "instance-state", "Values": ["STOPPED"]}]) == ["lhins-stop0001"]
     assert ids([{"Name": "instance-name", "Values": ["web-1"]}]) == [WEB]
-    assert ids(
-        [{"Name": "zone", "Values": ["ap-guangzhou-3"]}, {"Name": "tag-value", "Values": ["prod"]}]
-    ) == [WEB]
+    assert ids([{"Name": "zone", "Values": ["ap-guangzhou-3"]}, {"Name": "tag-value", "Values": ["prod"]}]) == [WEB]
     ins = instance(lh)
     assert ins.InstanceName == "web-1" and ins.Zone == "ap-guangzhou-3" and ins.CPU == 2
     assert ins.CreatedTime.endswith("Z") and ins.BlueprintId and ins.OsName and ins.PlatformType
@@ -265,9 +263,7 @@ def test_describe_regions(lh: Any) -> None:
 
 
 def test_python_api_views(emu: Emulator) -> None:
-    added = emu.lighthouse.add_instance(
-        "lhins-new00001", Region="ap-beijing", Tags=[{"Key": "a", "Value": "b"}]
-    )
+    added = emu.lighthouse.add_instance("lhins-new00001", Region="ap-beijing", Tags=[{"Key": "a", "Value": "b"}])
     assert added["Region"] == "ap-beijing" and added["InstanceName"] == "lhins-new00001"
     assert [i["InstanceId"] for i in emu.lighthouse.instances("ap-beijing")] == ["lhins-new00001"]
     emu.lighthouse.set_instance_tags("lhins-new00001", [{"Key": "x", "Value": "y"}])
