@@ -124,14 +124,11 @@ def read_credentials(env: Mapping[str, str]) -> Credentials:
 
 def http_profile(endpoint: str | None, service: str, timeout: int) -> HttpProfile:
     """The SDK profile for a service: the real endpoint, or BLUEPRINT_API_ENDPOINT for every service."""
-    profile = HttpProfile(reqTimeout=timeout)
     if endpoint:
         parts = urlsplit(endpoint)
-        profile.protocol = parts.scheme or "https"
-        profile.endpoint = parts.netloc or parts.path
-    else:
-        profile.endpoint = f"{service}.tencentcloudapi.com"
-    return profile
+        # The SDK derives its scheme from `protocol` in the constructor only.
+        return HttpProfile(protocol=parts.scheme or "https", endpoint=parts.netloc or parts.path, reqTimeout=timeout)
+    return HttpProfile(endpoint=f"{service}.tencentcloudapi.com", reqTimeout=timeout)
 
 
 T = TypeVar("T")

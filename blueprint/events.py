@@ -40,7 +40,7 @@ __all__ = [
     "InvokeEvent",
     "Job",
     "QueueEvent",
-    "Selector",
+    "InstanceSelector",
     "Tag",
     "TimerEvent",
     "Trigger",
@@ -60,8 +60,8 @@ MAX_USER_TAGS = 10 - MANAGED_TAG_COUNT
 NAME_FIELDS = frozenset({"InstanceId", "InstanceName", "Date", "Time"})
 MAX_JSON_DEPTH = 32
 
-InstanceId = Annotated[str, StringConstraints(pattern=INSTANCE_ID_PATTERN)]
-Region = Annotated[str, StringConstraints(pattern=REGION_PATTERN, max_length=40)]
+InstanceIdStr = Annotated[str, StringConstraints(pattern=INSTANCE_ID_PATTERN)]
+RegionStr = Annotated[str, StringConstraints(pattern=REGION_PATTERN, max_length=40)]
 
 
 def _printable(value: str) -> str:
@@ -93,7 +93,7 @@ def _user_tag(tag: Tag) -> Tag:
 UserTag = Annotated[Tag, AfterValidator(_user_tag)]
 
 
-class Selector(_Model):
+class InstanceSelector(_Model):
     """Every instance carrying all these tags in these regions (`["*"]`: every region)."""
 
     Regions: Annotated[list[Annotated[str, StringConstraints(pattern=r"^\*$|" + REGION_PATTERN)]],
@@ -104,8 +104,8 @@ class Selector(_Model):
 class InstanceRef(_Model):
     """One instance and its region."""
 
-    Region: Region
-    InstanceId: InstanceId
+    Region: RegionStr
+    InstanceId: InstanceIdStr
 
 
 def _check_name_template(value: str) -> str:
@@ -135,12 +135,12 @@ def _split_ref(value: object) -> object:
 class Job(_Model):
     """What to image and how (CONTRACT §3). A CreateBlueprint request is a valid job."""
 
-    InstanceId: InstanceId | None = None
+    InstanceId: InstanceIdStr | None = None
     InstanceIds: Annotated[
         list[Annotated[str, StringConstraints(max_length=60)]] | None, Field(min_length=1, max_length=100)
     ] = None
-    Selector: Selector | None = None
-    Region: Region | None = None
+    Selector: InstanceSelector | None = None
+    Region: RegionStr | None = None
     BlueprintName: Annotated[str | None, StringConstraints(min_length=1, max_length=60),
                              AfterValidator(lambda v: v if v is None else _check_name_template(_printable(v)))] = None
     Description: Text60 | None = None

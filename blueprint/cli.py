@@ -1,0 +1,117 @@
+"""`python -m blueprint invoke EVENT_FILE [--emulate]` and friends (CONTRACT §7)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+__all__ = ["main"]
+
+
+def _context(env: Mapping[str, str]) -> dict[str, Any]:
+    """A context like SCF's, for a local run."""
+    return {"request_id": str(uuid.uuid4()), "function_name": env.get("SCF_FUNCTIONNAME", "lighthouse-blueprint"),
+            "namespace": "default", "function_version": "$LATEST", "time_limit_in_ms": 60_000,
+            "memory_limit_in_mb": 128, "tencentcloud_region": env.get("TENCENTCLOUD_REGION", "ap-guangzhou")}
+
+
+def _print(title: str, value: Any) -> None:
+    sys.stdout.write(f"--- {title}\n")
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode("utf-8", "replace")
+
+
+def invoke(event_file: str, *, emulate: bool) -> int:
+    """Run the handler once on an event file; print its answer and what it sent."""
+    try:
+        event = orjson.loads(Path(event_file).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as err:
+        sys.stderr.write(f"cannot read event file {event_file}: {err}\n")
+        return 2
+    if not emulate:
+        return _invoke_real(event)
+    from blueprint.localrun import emulated  # noqa: PLC0415 (dev-only path)
+
+    with emulated(os.environ) as (emu, receiver, env):
+        code = _run(event, env, register=emu)
+        emu.scf.wait_idle(timeout=30)
+        _print("delivered to the webhook", [_decode(r["body"]) for r in receiver.accepted()])
+        _print("cloud API calls", [{"Action": c.action, "Region": c.region, "Error": c.error} for c in emu.calls])
+        _print("images in the emulator", [{k: b.get(k) for k in ("BlueprintId", "BlueprintName", "BlueprintState",
+                                                                  "Region")} for b in emu.lighthouse.blueprints()])
+    return code
+
+
+def _run(event: Any, env: Mapping[str, str], *, register: Any = None) -> int:
+    from blueprint.app import build_app  # noqa: PLC0415 (keeps `--help` fast)
+    from blueprint.errors import BlueprintError  # noqa: PLC0415
+
+    try:
+        app = build_app(env)
+    except BlueprintError as err:
+        sys.stderr.write(f"configuration error: {err.message}\n")
+        return 2
+    context = _context(env)
+    if register is not None:
+        register.scf.register(context["function_name"], app.handle)
+    try:
+        answer = app.handle(event, context)
+    except BlueprintError as err:
+        _print("the handler raised (SCF would retry an async call)", {"Error": err.as_dict()})
+        return 1
+    _print("handler returned", answer)
+    return 0
+
+
+def _invoke_real(event: Any) -> int:
+    from blueprint.cloud import read_credentials  # noqa: PLC0415
+    from blueprint.errors import ConfigError  # noqa: PLC0415
+
+    try:
+        read_credentials(os.environ)
+    except ConfigError as err:
+        sys.stderr.write(f"{err.message}\n(or add --emulate to run against the local emulator)\n")
+        return 2
+    return _run(event, os.environ)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m blueprint", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    inv = sub.add_parser("invoke", help="run the handler once on an event file")
+    inv.add_argument("event_file")
+    inv.add_argument("--emulate", action="store_true", help="use the embedded emulator and a local webhook receiver")
+    serve = sub.add_parser("serve", help="serve the HTTP API on loopback")
+    serve.add_argument("--emulate", action="store_true")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    pkg = sub.add_parser("package", help="build the deployment zip")
+    pkg.add_argument("--output", default="dist/blueprint-fn.zip")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m blueprint`."""
+    args = _parser().parse_args(argv)
+    if args.command == "invoke":
+        return invoke(args.event_file, emulate=args.emulate)
+    if args.command == "serve":
+        from blueprint.devserver import serve  # noqa: PLC0415
+
+        return serve(host=args.host, port=args.port, emulate=args.emulate)
+    from blueprint.packaging import build  # noqa: PLC0415
+
+    return build(args.output)

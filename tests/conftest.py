@@ -1,0 +1,128 @@
+"""Shared fixtures: the emulator (real SDK over HTTP), a webhook receiver, and apps wired to both.
+
+Tests never sleep for real: `EmuClock.sleep` moves a virtual offset and the emulator's clock together, so
+a 30-second image completes instantly while deadlines still see the time pass.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from blueprint import logs
+from blueprint.app import App, build_app
+from blueprint.localrun import LOCAL_TOKEN, Receiver
+from blueprint.retry import Clock
+from emulator import SECRET_ID, SECRET_KEY, Emulator
+
+
+class EmuClock(Clock):
+    """Real time plus a virtual offset; sleeping advances the offset and the emulator's clock."""
+
+    def __init__(self, emu: Emulator | None = None) -> None:
+        self.emu = emu
+        self.offset = 0.0
+        self.slept: list[float] = []
+        self._lock = threading.Lock()
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+    def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        with self._lock:
+            self.offset += seconds
+            self.slept.append(seconds)
+        if self.emu is not None:
+            self.emu.advance(seconds)
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    with Emulator(image_seconds=30.0) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    rec = Receiver().start()
+    yield rec
+    rec.stop()
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    logs.set_stream(stream)
+    yield stream
+    logs.set_stream(None)
+
+
+def base_env(emu: Emulator, receiver: Receiver | None) -> dict[str, str]:
+    env = {
+        "TENCENTCLOUD_SECRETID": SECRET_ID,
+        "TENCENTCLOUD_SECRETKEY": SECRET_KEY,
+        "TENCENTCLOUD_SESSIONTOKEN": "emulator-session-token",
+        "TENCENTCLOUD_REGION": "ap-guangzhou",
+        "BLUEPRINT_API_ENDPOINT": emu.url,
+        "BLUEPRINT_HTTP_TOKEN": LOCAL_TOKEN,
+    }
+    if receiver is not None:
+        env["BLUEPRINT_WEBHOOK_URL"] = receiver.url
+    return env
+
+
+@pytest.fixture
+def make_app(emu: Emulator, receiver: Receiver, log_stream: io.StringIO) -> Callable[..., App]:
+    """`make_app(**env)`: an App on the emulator and receiver; `None` values remove a variable."""
+
+    def factory(*, clock: Clock | None = None, **overrides: str | None) -> App:
+        env: dict[str, str] = base_env(emu, receiver)
+        for key, value in overrides.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        return build_app(env, clock=clock or EmuClock(emu))
+
+    return factory
+
+
+def context(**overrides: Any) -> dict[str, Any]:
+    """An SCF-like context."""
+    return {"request_id": str(uuid.uuid4()), "function_name": "lighthouse-blueprint", "namespace": "default",
+            "function_version": "$LATEST", "time_limit_in_ms": 900_000, "memory_limit_in_mb": 128,
+            "tencentcloud_region": "ap-guangzhou", **overrides}
+
+
+def timer_event(job: dict[str, Any] | None, *, time_: str = "2026-11-27T03:00:00Z", name: str = "daily") -> dict[str, Any]:
+    return {"Type": "Timer", "TriggerName": name, "Time": time_, "Message": orjson.dumps(job).decode() if job else ""}
+
+
+def http_event(method: str = "POST", path: str = "/release/blueprints", body: Any = None, *,
+               token: str | None = LOCAL_TOKEN, headers: dict[str, str] | None = None, apigw: bool = True) -> dict[str, Any]:
+    hdrs = {"Content-Type": "application/json", **(headers or {})}
+    if token is not None:
+        hdrs["Authorization"] = f"Bearer {token}"
+    raw = body if isinstance(body, str) else ("" if body is None else orjson.dumps(body).decode())
+    event: dict[str, Any] = {"httpMethod": method, "path": path, "headers": hdrs, "body": raw,
+                             "isBase64Encoded": False, "queryString": {}}
+    if apigw:
+        event["requestContext"] = {"requestId": str(uuid.uuid4()), "stage": "release", "httpMethod": method,
+                                   "path": path, "sourceIp": "10.0.0.1"}
+    return event
+
+
+def received_events(receiver: Receiver) -> list[dict[str, Any]]:
+    return [orjson.loads(r["body"]) for r in receiver.accepted()]
