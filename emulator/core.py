@@ -219,9 +219,7 @@ class Emulator:
         except Exception:  # a bug here must still look like the cloud's InternalError to the client
             log.exception("emulator failure on %s", pending.action)
             self._record(pending, "InternalError")
-            return _envelope(
-                {"Error": {"Code": "InternalError", "Message": "Internal error."}}, pending.request_id
-            )
+            return _envelope({"Error": {"Code": "InternalError", "Message": "Internal error."}}, pending.request_id)
 
     def _serve(self, request: HttpRequest, pending: _Pending) -> Reply:
         headers = request.headers
@@ -260,9 +258,7 @@ class Emulator:
         if version != service.version:
             raise ApiError("NoSuchVersion", f"The version `{version}` of `{service_name}` does not exist.")
         if pending.action not in service.schemas:
-            raise ApiError(
-                "InvalidAction", f"The action `{pending.action}` of `{service_name}` does not exist."
-            )
+            raise ApiError("InvalidAction", f"The action `{pending.action}` of `{service_name}` does not exist.")
         self._check_region(pending.region)
         if not self.limiter.allow(pending.action):
             raise ApiError("RequestLimitExceeded", f"`{pending.action}` exceeds its request rate limit.")

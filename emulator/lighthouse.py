@@ -275,11 +275,7 @@ class Lighthouse:
             found = [copy.deepcopy(bp) for bp in self._blueprints.values() if bp["Region"] in regions]
             if private_only:
                 return found
-            public = [
-                {**bp, "Region": r, "InstanceId": None}
-                for r in regions
-                for bp in resources.public_blueprints()
-            ]
+            public = [{**bp, "Region": r, "InstanceId": None} for r in regions for bp in resources.public_blueprints()]
             return public + found
 
     def fail_next_image(self, instance_id: str | None = None, times: int = 1) -> None:
@@ -306,9 +302,7 @@ class Lighthouse:
             )
         found = self._instances.get(instance_id)
         if found is None or found["Region"] != region:
-            raise ApiError(
-                "ResourceNotFound.InstanceIdNotFound", f"The instance `{instance_id}` does not exist."
-            )
+            raise ApiError("ResourceNotFound.InstanceIdNotFound", f"The instance `{instance_id}` does not exist.")
         return found
 
     @staticmethod
@@ -373,9 +367,7 @@ class Lighthouse:
                 return True
         return False
 
-    def _finish_image(
-        self, bp_id: str, source: dict[str, Any] | None, ctx: Ctx, failed: bool, restart: bool
-    ) -> None:
+    def _finish_image(self, bp_id: str, source: dict[str, Any] | None, ctx: Ctx, failed: bool, restart: bool) -> None:
         bp = self._blueprints.get(bp_id)
         if bp is not None:
             bp["BlueprintState"] = "CREATEFAILED" if failed else "NORMAL"
@@ -421,9 +413,7 @@ class Lighthouse:
 
     def _check_deletable(self, bp_id: str, region: str, public: set[str]) -> None:
         if bp_id in public:
-            raise ApiError(
-                "UnsupportedOperation.NotSupportSharedBlueprint", f"`{bp_id}` is not a custom image."
-            )
+            raise ApiError("UnsupportedOperation.NotSupportSharedBlueprint", f"`{bp_id}` is not a custom image.")
         bp = self._blueprints.get(bp_id)
         if bp is None or bp["Region"] != region:
             raise ApiError("ResourceNotFound.BlueprintIdNotFound", f"The image `{bp_id}` does not exist.")
@@ -459,9 +449,7 @@ class Lighthouse:
     def _stop_instances(self, params: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
         return self._power(params, ctx, "StopInstances", ("RUNNING", "STOPPING", "STOPPED"))
 
-    def _power(
-        self, params: dict[str, Any], ctx: Ctx, operation: str, states: tuple[str, str, str]
-    ) -> dict[str, Any]:
+    def _power(self, params: dict[str, Any], ctx: Ctx, operation: str, states: tuple[str, str, str]) -> dict[str, Any]:
         """Start or stop instances: all checked first, then all changed (the call is atomic)."""
         ids = params["InstanceIds"]
         _check_id_list(ids, "InstanceIds")
@@ -480,9 +468,7 @@ class Lighthouse:
         rows = []
         for name in params["ResourceNames"]:
             if name not in QUOTA_NAMES:
-                raise ApiError(
-                    "InvalidParameterValue.InvalidResourceQuotaResourceName", f"Unknown resource `{name}`."
-                )
+                raise ApiError("InvalidParameterValue.InvalidResourceQuotaResourceName", f"Unknown resource `{name}`.")
             rows.append(self._quota_row(name, ctx.region))
         return {"GeneralResourceQuotaSet": rows}
 
@@ -512,9 +498,7 @@ def _end_power(item: dict[str, Any], ctx: Ctx, final: str) -> None:
 def _check_create_params(params: Mapping[str, Any]) -> None:
     for field in ("BlueprintName", "Description"):
         if len(params.get(field) or "") > MAX_NAME:
-            raise ApiError(
-                "InvalidParameterValue.TooLong", f"`{field}` is longer than {MAX_NAME} characters."
-            )
+            raise ApiError("InvalidParameterValue.TooLong", f"`{field}` is longer than {MAX_NAME} characters.")
     if len(params.get("Tags") or []) > MAX_TAGS:
         raise ApiError("InvalidParameterValue.LimitExceeded", f"At most {MAX_TAGS} tags are allowed.")
 

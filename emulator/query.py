@@ -23,13 +23,9 @@ def check_ids_or_filters(params: Mapping[str, Any], ids_field: str) -> None:
         ApiError: InvalidParameter.ParameterConflict or InvalidParameterValue.LimitExceeded.
     """
     if ids_field in params and "Filters" in params:
-        raise ApiError(
-            "InvalidParameter.ParameterConflict", f"`{ids_field}` and `Filters` cannot be used together."
-        )
+        raise ApiError("InvalidParameter.ParameterConflict", f"`{ids_field}` and `Filters` cannot be used together.")
     if len(params.get(ids_field, [])) > MAX_IDS:
-        raise ApiError(
-            "InvalidParameterValue.LimitExceeded", f"`{ids_field}` holds more than {MAX_IDS} values."
-        )
+        raise ApiError("InvalidParameterValue.LimitExceeded", f"`{ids_field}` holds more than {MAX_IDS} values.")
 
 
 def check_filters(filters: Sequence[Mapping[str, Any]], getters: Mapping[str, Getter]) -> None:

@@ -107,20 +107,14 @@ class Scf:
             return {"Result": {"FunctionRequestId": record["FunctionRequestId"]}}
         return {"Result": self._run_sync(fn, event, context, record)}
 
-    def _accept(
-        self, params: dict[str, Any], ctx: Ctx
-    ) -> tuple[Handler | None, dict[str, Any], dict[str, Any]]:
+    def _accept(self, params: dict[str, Any], ctx: Ctx) -> tuple[Handler | None, dict[str, Any], dict[str, Any]]:
         kind = params.get("InvocationType", "RequestResponse")
         if kind not in INVOCATION_TYPES:
-            raise ApiError(
-                "InvalidParameterValue", f"`InvocationType` must be one of {', '.join(INVOCATION_TYPES)}."
-            )
+            raise ApiError("InvalidParameterValue", f"`InvocationType` must be one of {', '.join(INVOCATION_TYPES)}.")
         namespace = params.get("Namespace", "default")
         key = (namespace, params["FunctionName"])
         if key not in self._functions:
-            raise ApiError(
-                "ResourceNotFound.Function", f"The function `{params['FunctionName']}` does not exist."
-            )
+            raise ApiError("ResourceNotFound.Function", f"The function `{params['FunctionName']}` does not exist.")
         raw = params.get("ClientContext")
         event = _parse_context(raw, kind)
         record = {
@@ -212,9 +206,7 @@ def _parse_context(raw: str | None, kind: str) -> dict[str, Any]:
         return {}
     limit = MAX_EVENT_CONTEXT if kind == "Event" else MAX_SYNC_CONTEXT
     if len(raw.encode("utf-8")) > limit:
-        raise ApiError(
-            "InvalidParameterValue.ClientContext", f"`ClientContext` is larger than {limit} bytes."
-        )
+        raise ApiError("InvalidParameterValue.ClientContext", f"`ClientContext` is larger than {limit} bytes.")
     try:
         event = json.loads(raw)
     except ValueError:

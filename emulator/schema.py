@@ -121,9 +121,7 @@ def validate(
     for name, (kind, required) in schema.items():
         if name not in params or params[name] is None:
             if required:
-                raise ApiError(
-                    "MissingParameter", f"The request is missing a required parameter `{prefix}{name}`."
-                )
+                raise ApiError("MissingParameter", f"The request is missing a required parameter `{prefix}{name}`.")
             continue
         result[name] = _field(prefix + name, kind, params[name], from_query)
     return result

@@ -84,9 +84,7 @@ def parse_authorization(value: str | None) -> Authorization:
         raise ApiError("AuthFailure.InvalidAuthorization", "Credential scope is malformed.")
     signed = tuple(match["signed"].lower().split(";"))
     if "content-type" not in signed or "host" not in signed:
-        raise ApiError(
-            "AuthFailure.InvalidAuthorization", "SignedHeaders must include content-type and host."
-        )
+        raise ApiError("AuthFailure.InvalidAuthorization", "SignedHeaders must include content-type and host.")
     return Authorization(parts[0], parts[1], parts[2], signed, match["sig"].lower())
 
 

@@ -28,9 +28,7 @@ def _msg_id() -> str:
 
 def _check_size(content: str) -> None:
     if len(content.encode("utf-8")) > MAX_MESSAGE_BYTES:
-        raise ApiError(
-            "FailedOperation.MaxMessageSizeError", f"The message is larger than {MAX_MESSAGE_BYTES} bytes."
-        )
+        raise ApiError("FailedOperation.MaxMessageSizeError", f"The message is larger than {MAX_MESSAGE_BYTES} bytes.")
 
 
 class Tdmq:
@@ -118,9 +116,7 @@ class Tdmq:
             raise ApiError("ResourceNotFound", f"The topic `{params['TopicName']}` does not exist.")
         tags = params.get("MsgTag") or []
         if any(len(tag) > MAX_TAG_CHARS for tag in tags):
-            raise ApiError(
-                "InvalidParameterValue", f"Each `MsgTag` can hold at most {MAX_TAG_CHARS} characters."
-            )
+            raise ApiError("InvalidParameterValue", f"Each `MsgTag` can hold at most {MAX_TAG_CHARS} characters.")
         _check_size(params["MsgContent"])
         msg_id = _msg_id()
         messages.append(
