@@ -21,7 +21,7 @@ import requests
 
 from blueprint import logs
 from blueprint.cloud import ClientCache, read_credentials
-from blueprint.errors import BadRequest, BlueprintError, ConfigError, DeliveryError
+from blueprint.errors import BadRequest, BlueprintError, ConfigError, DeliveryError, RecordsFailed
 from blueprint.events import (
     ApiGatewayEvent,
     ChainedCall,
@@ -186,7 +186,7 @@ class App:
 
     def _queue(self, event: QueueEvent, inv: Invocation) -> dict[str, Any]:
         answers: list[Any] = []
-        failed: BlueprintError | None = None
+        failed: list[BlueprintError] = []
         for record in event.Records:
             try:
                 job = parse_job(parse_json(record.body, what="record body"), what="record job")
@@ -196,10 +196,10 @@ class App:
             except BlueprintError as err:
                 logs.log("ERROR", "queue record failed", error=err.message, code=err.code, message_id=record.message_id)
                 answers.append({"Error": err.as_dict()})
-                failed = failed or err
-        if failed is not None:
+                failed.append(err)
+        if failed:
             # Raise so the platform retries the batch (idempotency skips what was done) or dead-letters it.
-            raise failed
+            raise RecordsFailed(f"{len(failed)} of {len(event.Records)} record(s) failed; first: {failed[0].message}")
         return {"Records": answers, "RequestId": inv.request_id}
 
     def _async_run(self, job: Job, trigger: TriggerInfo, key: str, inv: Invocation) -> dict[str, Any]:

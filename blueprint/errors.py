@@ -24,6 +24,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "QuotaExceeded",
+    "RecordsFailed",
     "Throttled",
     "Unauthorized",
     "UnsupportedMediaType",
@@ -118,6 +119,14 @@ class DeliveryError(BlueprintError):
     status = 502
     retryable = True
     code = "FailedOperation.DeliveryFailed"
+
+
+class RecordsFailed(BlueprintError):
+    """Some records of a queue batch failed: raised so the platform retries (or dead-letters) the batch."""
+
+    status = 502
+    retryable = True
+    code = "FailedOperation.QueueRecords"
 
 
 class CloudError(BlueprintError):

@@ -1,0 +1,194 @@
+"""Each trigger end to end: the real SDK against the emulator, one image, one delivered message."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import orjson
+import pytest
+
+from blueprint.errors import BlueprintError, CloudUnavailable, DeliveryError
+from tests.conftest import context, http_event, received_events, timer_event
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+def load(name: str) -> dict:
+    return orjson.loads((EVENTS / name).read_bytes())
+
+
+def creates(emu) -> list[dict]:
+    return [c.params for c in emu.calls_of("CreateBlueprint") if c.error is None]
+
+
+def test_timer_creates_one_image_and_delivers_one_message(make_app, emu, receiver) -> None:
+    app = make_app()
+    answer = app.handle(load("timer.json"), context())
+
+    (params,) = creates(emu)
+    assert params["InstanceId"] == "lhins-web00001"
+    assert params["BlueprintName"] == "lhins-web00001-20261127-030000"
+    assert params["ForcePowerOff"] is True
+    assert {"Key": "backup", "Value": "daily"} in params["Tags"]
+    (event,) = received_events(receiver)
+    assert event["type"] == "com.tencentcloud.lighthouse.blueprint.created"
+    assert event["subject"] == "lhins-web00001"
+    assert event["data"]["BlueprintId"] == answer["Results"][0]["BlueprintId"]
+    assert event["data"]["Trigger"] == {"Type": "timer", "Name": "daily-image", "Time": "2026-11-27T03:00:00Z"}
+    assert receiver.accepted()[0]["headers"]["Content-Type"] == "application/cloudevents+json"
+
+
+def test_force_power_off_false_is_passed_through(make_app, emu, receiver) -> None:
+    make_app().handle(timer_event({"InstanceId": "lhins-web00001", "ForcePowerOff": False}), context())
+    assert creates(emu)[0]["ForcePowerOff"] is False
+    assert received_events(receiver)[0]["data"]["ForcePowerOff"] is False
+    # The instance keeps running while a live image is made.
+    assert emu.lighthouse.instances()[0]["InstanceState"] == "RUNNING"
+
+
+def test_force_power_off_default_from_settings(make_app, emu) -> None:
+    make_app(BLUEPRINT_FORCE_POWER_OFF="FALSE").handle(timer_event({"InstanceId": "lhins-web00001"}), context())
+    assert creates(emu)[0]["ForcePowerOff"] is False
+
+
+def test_empty_timer_message_uses_blueprint_job(make_app, emu) -> None:
+    app = make_app(BLUEPRINT_JOB='{"InstanceId": "lhins-db000001", "Description": "nightly"}')
+    app.handle(load("timer-empty-message.json"), context())
+    (params,) = creates(emu)
+    assert params["InstanceId"] == "lhins-db000001"
+    assert params["Description"] == "nightly"
+
+
+def test_timer_without_any_job_is_refused_without_raising(make_app, emu, log_stream) -> None:
+    answer = make_app().handle(load("timer-empty-message.json"), context())
+    assert "BLUEPRINT_JOB" in answer["Error"]["Message"]
+    assert creates(emu) == []
+    assert '"level":"ERROR"' in log_stream.getvalue()
+
+
+def test_timer_with_invalid_job_does_not_raise(make_app, emu) -> None:
+    answer = make_app().handle(timer_event({"InstanceId": "lhins-web00001", "Colour": "red"}), context())
+    assert answer["Error"]["Code"] == "InvalidParameter"
+    assert "Colour" in answer["Error"]["Message"]
+    assert creates(emu) == []
+
+
+def test_api_gateway_event(make_app, emu, receiver) -> None:
+    response = make_app().handle(load("apigw-post.json"), context())
+    assert response["statusCode"] == 202
+    assert response["headers"] == {"Content-Type": "application/json"}
+    assert response["isBase64Encoded"] is False
+    body = orjson.loads(response["body"])
+    (params,) = creates(emu)
+    assert body["BlueprintId"] == emu.lighthouse.blueprints()[0]["BlueprintId"]
+    assert params["BlueprintName"] == body["BlueprintName"] == "web-1-before-deploy-" + body["Trigger"]["Time"][:10].replace("-", "")
+    assert params["ForcePowerOff"] is False
+    assert len(received_events(receiver)) == 1
+
+
+def test_function_url_event_with_several_instances(make_app, emu, receiver) -> None:
+    response = make_app().handle(load("function-url-post.json"), context())
+    assert response["statusCode"] == 202
+    body = orjson.loads(response["body"])
+    assert [r["InstanceId"] for r in body] == ["lhins-web00001", "lhins-db000001"]
+    assert len(creates(emu)) == 2
+    types = [e["type"] for e in received_events(receiver)]
+    assert types.count("com.tencentcloud.lighthouse.blueprint.created") == 2
+    assert types[-1] == "com.tencentcloud.lighthouse.blueprint.run.completed"
+
+
+def test_base64_body(make_app, emu) -> None:
+    job = {"InstanceId": "lhins-db000001"}
+    event = http_event(body=None)
+    event["body"] = base64.b64encode(orjson.dumps(job)).decode()
+    event["isBase64Encoded"] = True
+    assert make_app().handle(event, context())["statusCode"] == 202
+    assert creates(emu)[0]["InstanceId"] == "lhins-db000001"
+
+
+def test_cmq_record(make_app, emu, receiver) -> None:
+    answer = make_app().handle(load("cmq-queue.json"), context())
+    assert answer["Records"][0]["Results"][0]["InstanceId"] == "lhins-db000001"
+    assert creates(emu)[0]["InstanceId"] == "lhins-db000001"
+    assert received_events(receiver)[0]["data"]["Trigger"]["Type"] == "queue"
+
+
+def test_ckafka_record_and_redelivery_is_idempotent(make_app, emu) -> None:
+    app = make_app()
+    app.handle(load("ckafka.json"), context())
+    app.handle(load("ckafka.json"), context())
+    assert len(creates(emu)) == 1
+
+
+def test_queue_batch_raises_when_a_record_is_bad_but_runs_the_good_ones(make_app, emu) -> None:
+    event = {"Records": [{"CMQ": {"msgId": "1", "msgBody": '{"InstanceId": "lhins-web00001"}'}},
+                         {"CMQ": {"msgId": "2", "msgBody": "not json"}}]}
+    with pytest.raises(BlueprintError):
+        make_app().handle(event, context())
+    assert len(creates(emu)) == 1
+
+
+def test_direct_invoke_with_a_createblueprint_request(make_app, emu, receiver) -> None:
+    answer = make_app().handle(load("invoke-createblueprint-request.json"), context())
+    assert creates(emu)[0]["BlueprintName"] == "test-blueprint"
+    assert answer["Results"][0]["State"] == "CREATING"
+    assert received_events(receiver)[0]["data"]["Trigger"]["Type"] == "invoke"
+
+
+def test_context_may_be_empty_or_missing_keys(make_app, emu) -> None:
+    app = make_app()
+    app.handle(load("invoke.json"), {})
+    app.handle(timer_event({"InstanceId": "lhins-db000001"}), None)
+    assert len(creates(emu)) == 2
+
+
+def test_webhook_down_makes_a_timer_raise_but_http_answers(make_app, emu, receiver) -> None:
+    app = make_app()
+    receiver.fail_next(100)
+    with pytest.raises(DeliveryError, match="webhook"):
+        app.handle(timer_event({"InstanceId": "lhins-web00001"}), context())
+    response = app.handle(http_event(body={"InstanceId": "lhins-db000001"}), context())
+    assert response["statusCode"] == 202
+    assert response["headers"]["X-Blueprint-Delivery"] == "failed: webhook"
+    assert orjson.loads(response["body"])["DeliveryFailed"] == ["webhook"]
+
+
+def test_timer_retry_after_delivery_failure_makes_no_second_image(make_app, emu, receiver) -> None:
+    app = make_app()
+    event = timer_event({"InstanceId": "lhins-web00001"})
+    receiver.fail_next(100)
+    with pytest.raises(DeliveryError):
+        app.handle(event, context())
+    receiver.fail_next(0)
+    receiver._failures.clear()
+    answer = app.handle(event, context())
+    assert len(creates(emu)) == 1
+    assert answer["Results"][0]["BlueprintId"] == emu.lighthouse.blueprints()[0]["BlueprintId"]
+    assert received_events(receiver)[-1]["type"].endswith(".skipped")
+
+
+def test_cloud_unreachable_raises_for_timer(make_app, emu) -> None:
+    app = make_app(BLUEPRINT_API_ENDPOINT="http://127.0.0.1:9")
+    with pytest.raises(CloudUnavailable):
+        app.handle(timer_event({"InstanceId": "lhins-web00001"}), context(time_limit_in_ms=20_000))
+
+
+def test_missing_credentials_is_a_clear_config_error(make_app) -> None:
+    app = make_app(TENCENTCLOUD_SECRETID=None, TENCENTCLOUD_SECRETKEY=None)
+    with pytest.raises(BlueprintError, match="credentials"):
+        app.handle(timer_event({"InstanceId": "lhins-web00001"}), context())
+    response = app.handle(http_event(body={"InstanceId": "lhins-web00001"}), context())
+    assert response["statusCode"] == 500
+    assert "credentials" in orjson.loads(response["body"])["Error"]["Message"]
+
+
+def test_credentials_are_reread_when_they_rotate(make_app, emu) -> None:
+    env_app = make_app()
+    env_app.handle(timer_event({"InstanceId": "lhins-web00001"}, name="a"), context())
+    first = {c.params.get("InstanceId") for c in emu.calls_of("CreateBlueprint")}
+    rotated = dict(env_app.env, TENCENTCLOUD_SESSIONTOKEN="rotated-token")
+    env_app.env = rotated
+    env_app.handle(timer_event({"InstanceId": "lhins-db000001"}, name="b"), context())
+    assert first == {"lhins-web00001"}
+    assert len(creates(emu)) == 2
