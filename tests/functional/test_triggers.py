@@ -82,7 +82,8 @@ def test_api_gateway_event(make_app, emu, receiver) -> None:
     body = orjson.loads(response["body"])
     (params,) = creates(emu)
     assert body["BlueprintId"] == emu.lighthouse.blueprints()[0]["BlueprintId"]
-    assert params["BlueprintName"] == body["BlueprintName"] == "web-1-before-deploy-" + body["Trigger"]["Time"][:10].replace("-", "")
+    day = body["Trigger"]["Time"][:10].replace("-", "")
+    assert params["BlueprintName"] == body["BlueprintName"] == f"web-1-before-deploy-{day}"
     assert params["ForcePowerOff"] is False
     assert len(received_events(receiver)) == 1
 
