@@ -11,7 +11,8 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentClo
 from tencentcloud.scf.v20180416 import models, scf_client
 
 from blueprint.cloud import ClientCache, translate
-from blueprint.retry import Deadline, RateLimiter, RetryPolicy
+from blueprint.errors import PayloadTooLarge
+from blueprint.retry import Clock, Deadline, RateLimiter, RetryPolicy, SystemClock
 
 __all__ = ["ASYNC_EVENT_LIMIT", "FunctionRef", "Functions"]
 
@@ -32,9 +33,10 @@ class FunctionRef:
 class Functions:
     """SCF Invoke with InvocationType=Event, paced at the documented 100/s and retried on our terms."""
 
-    def __init__(self, clients: ClientCache, *, retry: RetryPolicy | None = None) -> None:
+    def __init__(self, clients: ClientCache, *, retry: RetryPolicy | None = None, clock: Clock | None = None) -> None:
         self._clients = clients
-        self._limit = RateLimiter(100.0)
+        # The clock the pacing waits on: the app's (virtual in tests), so nothing sleeps for real there.
+        self._limit = RateLimiter(100.0, clock=clock or SystemClock())
         self._retry = retry or RetryPolicy(attempts=3)
 
     def invoke_async(self, fn: FunctionRef, payload: str, *, deadline: Deadline,
@@ -42,8 +44,14 @@ class Functions:
         """Queue one async invocation; returns the callee's request id.
 
         Raises:
+            PayloadTooLarge: the payload is over SCF's 128 KB limit for async events.
             BlueprintError: the cloud refused the call (translated), after retries where they help.
         """
+        size = len(payload.encode())
+        if size > ASYNC_EVENT_LIMIT:
+            raise PayloadTooLarge(f"an async event of {size} bytes is over SCF's limit of {ASYNC_EVENT_LIMIT}",
+                                  code="InvalidParameterValue.ClientContext")
+
         def attempt() -> str:
             self._limit.acquire(deadline)
             req = models.InvokeRequest()

@@ -12,14 +12,22 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from blueprint import logs
 from blueprint.errors import BlueprintError
 from blueprint.events import TriggerInfo
 
-__all__ = ["EVENT_PREFIX", "Outcome", "Result", "RunReport", "Source", "cloud_event", "summary_event"]
+__all__ = ["CORRELATION_ATTRIBUTE", "EVENT_PREFIX", "EVENT_TYPES", "Outcome", "Result", "RunReport", "Source",
+           "cloud_event", "summary_event"]
 
 EVENT_PREFIX = "com.tencentcloud.lighthouse.blueprint"
 Outcome = Literal["created", "ready", "failed", "skipped", "pruned"]
+EVENT_TYPES = tuple(f"{EVENT_PREFIX}.{kind}" for kind in ("created", "ready", "failed", "skipped", "pruned",
+                                                         "run.completed"))
+# CloudEvents extension attribute carrying the correlation id of chained calls. Extension names must be
+# lowercase ASCII letters and digits only (CloudEvents 1.0 §3.1.1), so not `correlation_id`.
+CORRELATION_ATTRIBUTE = "correlationid"
 _ID_NAMESPACE = uuid.UUID("6f1c4f7e-3b1a-4c55-9a57-2d1f0f1e5b10")
+MAX_SUMMARY_FAILURES = 100
 
 
 @dataclass(frozen=True)
@@ -138,22 +146,38 @@ def _iso(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def cloud_event(result: Result, source: Source, *, now: datetime | None = None) -> dict[str, Any]:
-    """The CloudEvents 1.0 structured-mode envelope for one result."""
-    return {
+def _envelope(event_id: str, source: Source, event_type: str, subject: str, data: dict[str, Any], *,
+              now: datetime | None, correlation_id: str | None) -> dict[str, Any]:
+    """CloudEvents 1.0 structured mode: required attributes, then optional ones, then extensions."""
+    event: dict[str, Any] = {
         "specversion": "1.0",
-        "id": result.event_id(),
+        "id": event_id,
         "source": source.uri(),
-        "type": result.type,
-        "subject": result.instance_id,
+        "type": event_type,
+        "subject": subject,
         "time": _iso(now or datetime.now(timezone.utc)),
         "datacontenttype": "application/json",
-        "data": result.data(),
     }
+    correlation = correlation_id if correlation_id is not None else logs.current("correlation_id")
+    if correlation:
+        event[CORRELATION_ATTRIBUTE] = str(correlation)
+    event["data"] = data
+    return event
 
 
-def summary_event(report: RunReport, source: Source, *, now: datetime | None = None) -> dict[str, Any]:
-    """The `.run.completed` summary of a multi-instance run."""
+def cloud_event(result: Result, source: Source, *, now: datetime | None = None,
+                correlation_id: str | None = None) -> dict[str, Any]:
+    """The CloudEvents 1.0 structured-mode envelope for one result.
+
+    `correlation_id` defaults to the one bound to the current invocation's logs (`logs.bind`).
+    """
+    return _envelope(result.event_id(), source, result.type, result.instance_id, result.data(), now=now,
+                     correlation_id=correlation_id)
+
+
+def summary_event(report: RunReport, source: Source, *, now: datetime | None = None,
+                  correlation_id: str | None = None) -> dict[str, Any]:
+    """The `.run.completed` summary of a multi-instance run (id deterministic per slot)."""
     counts: dict[str, int] = {}
     for result in report.results:
         counts[result.outcome] = counts.get(result.outcome, 0) + 1
@@ -162,17 +186,12 @@ def summary_event(report: RunReport, source: Source, *, now: datetime | None = N
         "Trigger": {"Type": report.trigger.Type, "Name": report.trigger.Name, "Time": _iso(report.trigger.Time)},
         "Matched": report.matched,
         "Counts": counts,
+        # Capped so the summary stays far below every sink's size limit (SCF async events: 128 KB).
         "Failures": [{"InstanceId": r.instance_id, "Region": r.region,
-                      "Error": r.error.as_dict() if r.error else None} for r in failures],
+                      "Error": r.error.as_dict() if r.error else None} for r in failures[:MAX_SUMMARY_FAILURES]],
+        "FailureCount": len(failures),
         "Dispatched": len(report.dispatched),
     }
-    return {
-        "specversion": "1.0",
-        "id": str(uuid.uuid5(_ID_NAMESPACE, f"run.completed|{report.slot_key}")),
-        "source": source.uri(),
-        "type": f"{EVENT_PREFIX}.run.completed",
-        "subject": report.slot_key[:200],
-        "time": _iso(now or datetime.now(timezone.utc)),
-        "datacontenttype": "application/json",
-        "data": data,
-    }
+    return _envelope(str(uuid.uuid5(_ID_NAMESPACE, f"run.completed|{report.slot_key}")), source,
+                     f"{EVENT_PREFIX}.run.completed", report.slot_key[:200], data, now=now,
+                     correlation_id=correlation_id)
