@@ -62,7 +62,7 @@ def run_child(name: str, env: dict[str, str]) -> dict[str, Any]:
         if line.startswith(MARK):
             result = {"wall": time.perf_counter() - started, **json.loads(line[len(MARK):])}
             break
-    rest, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     if result is None or proc.returncode != 0:
         raise RuntimeError(f"{name} child failed (exit {proc.returncode}): {err[-2000:]}")
     return result
