@@ -68,7 +68,7 @@ def test_selector_is_accepted_and_resolved(make_app, emu) -> None:
 
 @pytest.mark.parametrize("token", [None, "wrong", ""])
 def test_missing_or_wrong_token_is_401(make_app, emu, token) -> None:
-    status, answer = call(make_app(), http_event(body=JOB, token=token))
+    status, _ = call(make_app(), http_event(body=JOB, token=token))
     assert status == 401
     assert emu.calls == []
 

@@ -1,0 +1,254 @@
+"""Unit tests of the use case's pure rules, and of the core against a fake Lighthouse port."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from blueprint.errors import BlueprintError, CloudUnavailable, DeadlineExceeded, InstanceBusy, QuotaExceeded, Throttled
+from blueprint.events import TriggerInfo, parse_job
+from blueprint.images import INSTANCE_TAG, SLOT_TAG, ImageMaker, Policy, default_name, plan_prune, render_name
+from blueprint.lighthouse import Created, Image
+from blueprint.retry import Clock, Deadline, RateLimiter, RetryPolicy
+
+T0 = datetime(2026, 11, 27, 3, 0, tzinfo=timezone.utc)
+
+
+class FakeClock(Clock):
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def image(n: int, state: str = "NORMAL", *, slot: str | None = None, instance: str = "lhins-web00001") -> Image:
+    return Image(id=f"lhbp-{n:08d}", name=f"img{n}", state=state, region="ap-guangzhou",
+                 created=T0 + timedelta(days=n),
+                 tags={INSTANCE_TAG: instance, SLOT_TAG: slot or f"slot{n}"})
+
+
+def ids(images) -> list[str]:
+    return sorted(i.id for i in images)
+
+
+def test_default_name_is_deterministic_and_short() -> None:
+    assert default_name("lhins-web00001", T0) == "lhins-web00001-20261127-030000"
+    assert len(default_name("lhins-web00001", T0)) <= 60
+
+
+def test_render_name_trims_the_instance_name_to_fit() -> None:
+    name = render_name("{InstanceName}-{InstanceId}-{Date}", "lhins-web00001", "n" * 80, T0)
+    assert len(name) == 60
+    assert name.endswith("-lhins-web00001-20261127")
+    assert render_name("fixed", "lhins-web00001", "", T0) == "fixed"
+
+
+def test_prune_keeps_the_newest_keep() -> None:
+    images = [image(n) for n in range(5)]
+    assert ids(plan_prune(images, 2)) == ids(images[:3])
+
+
+def test_prune_never_deletes_in_progress_or_the_newest_normal() -> None:
+    images = [image(0), image(1), image(2, "CREATING")]
+    # keep=1 would keep only the CREATING one, but the newest NORMAL (1) must stay too.
+    assert ids(plan_prune(images, 1)) == ids([images[0]])
+    assert plan_prune([image(0, "CREATING"), image(1, "CREATING")], 1) == []
+
+
+def test_prune_removes_slot_duplicates_and_failed_images() -> None:
+    oldest, twin = image(0, slot="s"), image(1, slot="s")
+    failed = image(2, "CREATEFAILED")
+    assert ids(plan_prune([oldest, twin, failed, image(3)], 10)) == ids([twin, failed])
+
+
+class FakeLighthouse:
+    """A fake at the port: keeps images in memory, can fail on cue, counts calls."""
+
+    def __init__(self) -> None:
+        self.images: list[Image] = []
+        self.calls: list[str] = []
+        self.failures: dict[str, list[BlueprintError]] = {}
+        self.lost_answers = 0
+        self.lock = threading.Lock()
+
+    def _maybe_fail(self, action: str) -> None:
+        self.calls.append(action)
+        queue = self.failures.get(action) or []
+        if queue:
+            raise queue.pop(0)
+
+    def create_blueprint(self, region, *, name, instance_id, description, force_power_off, tags, deadline):
+        self._maybe_fail("CreateBlueprint")
+        with self.lock:
+            new = Image(id=f"lhbp-{len(self.images):08d}", name=name, state="CREATING", region=region,
+                        created=T0 + timedelta(seconds=len(self.images)), tags=dict(tags))
+            self.images.append(new)
+        if self.lost_answers:
+            self.lost_answers -= 1
+            raise CloudUnavailable("lost", code="ClientNetworkError")
+        return Created(new.id, "req-1")
+
+    def find_images(self, region, *, deadline, tags=None, tag_key=None, ids=None, name=None):
+        self._maybe_fail("DescribeBlueprints")
+        found = [i for i in self.images if all(i.tags.get(k) == v for k, v in (tags or {}).items())]
+        if tag_key:
+            found = [i for i in found if tag_key in i.tags]
+        if ids:
+            found = [i for i in found if i.id in ids]
+        return found
+
+    def delete_images(self, region, ids, *, deadline):
+        self._maybe_fail("DeleteBlueprints")
+        self.images = [i for i in self.images if i.id not in ids]
+        return "req-del"
+
+    def find_instances(self, region, *, deadline, ids=None, tags=None):
+        return []
+
+    def image_quota(self, region, *, deadline):
+        return 20, 0
+
+    def regions(self, region, *, deadline):
+        return ["ap-guangzhou"]
+
+
+TRIGGER = TriggerInfo(Type="timer", Name="daily", Time=T0)
+
+
+def run(maker: ImageMaker, job: dict, clock: FakeClock, *, seconds: float = 600):
+    parsed = parse_job(job)
+    deadline = Deadline.after(clock, seconds)
+    targets, _ = maker.plan(parsed, "ap-guangzhou", deadline)
+    report, overflow = maker.run(parsed, targets, trigger=TRIGGER, slot_key="timer:daily", deadline=deadline)
+    return report, overflow
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def test_throttling_is_retried_with_backoff(clock) -> None:
+    fake = FakeLighthouse()
+    fake.failures["CreateBlueprint"] = [Throttled("slow down"), Throttled("slow down")]
+    maker = ImageMaker(fake, clock=clock, retry=RetryPolicy(rng=lambda: 1.0))
+    report, _ = run(maker, {"InstanceId": "lhins-web00001"}, clock)
+    assert [r.outcome for r in report.results] == ["created"]
+    assert clock.slept == [0.5, 1.0]
+
+
+def test_lost_answer_is_found_by_slot_and_not_resent(clock) -> None:
+    fake = FakeLighthouse()
+    fake.lost_answers = 1
+    report, _ = run(ImageMaker(fake, clock=clock), {"InstanceId": "lhins-web00001"}, clock)
+    assert fake.calls.count("CreateBlueprint") == 1
+    assert [r.outcome for r in report.results] == ["created"]
+    assert len(fake.images) == 1
+
+
+def test_busy_instance_with_a_twin_made_image_is_skipped(clock) -> None:
+    fake = FakeLighthouse()
+
+    class TwinMakesIt(list):
+        def pop(self, index=-1):
+            self.clear()
+            fake.images.append(Image(id="lhbp-twin0000", name="twin", state="CREATING", region="ap-guangzhou",
+                                     created=T0, tags={INSTANCE_TAG: "lhins-web00001", SLOT_TAG: slot}))
+            return InstanceBusy("busy")
+
+    from blueprint.images import slot_digest
+
+    slot = slot_digest("timer:daily")
+    fake.failures["CreateBlueprint"] = TwinMakesIt([1])
+    report, _ = run(ImageMaker(fake, clock=clock), {"InstanceId": "lhins-web00001"}, clock)
+    assert [(r.outcome, r.reason) for r in report.results] == [("skipped", "made by a concurrent invocation")]
+    assert len(fake.images) == 1
+
+
+def test_non_retryable_error_is_not_retried(clock) -> None:
+    fake = FakeLighthouse()
+    fake.failures["CreateBlueprint"] = [QuotaExceeded("full")]
+    report, _ = run(ImageMaker(fake, clock=clock), {"InstanceId": "lhins-web00001"}, clock)
+    assert report.results[0].outcome == "failed"
+    assert report.results[0].error.code == "LimitExceeded.BlueprintQuotaLimitExceeded"
+    assert fake.calls.count("CreateBlueprint") == 1
+
+
+def test_no_time_left_hands_instances_on(clock) -> None:
+    fake = FakeLighthouse()
+    maker = ImageMaker(fake, clock=clock)
+    report, overflow = run(maker, {"InstanceIds": ["lhins-web00001", "lhins-db000001"]}, clock, seconds=3)
+    assert [t.ref.InstanceId for t in overflow] == ["lhins-web00001", "lhins-db000001"]
+    assert all(isinstance(r.error, DeadlineExceeded) for r in report.results)
+    assert fake.calls.count("CreateBlueprint") == 0
+
+
+def test_max_instances_brake(clock) -> None:
+    maker = ImageMaker(FakeLighthouse(), clock=clock, policy=Policy(max_instances=1))
+    with pytest.raises(BlueprintError, match="2 instances matched, more than MaxInstances=1"):
+        run(maker, {"InstanceIds": ["lhins-web00001", "lhins-db000001"]}, clock)
+
+
+def test_allowlist_refuses_before_any_cloud_write(clock) -> None:
+    fake = FakeLighthouse()
+    maker = ImageMaker(fake, clock=clock, policy=Policy(allowed_instances=frozenset({"lhins-db000001"})))
+    report, _ = run(maker, {"InstanceIds": ["lhins-web00001", "lhins-db000001"]}, clock)
+    outcomes = {r.instance_id: (r.outcome, r.error.code if r.error else None) for r in report.results}
+    assert outcomes == {"lhins-web00001": ("failed", "UnauthorizedOperation.InstanceNotAllowed"),
+                        "lhins-db000001": ("created", None)}
+    assert [i.tags[INSTANCE_TAG] for i in fake.images] == ["lhins-db000001"]
+
+
+def test_rate_limiter_allows_at_most_n_in_any_window(clock) -> None:
+    limiter = RateLimiter(20, clock=clock)
+    stamps = []
+    for _ in range(60):
+        limiter.acquire()
+        stamps.append(clock.now)
+    for i in range(len(stamps) - 20):
+        assert stamps[i + 20] - stamps[i] >= 1.0
+    assert stamps[-1] - stamps[0] < 3.0
+
+
+def test_rate_limiter_respects_the_deadline(clock) -> None:
+    limiter = RateLimiter(1, clock=clock)
+    limiter.acquire()
+    with pytest.raises(DeadlineExceeded):
+        limiter.acquire(Deadline.after(clock, 0.5))
+
+
+def test_retry_lets_the_last_error_through(clock) -> None:
+    policy = RetryPolicy(attempts=3, rng=lambda: 0.0)
+    calls = []
+
+    def always() -> None:
+        calls.append(1)
+        raise CloudUnavailable(f"attempt {len(calls)}")
+
+    with pytest.raises(CloudUnavailable, match="attempt 3"):
+        policy.call(always, deadline=Deadline.after(clock, 100))
+    assert len(calls) == 3
+
+
+def test_retry_stops_when_the_deadline_is_near(clock) -> None:
+    policy = RetryPolicy(attempts=10, rng=lambda: 1.0)
+    calls = []
+
+    def always() -> None:
+        calls.append(1)
+        raise Throttled("again")
+
+    with pytest.raises(Throttled):
+        policy.call(always, deadline=Deadline.after(clock, 4))
+    assert sum(clock.slept) < 4
