@@ -16,17 +16,18 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.lighthouse.v20200324 import lighthouse_client, models
 
 
-def make_client():
-    """A LighthouseClient from SCF's credential variables."""
-    cred = credential.Credential(os.environ["TENCENTCLOUD_SECRETID"], os.environ["TENCENTCLOUD_SECRETKEY"],
-                                 os.environ.get("TENCENTCLOUD_SESSIONTOKEN"))
-    endpoint = os.environ.get("BLUEPRINT_API_ENDPOINT")
+def make_client(env=None):
+    """A LighthouseClient from SCF's credential variables (`env` defaults to os.environ)."""
+    env = os.environ if env is None else env
+    cred = credential.Credential(env["TENCENTCLOUD_SECRETID"], env["TENCENTCLOUD_SECRETKEY"],
+                                 env.get("TENCENTCLOUD_SESSIONTOKEN"))
+    endpoint = env.get("BLUEPRINT_API_ENDPOINT")
     if endpoint:
         parts = urlsplit(endpoint)
         http = HttpProfile(protocol=parts.scheme, endpoint=parts.netloc, reqTimeout=10)
     else:
         http = HttpProfile(endpoint="lighthouse.tencentcloudapi.com", reqTimeout=10)
-    region = os.environ.get("TENCENTCLOUD_REGION", "ap-guangzhou")
+    region = env.get("TENCENTCLOUD_REGION", "ap-guangzhou")
     return lighthouse_client.LighthouseClient(cred, region, ClientProfile(httpProfile=http))
 
 
