@@ -90,7 +90,8 @@ class RateLimiter:
 
     rate: float
     clock: Clock = field(default_factory=SystemClock)
-    window: float = 1.0
+    # A little over one second: requests leave in order but may arrive a few ms apart in another order.
+    window: float = 1.05
     _sent: deque[float] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -100,7 +101,7 @@ class RateLimiter:
         Raises:
             DeadlineExceeded: the slot would come after the deadline.
         """
-        capacity = max(1, int(self.rate * self.window))
+        capacity = max(1, int(self.rate))
         while True:
             with self._lock:
                 now = self.clock.monotonic()
