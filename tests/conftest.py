@@ -106,12 +106,15 @@ def context(**overrides: Any) -> dict[str, Any]:
             "tencentcloud_region": "ap-guangzhou", **overrides}
 
 
-def timer_event(job: dict[str, Any] | None, *, time_: str = "2026-11-27T03:00:00Z", name: str = "daily") -> dict[str, Any]:
-    return {"Type": "Timer", "TriggerName": name, "Time": time_, "Message": orjson.dumps(job).decode() if job else ""}
+def timer_event(job: dict[str, Any] | None, *, time_: str = "2026-11-27T03:00:00Z",
+                name: str = "daily") -> dict[str, Any]:
+    message = orjson.dumps(job).decode() if job else ""
+    return {"Type": "Timer", "TriggerName": name, "Time": time_, "Message": message}
 
 
 def http_event(method: str = "POST", path: str = "/release/blueprints", body: Any = None, *,
-               token: str | None = LOCAL_TOKEN, headers: dict[str, str] | None = None, apigw: bool = True) -> dict[str, Any]:
+               token: str | None = LOCAL_TOKEN, headers: dict[str, str] | None = None,
+               apigw: bool = True) -> dict[str, Any]:
     hdrs = {"Content-Type": "application/json", **(headers or {})}
     if token is not None:
         hdrs["Authorization"] = f"Bearer {token}"
