@@ -1,0 +1,130 @@
+"""deploy/cam-policy.json grants exactly the cloud API actions the code can call, found by reading the code.
+
+The scan follows how the code reaches the SDK (blueprint/*.py, sinks included):
+- a client comes from `<cache>.get("<service>", region, <module>.<Name>Client)`; a variable bound to it is a
+  client of that service, and `client.Action(req)` is a call of `Action`;
+- `getattr(client, action)` calls whatever the string says: every string constant in that module that names
+  a method of the client class counts (that covers `self._call("CreateBlueprint", ...)`, `_pages(...)` and
+  the keys of `LighthouseService._limits`).
+SDK action names map to CAM action names (SCF `Invoke` is `scf:InvokeFunction`).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+
+from blueprint.lighthouse import LighthouseService
+
+ROOT = Path(__file__).resolve().parents[2]
+CAM_NAMES = {("scf", "Invoke"): "scf:InvokeFunction"}
+
+
+def _imported_modules(tree: ast.Module) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                names[alias.asname or alias.name] = alias.name
+    return names
+
+
+def _client_factory(call: ast.Call, modules: dict[str, str]) -> tuple[str, type] | None:
+    """`x.get("lighthouse", region, lighthouse_client.LighthouseClient)` -> ("lighthouse", the class)."""
+    if not (isinstance(call.func, ast.Attribute) and call.func.attr == "get" and len(call.args) == 3):
+        return None
+    service, factory = call.args[0], call.args[2]
+    if not (isinstance(service, ast.Constant) and isinstance(service.value, str)):
+        return None
+    if not (isinstance(factory, ast.Attribute) and factory.attr.endswith("Client")
+            and isinstance(factory.value, ast.Name) and factory.value.id in modules):
+        return None
+    return service.value, getattr(importlib.import_module(modules[factory.value.id]), factory.attr)
+
+
+def sdk_actions(path: Path) -> set[tuple[str, str]]:
+    """(service, SDK action) pairs one module can call."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    modules = _imported_modules(tree)
+    clients: dict[str, tuple[str, type]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            found = _client_factory(node.value, modules)
+            if found:
+                clients.update({t.id: found for t in node.targets if isinstance(t, ast.Name)})
+    actions: set[tuple[str, str]] = set()
+    dynamic: set[tuple[str, type]] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in clients:
+            service, cls = clients[func.value.id]
+            if func.attr[:1].isupper():
+                assert hasattr(cls, func.attr), f"{path.name}: {cls.__name__} has no {func.attr}"
+                actions.add((service, func.attr))
+        elif (isinstance(func, ast.Name) and func.id == "getattr" and node.args
+              and isinstance(node.args[0], ast.Name) and node.args[0].id in clients):
+            dynamic.add(clients[node.args[0].id])
+    constants = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    for service, cls in dynamic:
+        actions.update((service, s) for s in constants if s[:1].isupper() and callable(getattr(cls, s, None))
+                       and s not in dir(object) and not s.startswith("_"))
+    return actions
+
+
+def code_actions() -> set[str]:
+    found: set[tuple[str, str]] = set()
+    for path in sorted((ROOT / "blueprint").rglob("*.py")):
+        found |= sdk_actions(path)
+    return {CAM_NAMES.get(pair, f"{pair[0]}:{pair[1]}") for pair in found}
+
+
+@pytest.fixture(scope="module")
+def policy() -> dict[str, object]:
+    data = json.loads((ROOT / "deploy" / "cam-policy.json").read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def policy_actions(policy: dict[str, object]) -> set[str]:
+    actions: set[str] = set()
+    for statement in policy["statement"]:  # type: ignore[attr-defined]
+        assert statement["effect"] == "allow"
+        listed = statement["action"]
+        actions.update([listed] if isinstance(listed, str) else listed)
+    return actions
+
+
+def test_the_scan_sees_every_kind_of_call() -> None:
+    found = code_actions()
+    # Direct calls (SCF, TDMQ) and getattr dispatch (Lighthouse) are both found.
+    assert {"scf:InvokeFunction", "tdmq:SendCmqMsg", "tdmq:PublishCmqMsg", "lighthouse:CreateBlueprint"} <= found
+    # Every rate-limited Lighthouse action is one the scan found.
+    service = LighthouseService.__new__(LighthouseService)
+    LighthouseService.__init__(service, clients=None)  # type: ignore[arg-type]
+    assert {f"lighthouse:{a}" for a in service._limits} <= found
+
+
+def test_policy_grants_exactly_what_the_code_calls(policy: dict[str, object]) -> None:
+    granted, needed = policy_actions(policy), code_actions()
+    assert not needed - granted, f"missing from the policy: {sorted(needed - granted)}"
+    assert not granted - needed, f"granted but never called: {sorted(granted - needed)}"
+
+
+def test_policy_shape(policy: dict[str, object]) -> None:
+    assert policy["version"] == "2.0"
+    for statement in policy["statement"]:  # type: ignore[attr-defined]
+        assert not any(a.endswith(":*") or a == "*" for a in statement["action"]), "no wildcard actions"
+        resources = statement["resource"]
+        assert resources == ["*"] or all(r.startswith("qcs::") and len(r.split(":")) == 6 for r in resources)
+        if resources == ["*"]:
+            # Only list/describe actions, which CAM does not scope to resources.
+            assert all(a.split(":")[1].startswith("Describe") for a in statement["action"])
