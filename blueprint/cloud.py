@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -32,7 +32,7 @@ from blueprint.errors import (
     QuotaExceeded,
     Throttled,
 )
-from blueprint.logs import redact
+from blueprint.logs import redact, register_secrets
 
 __all__ = ["ERROR_TABLE", "ClientCache", "Credentials", "read_credentials", "translate"]
 
@@ -89,23 +89,29 @@ def translate(err: TencentCloudSDKException, *, action: str) -> CloudError | Bad
     cls = ERROR_TABLE.get(code)
     if cls is None:
         cls = next((c for prefix, c in _PREFIXES if code.startswith(prefix)), CloudRejected)
-    message = redact(str(err.get_message() or code))[:500]
+    message = _printable(redact(str(err.get_message() or code)))[:500]
     if code in ("ClientNetworkError", "ServerNetworkError"):
         message = f"{action}: the cloud API could not be reached or answered badly"
     return cls(f"{action}: {message}" if not message.startswith(action) else message,
                code=code, request_id=err.get_request_id())
 
 
+def _printable(text: str) -> str:
+    return "".join(ch if ch.isprintable() else " " for ch in text)
+
+
 @dataclass(frozen=True)
 class Credentials:
-    """The run role's credentials as read from the environment."""
+    """The run role's credentials as read from the environment (never shown by `repr`/`str`)."""
 
     secret_id: str
-    secret_key: str
-    token: str | None
+    secret_key: str = field(repr=False)
+    token: str | None = field(repr=False)
 
     def __repr__(self) -> str:
         return f"Credentials(secret_id={self.secret_id[:6]}…, secret_key=***, token={'***' if self.token else None})"
+
+    __str__ = __repr__
 
 
 def read_credentials(env: Mapping[str, str]) -> Credentials:
@@ -119,7 +125,10 @@ def read_credentials(env: Mapping[str, str]) -> Credentials:
     if not secret_id or not secret_key:
         raise ConfigError("no cloud credentials: give the function a run role (SCF sets TENCENTCLOUD_SECRETID, "
                           "TENCENTCLOUD_SECRETKEY, TENCENTCLOUD_SESSIONTOKEN), or set them for a local run")
-    return Credentials(secret_id.strip(), secret_key.strip(), env.get("TENCENTCLOUD_SESSIONTOKEN") or None)
+    credentials = Credentials(secret_id.strip(), secret_key.strip(), env.get("TENCENTCLOUD_SESSIONTOKEN") or None)
+    # Read on every invocation (SCF rotates the role's keys), so fresh values are registered as they come.
+    register_secrets([secret_key, credentials.secret_key, credentials.token])
+    return credentials
 
 
 def http_profile(endpoint: str | None, service: str, timeout: int) -> HttpProfile:

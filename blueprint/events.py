@@ -31,16 +31,18 @@ from blueprint.errors import BadRequest
 
 __all__ = [
     "MANAGED_TAG_PREFIX",
+    "MAX_JSON_BYTES",
+    "MAX_JSON_DEPTH",
     "MAX_USER_TAGS",
     "ApiGatewayEvent",
     "ChainedCall",
     "FunctionUrlEvent",
     "HttpRequest",
     "InstanceRef",
+    "InstanceSelector",
     "InvokeEvent",
     "Job",
     "QueueEvent",
-    "InstanceSelector",
     "Tag",
     "TimerEvent",
     "Trigger",
@@ -59,6 +61,10 @@ MANAGED_TAG_COUNT = 2
 MAX_USER_TAGS = 10 - MANAGED_TAG_COUNT
 NAME_FIELDS = frozenset({"InstanceId", "InstanceName", "Date", "Time"})
 MAX_JSON_DEPTH = 32
+# Any JSON document we parse (HTTP body, timer Message, queue record, BLUEPRINT_JOB): a job is a few hundred bytes.
+MAX_JSON_BYTES = 64 * 1024
+# A timer's Message is at most 4 KB on the platform; anything much larger did not come from a timer.
+MAX_MESSAGE_CHARS = 64 * 1024
 
 InstanceIdStr = Annotated[str, StringConstraints(pattern=INSTANCE_ID_PATTERN)]
 RegionStr = Annotated[str, StringConstraints(pattern=REGION_PATTERN, max_length=40)]
@@ -85,7 +91,8 @@ class Tag(_Model):
 
 
 def _user_tag(tag: Tag) -> Tag:
-    if tag.Key.startswith(MANAGED_TAG_PREFIX):
+    # Case-insensitive: a look-alike key must not pass for (or shadow) the function's own tags.
+    if tag.Key.strip().lower().startswith(MANAGED_TAG_PREFIX):
         raise ValueError(f"tag keys starting with {MANAGED_TAG_PREFIX!r} are reserved for this function")
     return tag
 
@@ -93,12 +100,19 @@ def _user_tag(tag: Tag) -> Tag:
 UserTag = Annotated[Tag, AfterValidator(_user_tag)]
 
 
+def _unique_keys(tags: list[Tag]) -> list[Tag]:
+    keys = [t.Key for t in tags]
+    if len(set(keys)) != len(keys):
+        raise ValueError("duplicate tag keys")
+    return tags
+
+
 class InstanceSelector(_Model):
     """Every instance carrying all these tags in these regions (`["*"]`: every region)."""
 
     Regions: Annotated[list[Annotated[str, StringConstraints(pattern=r"^\*$|" + REGION_PATTERN)]],
                        Field(min_length=1, max_length=50)]
-    Tags: Annotated[list[Tag], Field(min_length=1, max_length=10)]
+    Tags: Annotated[list[Tag], Field(min_length=1, max_length=10), AfterValidator(_unique_keys)]
 
 
 class InstanceRef(_Model):
@@ -145,7 +159,7 @@ class Job(_Model):
                              AfterValidator(lambda v: v if v is None else _check_name_template(_printable(v)))] = None
     Description: Text60 | None = None
     ForcePowerOff: bool | None = None
-    Tags: Annotated[list[UserTag], Field(max_length=MAX_USER_TAGS)] = []
+    Tags: Annotated[list[UserTag], Field(max_length=MAX_USER_TAGS), AfterValidator(_unique_keys)] = []
     Keep: Annotated[int | None, Field(ge=1, le=500)] = None
     Wait: bool = False
     DryRun: bool = False
@@ -159,8 +173,12 @@ class Job(_Model):
     def _check_ids(cls, ids: list[str] | None) -> list[str] | None:
         if ids is None:
             return None
-        for ref in ids:
-            _INSTANCE_REF.validate_python(_split_ref(ref) if ":" in ref else {"Region": "ap-x", "InstanceId": ref})
+        for index, ref in enumerate(ids):
+            try:
+                _INSTANCE_REF.validate_python(_split_ref(ref) if ":" in ref else {"Region": "ap-x", "InstanceId": ref})
+            except ValidationError:
+                raise ValueError(f"item {index} is not an instance id (lhins- and 8 of a-z0-9, "
+                                 "optionally region:lhins-...)") from None
         if len(set(ids)) != len(ids):
             raise ValueError("duplicate instance ids")
         return ids
@@ -212,7 +230,8 @@ class TimerEvent(BaseModel):
     Type: Annotated[str, AfterValidator(lambda v: v if v.lower() == "timer" else _raise("Type must be timer"))]
     TriggerName: Annotated[str, StringConstraints(min_length=1, max_length=60)] = "timer"
     Time: UtcTime
-    Message: Annotated[str, BeforeValidator(lambda v: "" if v is None else v)] = ""
+    Message: Annotated[str, BeforeValidator(lambda v: "" if v is None else v),
+                       StringConstraints(max_length=MAX_MESSAGE_CHARS)] = ""
 
 
 def _raise(message: str) -> Any:
@@ -231,16 +250,20 @@ Headers = dict[str, str]
 
 
 def _fold_headers(value: object) -> object:
-    """Lower-case header names; a repeated header (list value) keeps its first value."""
+    """Lower-case header names; a repeated header (list value) keeps its first value.
+
+    Names differing only in case are one header: the first one wins, so a second spelling can never
+    override what was checked. Values that are not scalars (objects, nested lists) are dropped.
+    """
     if value is None:
         return {}
     if not isinstance(value, Mapping):
         return value
     folded: dict[str, str] = {}
     for key, raw in value.items():
-        item = raw[0] if isinstance(raw, list) and raw else raw
+        item = raw[0] if isinstance(raw, list | tuple) and raw else raw
         if isinstance(key, str) and isinstance(item, str | int | float | bool):
-            folded.setdefault(key.lower(), str(item))
+            folded.setdefault(key.strip().lower(), str(item))
     return folded
 
 
@@ -267,7 +290,10 @@ class HttpRequest(BaseModel):
             BadRequest: the body is flagged base64 but is not valid base64.
         """
         if not self.isBase64Encoded:
+            # surrogatepass: a lone surrogate becomes invalid UTF-8 that the JSON parser refuses (400), not a crash.
             return self.body.encode("utf-8", "surrogatepass")
+        if not self.body.isascii():
+            raise BadRequest("isBase64Encoded is true but the body is not valid base64")
         try:
             return base64.b64decode(self.body, validate=True)
         except (binascii.Error, ValueError):
@@ -379,8 +405,10 @@ def parse_json(raw: bytes | str, *, what: str = "body") -> object:
     """Parse JSON with orjson, bounding nesting depth.
 
     Raises:
-        BadRequest: not valid JSON, or nested deeper than MAX_JSON_DEPTH.
+        BadRequest: over MAX_JSON_BYTES, not valid JSON (or not UTF-8), or nested deeper than MAX_JSON_DEPTH.
     """
+    if len(raw) > MAX_JSON_BYTES:
+        raise BadRequest(f"the {what} is over {MAX_JSON_BYTES} bytes", code="InvalidParameterValue.TooLarge")
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as err:
@@ -419,11 +447,21 @@ def parse_job(data: object, *, what: str = "job") -> Job:
         raise BadRequest(describe_error(err, what=what)) from None
 
 
+def _loc_part(part: object) -> str:
+    """One step of an error location, safe to echo: an unknown field's name is the caller's own text."""
+    text = str(part)
+    text = "".join(ch if ch.isprintable() and ch.isascii() else "?" for ch in text[:40])
+    return text + ("..." if len(str(part)) > 40 else "")
+
+
 def describe_error(err: ValidationError, *, what: str = "") -> str:
-    """A short, input-free description of a validation error (never echoes values back)."""
+    """A short, input-free description of a validation error (never echoes values back).
+
+    Field names are echoed (so `Unknown: unknown field` says which), but cut to 40 printable ASCII characters.
+    """
     parts = []
     for item in err.errors(include_input=False, include_url=False, include_context=False)[:5]:
-        loc = ".".join(str(p) for p in item["loc"])
+        loc = ".".join(_loc_part(p) for p in item["loc"])
         msg = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             msg = "unknown field"

@@ -27,14 +27,20 @@ from blueprint.errors import (
     UnsupportedMediaType,
 )
 from blueprint.events import HttpRequest, parse_job, parse_json
+from blueprint.logs import log
 
 __all__ = ["MAX_BODY", "Authenticator", "HttpApi", "error_response", "generic_error", "respond"]
 
 MAX_BODY = 64 * 1024
-BLUEPRINT_ID = re.compile(r"^lhbp-[a-z0-9]{8}$")
-_COLLECTION = re.compile(r"(?:^|/)blueprints/?$")
-_ITEM = re.compile(r"(?:^|/)blueprints/([^/]*)/?$")
+# \Z, not $: `$` also matches before a trailing newline, so "lhbp-12345678\n" would pass.
+BLUEPRINT_ID = re.compile(r"lhbp-[a-z0-9]{8}\Z")
+_COLLECTION = re.compile(r"(?:^|/)blueprints/?\Z")
+_ITEM = re.compile(r"(?:^|/)blueprints/([^/]*)/?\Z")
+_REGION = re.compile(r"[a-z]{2,}(-[a-z0-9]+){1,3}\Z")
 SIGNATURE_TOLERANCE = 300
+# Header values we look at are short; anything longer is refused before any parsing or hashing.
+MAX_ID_HEADER = 256
+MAX_SIGNATURE_HEADER = 4096
 
 
 def respond(status: int, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -48,7 +54,7 @@ def respond(status: int, body: Any, headers: dict[str, str] | None = None) -> di
 
 
 def error_response(err: BlueprintError, request_id: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    """The Tencent error envelope with the error's own status."""
+    """The Tencent error envelope with the error's own status (messages are written never to hold secrets)."""
     return respond(err.status, {"Error": err.as_dict(), "RequestId": request_id}, headers)
 
 
@@ -59,13 +65,19 @@ def generic_error(request_id: str) -> dict[str, Any]:
 
 
 class Authenticator:
-    """Checks an HTTP request's credentials: bearer tokens, Standard Webhooks signatures, or none."""
+    """Checks an HTTP request's credentials: bearer tokens, Standard Webhooks signatures, or none.
+
+    Every comparison is constant-time and made against every configured token or secret, so neither the
+    answer nor its timing says which one (or whether any) was close. Failures never echo what was sent.
+    """
 
     def __init__(self, mode: str, *, tokens: Sequence[str] = (), secrets: Sequence[str] = (),
                  now: Callable[[], float]) -> None:
+        if mode not in ("token", "hmac", "none"):
+            raise ValueError("mode must be token, hmac or none")
         self.mode = mode
-        self._tokens = [t.encode() for t in tokens]
-        self._keys = [_secret_key(s) for s in secrets]
+        self._tokens = [_digest(t) for t in tokens if t]
+        self._keys = [key for key in (_secret_key(s) for s in secrets) if key]
         self._now = now
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
@@ -85,23 +97,25 @@ class Authenticator:
             raise Unauthorized("HTTP access is not configured: set BLUEPRINT_HTTP_TOKEN "
                                "(or BLUEPRINT_HTTP_AUTH=none on purpose)")
         scheme, _, given = (req.header("authorization") or "").strip().partition(" ")
-        presented = given.strip().encode()
-        # Compare against every token, always, so timing says nothing about which one (or whether any) matched.
+        presented = _digest(given.strip())
+        # Equal-length digests, compared against every token: timing says nothing about any of them.
         matched = False
         for token in self._tokens:
             matched |= hmac.compare_digest(presented, token)
-        if scheme.lower() != "bearer" or not presented or not matched:
+        if scheme.lower() != "bearer" or not given.strip() or not matched:
             raise Unauthorized("missing or wrong bearer token")
 
     def _check_signature(self, req: HttpRequest, body: bytes) -> None:
         msg_id, stamp, signatures = (req.header(h) or "" for h in ("webhook-id", "webhook-timestamp",
                                                                   "webhook-signature"))
-        if not msg_id or not stamp or not signatures or len(msg_id) > 256:
+        if not msg_id or not stamp or not signatures:
             raise Unauthorized("missing webhook-id, webhook-timestamp or webhook-signature")
-        try:
-            sent_at = int(stamp)
-        except ValueError:
-            raise Unauthorized("bad webhook-timestamp") from None
+        if len(msg_id) > MAX_ID_HEADER or not (msg_id.isascii() and msg_id.isprintable()) \
+                or len(signatures) > MAX_SIGNATURE_HEADER:
+            raise Unauthorized("bad webhook-id or webhook-signature")
+        if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
+            raise Unauthorized("bad webhook-timestamp")
+        sent_at = int(stamp)
         if abs(self._now() - sent_at) > SIGNATURE_TOLERANCE:
             raise Unauthorized("webhook-timestamp is more than 5 minutes off")
         signed = f"{msg_id}.{sent_at}.".encode() + body
@@ -109,14 +123,19 @@ class Authenticator:
         matched = False
         for part in signatures.split():
             version, _, value = part.partition(",")
+            presented = value.encode("utf-8", "surrogatepass")
             for candidate in expected:
-                matched |= version == "v1" and hmac.compare_digest(value.encode(), candidate)
+                matched |= hmac.compare_digest(presented, candidate) and version == "v1"
         if not matched:
             raise Unauthorized("bad webhook-signature")
         self._remember(msg_id)
 
     def _remember(self, msg_id: str) -> None:
-        """Refuse a webhook-id seen within the tolerance window (replay)."""
+        """Refuse a webhook-id seen within the window a signature stays valid in (replay).
+
+        A timestamp is accepted from 5 minutes before to 5 minutes after it, so an id is kept 10 minutes.
+        The memory is per warm container; the idempotency key derived from the id covers the others.
+        """
         now = self._now()
         with self._lock:
             while self._seen and next(iter(self._seen.values())) < now - 2 * SIGNATURE_TOLERANCE:
@@ -128,13 +147,18 @@ class Authenticator:
                 self._seen.popitem(last=False)
 
 
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
+
+
 def _secret_key(secret: str) -> bytes:
+    """The HMAC key: `whsec_` + base64 (Standard Webhooks), else the secret's own bytes."""
     if secret.startswith("whsec_"):
         try:
             return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
         except (binascii.Error, ValueError):
             pass
-    return secret.encode()
+    return secret.encode("utf-8", "surrogatepass")
 
 
 class Jobs(Protocol):
@@ -165,7 +189,10 @@ class HttpApi:
         try:
             return self._handle(req)
         except MethodNotAllowed as err:
-            return error_response(err, request_id, {"Allow": "POST" if _COLLECTION.search(req.path) else "GET"})
+            return error_response(err, request_id, {"Allow": "POST" if _COLLECTION.search(_route(req)) else "GET"})
+        except Unauthorized as err:
+            log("WARNING", "HTTP request refused", code=err.code, error=err.message, auth=self.auth.mode)
+            return error_response(err, request_id)
         except BlueprintError as err:
             return error_response(err, request_id)
 
@@ -177,7 +204,7 @@ class HttpApi:
             raise PayloadTooLarge(f"the body is over {MAX_BODY} bytes")
         self.auth.check(req, body)
         method = req.httpMethod.upper()
-        path = req.path.split("?", 1)[0]
+        path = _route(req)
         if _COLLECTION.search(path):
             if method != "POST":
                 raise MethodNotAllowed(f"{method} is not allowed here; use POST")
@@ -196,8 +223,12 @@ class HttpApi:
         if not body.strip():
             raise BadRequest("the body is empty: send a job as JSON")
         key = req.header("idempotency-key")
-        if key is not None and not 0 < len(key) <= 64:
-            raise BadRequest("the Idempotency-Key header must be 1 to 64 characters")
+        if key is not None and not (0 < len(key) <= 64 and key.isprintable()):
+            raise BadRequest("the Idempotency-Key header must be 1 to 64 printable characters")
+        if key is None and self.auth.mode == "hmac":
+            # A signed message replayed to another warm container (whose replay memory is empty) maps to the
+            # same slot, so it finds the image the first delivery made instead of making a second one.
+            key = "webhook:" + hashlib.sha256((req.header("webhook-id") or "").encode()).hexdigest()[:32]
         data = parse_json(body)
         parse_job(data)  # fail fast with a 400 before any cloud call
         status, answer, headers = self.jobs.submit(data, key)
@@ -214,12 +245,16 @@ class HttpApi:
         return respond(200, image)
 
 
+def _route(req: HttpRequest) -> str:
+    return req.path.split("?", 1)[0]
+
+
 def _query_region(req: HttpRequest) -> str | None:
     value = req.queryString.get("Region")
     if isinstance(value, list):
         value = value[0] if value else None
     if value is None:
         return None
-    if not isinstance(value, str) or not re.fullmatch(r"[a-z]{2,}(-[a-z0-9]+){1,3}", value):
+    if not isinstance(value, str) or not _REGION.match(value):
         raise BadRequest("Region is not a region name", code="InvalidParameterValue.Region")
     return value

@@ -27,10 +27,24 @@ _state: dict[str, Any] = {"level": 20, "stream": None}
 
 
 def register_secrets(values: Iterable[str | None]) -> None:
-    """Remember secret values so `redact` blanks them (credentials, tokens, webhook secrets)."""
+    """Remember secret values so `redact` blanks them (credentials, tokens, webhook secrets).
+
+    Each value is also remembered as JSON spells it inside a string (a quote or backslash in a secret is
+    escaped in a log line, and the raw form would no longer match). Values under 4 characters are ignored.
+    """
     global _secrets  # noqa: PLW0603 (one process-wide list, replaced atomically)
-    fresh = {v for v in values if v and len(v) >= 4}
+    fresh: set[str] = set()
+    for value in values:
+        if not isinstance(value, str) or len(value) < 4:
+            continue
+        fresh.add(value)
+        try:
+            fresh.add(orjson.dumps(value).decode()[1:-1])
+        except orjson.JSONEncodeError:
+            fresh.add(value.encode("utf-8", "backslashreplace").decode())
     with _secrets_lock:
+        if fresh <= set(_secrets):
+            return
         _secrets = tuple(sorted(set(_secrets) | fresh, key=len, reverse=True))
 
 
@@ -68,9 +82,30 @@ def log(level: str, message: str, **fields: Any) -> None:
         return
     record = {"time": round(time.time(), 3), "level": level, "message": message, **_context.get(),
               **{k: v for k, v in fields.items() if v is not None}}
-    line = orjson.dumps(record, default=str).decode()
     stream = _state["stream"] or sys.stdout
-    stream.write(redact(line) + "\n")
+    stream.write(redact(_dumps(record)) + "\n")
+
+
+def _dumps(record: dict[str, Any]) -> str:
+    """Serialise a log record; never raises (a lone surrogate or odd object must not crash a request)."""
+    try:
+        return orjson.dumps(record, default=str).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return orjson.dumps(_clean(record), default=repr).decode()
+
+
+def _clean(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if depth > 8:
+        return "..."
+    if isinstance(value, dict):
+        return {_clean(str(k)): _clean(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_clean(v, depth + 1) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value if not isinstance(value, int) or abs(value) < 2**63 else str(value)
+    return _clean(str(value), depth + 1)
 
 
 def log_exception(message: str, err: BaseException, **fields: Any) -> None:

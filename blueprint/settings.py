@@ -6,11 +6,15 @@ message names the variable. Secrets are `SecretStr`, so `repr(settings)` never s
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
-from collections.abc import Mapping
-from typing import Annotated, Literal
+import re
+from collections.abc import Iterator, Mapping
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import urllib3.util
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -22,9 +26,14 @@ from pydantic import (
     model_validator,
 )
 
+from blueprint import logs
 from blueprint.errors import ConfigError
 
-__all__ = ["NextFunction", "Settings", "is_loopback_url", "load_settings", "split_list"]
+__all__ = ["NextFunction", "Settings", "is_loopback_url", "load_settings", "mask_url", "split_list"]
+
+INSTANCE_ID = re.compile(r"lhins-[a-z0-9]{8}\Z")
+# Shortest bearer token / HMAC secret accepted: a guessable token is no authentication.
+MIN_SECRET_CHARS = 8
 
 HttpAuth = Literal["token", "hmac", "none"]
 WebhookFormat = Literal["cloudevents", "wecom", "dingtalk", "feishu", "slack"]
@@ -37,22 +46,63 @@ def split_list(value: object) -> object:
     return value
 
 
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 def _tag_pairs(value: object) -> object:
     """Parse `BLUEPRINT_ALLOWED_TAGS` (`k=v,k2=v2`) into pairs."""
     items = split_list(value)
     if not isinstance(items, list):
         return items
     pairs = []
-    for item in items:
+    for index, item in enumerate(items):
         key, sep, val = str(item).partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"expected key=value pairs separated by commas, got {item!r}")
+            raise ValueError(f"expected key=value pairs separated by commas (item {index + 1} is not)")
         pairs.append((key.strip(), val.strip()))
     return pairs
 
 
+def _instance_ids(ids: tuple[str, ...]) -> tuple[str, ...]:
+    bad = [n + 1 for n, item in enumerate(ids) if not INSTANCE_ID.match(item)]
+    if bad:
+        raise ValueError(f"expected instance ids (lhins- and 8 of a-z0-9); item(s) {bad} are not")
+    return ids
+
+
+def _strong(secrets: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+    for n, secret in enumerate(secrets):
+        value = secret.get_secret_value()
+        if len(value) < MIN_SECRET_CHARS or not (value.isascii() and value.isprintable()) or " " in value:
+            raise ValueError(f"item {n + 1} must be at least {MIN_SECRET_CHARS} printable ASCII characters "
+                             "without spaces")
+    return secrets
+
+
+def _whsec_key(value: str) -> bytes | None:
+    """The key of a Standard Webhooks secret (`whsec_` + base64, the prefix optional), or None."""
+    try:
+        key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return key or None
+
+
+def _http_secrets(secrets: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+    _strong(secrets)
+    for n, secret in enumerate(secrets):
+        value = secret.get_secret_value()
+        if value.startswith("whsec_") and _whsec_key(value) is None:
+            raise ValueError(f"item {n + 1} starts with whsec_ but the rest is not base64")
+    return secrets
+
+
 CommaList = Annotated[tuple[str, ...], BeforeValidator(split_list)]
+InstanceList = Annotated[tuple[str, ...], BeforeValidator(split_list), AfterValidator(_instance_ids)]
 SecretList = Annotated[tuple[SecretStr, ...], BeforeValidator(split_list)]
+TokenList = Annotated[tuple[SecretStr, ...], BeforeValidator(split_list), AfterValidator(_strong)]
+HmacSecretList = Annotated[tuple[SecretStr, ...], BeforeValidator(split_list), AfterValidator(_http_secrets)]
 TagPairs = Annotated[tuple[tuple[str, str], ...], BeforeValidator(_tag_pairs)]
 
 
@@ -85,8 +135,11 @@ def _next_function(value: object) -> object:
 
 def is_loopback_url(url: str) -> bool:
     """True when the URL's host is a loopback address or `localhost` (tests, local runs)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host in ("localhost", "localhost."):
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -95,12 +148,41 @@ def is_loopback_url(url: str) -> bool:
 
 
 def _check_http_url(url: str | None) -> str | None:
+    """An absolute http(s) URL that every parser reads the same way.
+
+    Backslashes, spaces and control characters are refused: `http://evil\\@localhost/` is `localhost` to
+    urllib.parse (so it would pass as loopback) but `evil` to urllib3, which requests uses to connect.
+    """
+    if url is None:
+        return None
+    if not (url.isascii() and url.isprintable()) or any(ch in url for ch in " \\"):
+        raise ValueError("expected an http(s) URL without spaces, backslashes or control characters")
+    try:
+        parts = urlsplit(url)
+        connect_host = urllib3.util.parse_url(url).host
+    except ValueError:
+        raise ValueError("expected an http(s) URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http(s) URL")
+    if (connect_host or "").strip("[]").lower() != parts.hostname.lower():
+        raise ValueError("the URL's host is ambiguous")
+    return url
+
+
+def _check_endpoint(url: str | None) -> str | None:
+    url = _check_http_url(url)
+    if url is not None and (urlsplit(url).username is not None or urlsplit(url).path not in ("", "/")):
+        raise ValueError("expected scheme://host[:port] only")
+    return url
+
+
+def mask_url(url: str | None) -> str | None:
+    """The URL with only scheme, host and port: chat robot URLs carry their key in the path or query."""
     if url is None:
         return None
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("expected an http(s) URL")
-    return url
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}/***"
 
 
 class Settings(BaseModel):
@@ -111,16 +193,19 @@ class Settings(BaseModel):
     # Default region for jobs without one; SCF sets it to the function's region.
     region: str = Field("ap-guangzhou", validation_alias="TENCENTCLOUD_REGION", pattern=r"^[a-z]+(-[a-z0-9]+)+$")
     # Send every cloud API call (all services) to this endpoint instead of *.tencentcloudapi.com.
-    api_endpoint: Annotated[str | None, AfterValidator(_check_http_url)] = Field(
+    api_endpoint: Annotated[str | None, AfterValidator(_check_endpoint)] = Field(
         None, validation_alias="BLUEPRINT_API_ENDPOINT"
     )
+    # Plain http:// API endpoints (they would carry the session token in clear) only on loopback, unless set.
+    allow_insecure_api_endpoint: bool = Field(False, validation_alias="BLUEPRINT_ALLOW_INSECURE_API_ENDPOINT")
     # Result sinks.
     webhook_url: Annotated[str | None, AfterValidator(_check_http_url)] = Field(
         None, validation_alias="BLUEPRINT_WEBHOOK_URL"
     )
     # Standard Webhooks secret (whsec_...), or the robot's signing secret for dingtalk / feishu.
     webhook_secret: SecretStr | None = Field(None, validation_alias="BLUEPRINT_WEBHOOK_SECRET")
-    webhook_format: WebhookFormat = Field("cloudevents", validation_alias="BLUEPRINT_WEBHOOK_FORMAT")
+    webhook_format: Annotated[WebhookFormat, BeforeValidator(_lower)] = Field(
+        "cloudevents", validation_alias="BLUEPRINT_WEBHOOK_FORMAT")
     # Seconds per webhook attempt; the total budget is also capped by the function's time left.
     webhook_timeout: float = Field(5.0, gt=0, le=60, validation_alias="BLUEPRINT_WEBHOOK_TIMEOUT")
     # Plain http:// webhooks to non-loopback hosts are refused unless this is set on purpose.
@@ -131,11 +216,11 @@ class Settings(BaseModel):
         None, validation_alias="BLUEPRINT_NEXT_FUNCTION"
     )
     # HTTP authentication: bearer tokens (several for rotation), or signed requests, or none on purpose.
-    http_auth: HttpAuth = Field("token", validation_alias="BLUEPRINT_HTTP_AUTH")
-    http_tokens: SecretList = Field((), validation_alias="BLUEPRINT_HTTP_TOKEN")
-    http_secrets: SecretList = Field((), validation_alias="BLUEPRINT_HTTP_SECRET")
-    # Authorization: which instances any trigger may image.
-    allowed_instances: CommaList = Field((), validation_alias="BLUEPRINT_ALLOWED_INSTANCES")
+    http_auth: Annotated[HttpAuth, BeforeValidator(_lower)] = Field("token", validation_alias="BLUEPRINT_HTTP_AUTH")
+    http_tokens: TokenList = Field((), validation_alias="BLUEPRINT_HTTP_TOKEN")
+    http_secrets: HmacSecretList = Field((), validation_alias="BLUEPRINT_HTTP_SECRET")
+    # Authorization: which instances any trigger may image (checked against the instance's real tags).
+    allowed_instances: InstanceList = Field((), validation_alias="BLUEPRINT_ALLOWED_INSTANCES")
     allowed_tags: TagPairs = Field((), validation_alias="BLUEPRINT_ALLOWED_TAGS")
     # Defaults for job fields.
     force_power_off: bool = Field(True, validation_alias="BLUEPRINT_FORCE_POWER_OFF")
@@ -161,11 +246,36 @@ class Settings(BaseModel):
                              "or with BLUEPRINT_ALLOW_INSECURE_WEBHOOK=true)")
         if self.http_auth == "hmac" and not self.http_secrets:
             raise ValueError("BLUEPRINT_HTTP_SECRET: required when BLUEPRINT_HTTP_AUTH=hmac")
+        if self.api_endpoint and not (self.api_endpoint.startswith("https://") or is_loopback_url(self.api_endpoint)
+                                      or self.allow_insecure_api_endpoint):
+            raise ValueError("BLUEPRINT_API_ENDPOINT: https is required (http only on loopback, "
+                             "or with BLUEPRINT_ALLOW_INSECURE_API_ENDPOINT=true)")
+        if self.webhook_secret and self.webhook_format == "cloudevents" \
+                and _whsec_key(self.webhook_secret.get_secret_value()) is None:
+            raise ValueError("BLUEPRINT_WEBHOOK_SECRET: expected a Standard Webhooks secret (whsec_ + base64)")
         return self
 
     def _webhook_transport_ok(self) -> bool:
         url = self.webhook_url or ""
         return url.startswith("https://") or is_loopback_url(url) or self.allow_insecure_webhook
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # SecretStr fields already show as '**********'; a chat robot's URL is a credential too.
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if name == "webhook_url" else value
+
+    def secret_values(self) -> list[str]:
+        """Every configured value that must never be logged (registered with `logs.redact`)."""
+        values = [s.get_secret_value() for s in (*self.http_tokens, *self.http_secrets)]
+        if self.webhook_secret:
+            secret = self.webhook_secret.get_secret_value()
+            values += [secret, secret.removeprefix("whsec_")]
+        if self.webhook_url:
+            parts = urlsplit(self.webhook_url)
+            values += [self.webhook_url, parts.query, parts.password or ""]
+            if len(parts.path) >= 16:  # Slack, Feishu: the path is the key
+                values.append(parts.path)
+        return [v for v in values if v]
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
@@ -175,10 +285,21 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         ConfigError: a variable has a bad value; the message names it (never its value).
     """
     values = {key: value for key, value in env.items() if value != ""}
+    # Registered before validating, so even a message about a bad secret could not show it.
+    for key in _SECRET_VARIABLES & values.keys():
+        parts = split_list(values[key])
+        logs.register_secrets([values[key], *(parts if isinstance(parts, list) else [])])
     try:
-        return Settings.model_validate(values)
+        settings = Settings.model_validate(values)
     except ValidationError as err:
         raise ConfigError(_describe(err)) from None
+    logs.register_secrets(settings.secret_values())
+    return settings
+
+
+_SECRET_VARIABLES = frozenset({"BLUEPRINT_HTTP_TOKEN", "BLUEPRINT_HTTP_SECRET", "BLUEPRINT_WEBHOOK_SECRET",
+                               "BLUEPRINT_WEBHOOK_URL", "TENCENTCLOUD_SECRETKEY", "TENCENTCLOUD_SECRET_KEY",
+                               "TENCENTCLOUD_SESSIONTOKEN"})
 
 
 def _describe(err: ValidationError) -> str:
