@@ -98,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--emulate", action="store_true")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--allow-remote", action="store_true", help="listen on a non-loopback host on purpose")
     pkg = sub.add_parser("package", help="build the deployment zip")
     pkg.add_argument("--output", default="dist/blueprint-fn.zip")
     return parser
@@ -111,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from blueprint.devserver import serve  # noqa: PLC0415
 
-        return serve(host=args.host, port=args.port, emulate=args.emulate)
+        return serve(host=args.host, port=args.port, emulate=args.emulate, allow_remote=args.allow_remote)
     from blueprint.packaging import build  # noqa: PLC0415
 
     return build(args.output)
