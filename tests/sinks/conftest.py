@@ -65,6 +65,8 @@ class Hook:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        # A client that gave up (the per-attempt timeout test) makes the late answer hit a closed socket.
+        self._server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
         return self
 
