@@ -207,7 +207,8 @@ class App:
         answer = {"Results": [r.data() for r in report.main_results()], "RequestId": inv.request_id,
                   "Dispatched": len(report.dispatched)}
         if not delivery.ok:
-            raise DeliveryError("results were not delivered to: " + ", ".join(sorted(delivery.failed)))
+            raise DeliveryError("results were not delivered: "
+                                + "; ".join(f"{name}: {why}" for name, why in sorted(delivery.failed.items())))
         if report.retry_would_help():
             failed = [r for r in report.results if r.retryable]
             err = failed[0].error
@@ -255,9 +256,9 @@ class App:
         return report, self._deliver(report, inv)
 
     def _deliver(self, report: RunReport, inv: Invocation) -> Delivery:
-        events = [cloud_event(r, inv.source) for r in report.results]
+        events = [cloud_event(r, inv.source, correlation_id=inv.correlation_id) for r in report.results]
         if report.multi:
-            events.append(summary_event(report, inv.source))
+            events.append(summary_event(report, inv.source, correlation_id=inv.correlation_id))
         for result in report.results:
             logs.log("INFO" if result.outcome != "failed" else "ERROR", f"image {result.outcome}",
                      instance=result.instance_id, region=result.region, image_id=result.blueprint_id,
@@ -393,7 +394,7 @@ def build_app(env: Mapping[str, str], *, clock: Clock | None = None, session: re
     sinks = build_sinks(SinkContext(settings=settings, clients=clients, session=http_session, clock=clock))
     maker = ImageMaker(service, policy=policy, clock=clock)
     return App(settings=settings, clients=clients, lighthouse=service, maker=maker, sinks=sinks,
-               functions=Functions(clients), auth=auth, clock=clock, default_job=default_job, env=env)
+               functions=Functions(clients, clock=clock), auth=auth, clock=clock, default_job=default_job, env=env)
 
 
 _cache: dict[str, Any] = {}

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
-from tencentcloud.scf.v20180416 import models, scf_client
 
 from blueprint.cloud import ClientCache, translate
 from blueprint.errors import PayloadTooLarge
@@ -54,6 +53,9 @@ class Functions:
 
         def attempt() -> str:
             self._limit.acquire(deadline)
+            # Imported on first use: most invocations never call another function.
+            from tencentcloud.scf.v20180416 import models, scf_client  # noqa: PLC0415
+
             req = models.InvokeRequest()
             req.FunctionName = fn.name
             req.Namespace = fn.namespace

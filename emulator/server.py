@@ -50,6 +50,8 @@ class App(Protocol):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like the real endpoint; the SDK reuses its session
+    # Replies are written in pieces; with Nagle on, a keep-alive client waits ~40 ms for a delayed ACK.
+    disable_nagle_algorithm = True
     server: _Server
 
     def do_POST(self) -> None:

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
-from tencentcloud.tdmq.v20200217 import models, tdmq_client
 
 from blueprint.cloud import ClientCache, translate
 from blueprint.errors import BlueprintError, DeliveryError
@@ -62,6 +61,9 @@ class CmqSink:
 
     def _send_once(self, event: dict[str, Any], content: str, deadline: Deadline) -> None:
         self.limiter.acquire(deadline)
+        # The TDMQ models cost ~35 ms to import: only functions that send to CMQ pay it.
+        from tencentcloud.tdmq.v20200217 import models, tdmq_client  # noqa: PLC0415
+
         client = self.clients.get("tdmq", self.region, tdmq_client.TdmqClient)
         try:
             if self.kind == "queue":
