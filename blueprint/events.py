@@ -47,6 +47,7 @@ __all__ = [
     "TimerEvent",
     "Trigger",
     "TriggerInfo",
+    "parse_chained",
     "parse_event",
     "parse_job",
     "parse_json",
@@ -124,9 +125,13 @@ class InstanceRef(_Model):
 
 def _check_name_template(value: str) -> str:
     try:
-        fields = {name for _, name, spec, conv in string.Formatter().parse(value) if name is not None}
+        parsed = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(value) if name is not None]
     except ValueError as err:
         raise ValueError(f"bad placeholder syntax: {err}") from None
+    # No format specs or conversions: "{Date:>999999999}" would build a gigabyte string before any length check.
+    if any(spec or conv for _, spec, conv in parsed):
+        raise ValueError("placeholders take no format spec or conversion (write {Date}, not {Date:...})")
+    fields = {name for name, _, _ in parsed}
     unknown = fields - NAME_FIELDS
     if unknown:
         raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; allowed: {sorted(NAME_FIELDS)}")
@@ -452,6 +457,21 @@ def _loc_part(part: object) -> str:
     text = str(part)
     text = "".join(ch if ch.isprintable() and ch.isascii() else "?" for ch in text[:40])
     return text + ("..." if len(str(part)) > 40 else "")
+
+
+def parse_chained(payload: object) -> ChainedCall:
+    """Validate a chained call (fan-out child, wait continuation) this function sent itself.
+
+    Raises:
+        BadRequest: the envelope is malformed; the message names the fields, never a Python type.
+    """
+    try:
+        return _CHAINED.validate_python(payload)
+    except ValidationError as err:
+        raise BadRequest(describe_error(err, what="chained call")) from None
+
+
+_CHAINED: TypeAdapter[ChainedCall] = TypeAdapter(ChainedCall)
 
 
 def describe_error(err: ValidationError, *, what: str = "") -> str:

@@ -1,0 +1,160 @@
+"""Signed requests (BLUEPRINT_HTTP_AUTH=hmac): Standard Webhooks signatures made with the reference
+`standardwebhooks` package, against the whole HTTP path. Replay, skew, wrong secret, rotation, tampering."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timezone
+
+import orjson
+import pytest
+from standardwebhooks import Webhook
+
+from blueprint.app import App
+from tests.conftest import EmuClock, context, http_event
+
+SECRET_A = "whsec_" + base64.b64encode(b"first-secret-of-thirty-two-bytes").decode()
+SECRET_B = "whsec_" + base64.b64encode(b"second-secret-for-rotation-32byt").decode()
+JOB = {"InstanceId": "lhins-web00001", "DryRun": True}
+
+
+def signed_event(secret: str, body: bytes, *, msg_id: str = "msg_1", at: float, base64_body: bool = False,
+                 headers: dict[str, str] | None = None) -> dict:
+    signature = Webhook(secret).sign(msg_id, datetime.fromtimestamp(int(at), tz=timezone.utc), body.decode())
+    hdrs = {"webhook-id": msg_id, "webhook-timestamp": str(int(at)), "webhook-signature": signature,
+            **(headers or {})}
+    event = http_event(body=body.decode(), token=None, headers=hdrs)
+    if base64_body:
+        event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), "true"
+    return event
+
+
+@pytest.fixture
+def clock(emu) -> EmuClock:
+    return EmuClock(emu)
+
+
+@pytest.fixture
+def app(make_app, clock: EmuClock) -> App:
+    return make_app(clock=clock, BLUEPRINT_HTTP_AUTH="hmac", BLUEPRINT_HTTP_SECRET=f"{SECRET_A},{SECRET_B}",
+                    BLUEPRINT_HTTP_TOKEN=None)
+
+
+def status(app: App, event: dict) -> tuple[int, dict]:
+    response = app.handle(event, context())
+    return response["statusCode"], orjson.loads(response["body"])
+
+
+BODY = orjson.dumps(JOB)
+
+
+def test_valid_signature_passes(app, clock) -> None:
+    assert status(app, signed_event(SECRET_A, BODY, at=clock.time()))[0] == 202
+
+
+def test_each_rotated_secret_passes(app, clock) -> None:
+    assert status(app, signed_event(SECRET_A, BODY, msg_id="a", at=clock.time()))[0] == 202
+    assert status(app, signed_event(SECRET_B, BODY, msg_id="b", at=clock.time()))[0] == 202
+
+
+def test_wrong_secret_is_401(app, clock, emu) -> None:
+    other = "whsec_" + base64.b64encode(b"an-attackers-guess-of-the-secret").decode()
+    code, body = status(app, signed_event(other, BODY, at=clock.time()))
+    assert code == 401 and body["Error"]["Code"] == "AuthFailure"
+    assert emu.calls == []
+
+
+def test_replayed_id_is_401_within_the_window(app, clock) -> None:
+    event = signed_event(SECRET_A, BODY, at=clock.time())
+    assert status(app, event)[0] == 202
+    code, body = status(app, event)
+    assert code == 401 and "replay" in body["Error"]["Message"]
+    # Re-signed with a fresh timestamp but the same id: still a replay.
+    clock.sleep(120)
+    assert status(app, signed_event(SECRET_A, BODY, at=clock.time()))[0] == 401
+
+
+def test_same_id_after_the_window_is_not_remembered_forever(app, clock) -> None:
+    assert status(app, signed_event(SECRET_A, BODY, msg_id="old", at=clock.time()))[0] == 202
+    clock.sleep(601)
+    assert status(app, signed_event(SECRET_A, BODY, msg_id="old", at=clock.time()))[0] == 202
+
+
+def test_replay_to_another_container_finds_the_first_image(make_app, clock, emu) -> None:
+    env = {"BLUEPRINT_HTTP_AUTH": "hmac", "BLUEPRINT_HTTP_SECRET": SECRET_A, "BLUEPRINT_HTTP_TOKEN": None}
+    first, second = make_app(clock=clock, **env), make_app(clock=clock, **env)  # two warm containers
+    event = signed_event(SECRET_A, orjson.dumps({"InstanceId": "lhins-web00001"}), at=clock.time())
+    code1, body1 = status(first, event)
+    code2, body2 = status(second, event)  # its replay memory is empty: the slot key stops a second image
+    assert (code1, code2) == (202, 202)
+    assert body2["BlueprintId"] == body1["BlueprintId"]
+    assert len(emu.calls_of("CreateBlueprint")) == 1
+
+
+@pytest.mark.parametrize("offset", [-301, 301, -10_000, 10**9])
+def test_skewed_timestamp_is_401(app, clock, offset) -> None:
+    code, body = status(app, signed_event(SECRET_A, BODY, at=clock.time() + offset))
+    assert code == 401 and "5 minutes" in body["Error"]["Message"]
+
+
+@pytest.mark.parametrize("offset", [-299, 299])
+def test_timestamp_within_tolerance_passes(app, clock, offset) -> None:
+    assert status(app, signed_event(SECRET_A, BODY, at=clock.time() + offset))[0] == 202
+
+
+def test_tampered_body_is_401(app, clock) -> None:
+    event = signed_event(SECRET_A, BODY, at=clock.time())
+    event["body"] = orjson.dumps({"InstanceId": "lhins-db000001", "DryRun": True}).decode()
+    assert status(app, event)[0] == 401
+
+
+def test_signature_covers_the_decoded_base64_body(app, clock) -> None:
+    assert status(app, signed_event(SECRET_A, BODY, at=clock.time(), base64_body=True))[0] == 202
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda h: h.pop("webhook-id"),
+    lambda h: h.pop("webhook-timestamp"),
+    lambda h: h.pop("webhook-signature"),
+    lambda h: h.update({"webhook-signature": h["webhook-signature"].replace("v1,", "v2,")}),
+    lambda h: h.update({"webhook-signature": "v1," + "A" * 44}),
+    lambda h: h.update({"webhook-timestamp": "١٢٣"}),  # unicode digits int() would accept
+    lambda h: h.update({"webhook-timestamp": " 1 "}),
+    lambda h: h.update({"webhook-timestamp": "9" * 5000}),
+    lambda h: h.update({"webhook-id": "msg\ud800"}),
+    lambda h: h.update({"webhook-signature": "v1,\ud800"}),
+    lambda h: h.update({"webhook-id": "x" * 300}),
+    lambda h: h.update({"webhook-signature": "v1,x " * 2000}),
+])
+def test_malformed_signature_headers_are_401_never_500(app, clock, mutate) -> None:
+    event = signed_event(SECRET_A, BODY, at=clock.time())
+    mutate(event["headers"])
+    code, body = status(app, event)
+    assert code == 401
+    assert "Error" in body
+
+
+def test_one_valid_among_several_signatures_passes(app, clock) -> None:
+    event = signed_event(SECRET_A, BODY, at=clock.time())
+    event["headers"]["webhook-signature"] = "v1,bogus v1a,whatever " + event["headers"]["webhook-signature"]
+    assert status(app, event)[0] == 202
+
+
+def test_header_names_in_any_case_and_as_lists(app, clock) -> None:
+    event = signed_event(SECRET_A, BODY, at=clock.time())
+    event["headers"] = {k.upper(): [v] for k, v in event["headers"].items()}
+    assert status(app, event)[0] == 202
+
+
+def test_a_bearer_token_is_not_a_signature(app, clock) -> None:
+    assert status(app, http_event(body=JOB))[0] == 401
+
+
+def test_refusals_are_logged_without_what_was_sent(app, clock, log_stream) -> None:
+    event = signed_event(SECRET_A, BODY, at=clock.time())
+    sent = event["headers"]["webhook-signature"]
+    event["body"] = "{}"
+    status(app, event)
+    logged = log_stream.getvalue()
+    assert "HTTP request refused" in logged
+    assert sent.split(",", 1)[1] not in logged
