@@ -207,8 +207,8 @@ class App:
         answer = {"Results": [r.data() for r in report.main_results()], "RequestId": inv.request_id,
                   "Dispatched": len(report.dispatched)}
         if not delivery.ok:
-            raise DeliveryError("results were not delivered: "
-                                + "; ".join(f"{name}: {why}" for name, why in sorted(delivery.failed.items())))
+            raise DeliveryError("results were not delivered to: " + ", ".join(sorted(delivery.failed)) + " ("
+                                + "; ".join(why for _, why in sorted(delivery.failed.items())) + ")")
         if report.retry_would_help():
             failed = [r for r in report.results if r.retryable]
             err = failed[0].error
