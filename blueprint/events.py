@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from blueprint.errors import BadRequest
+from blueprint.logs import redact
 
 __all__ = [
     "MANAGED_TAG_PREFIX",
@@ -487,4 +488,5 @@ def describe_error(err: ValidationError, *, what: str = "") -> str:
             msg = "unknown field"
         parts.append(f"{loc}: {msg}" if loc else msg)
     prefix = f"invalid {what}: " if what else "invalid event: "
-    return prefix + "; ".join(parts)
+    # A caller could name a field after a secret it fished for; the answer must not confirm it verbatim.
+    return redact(prefix + "; ".join(parts))

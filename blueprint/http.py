@@ -27,7 +27,7 @@ from blueprint.errors import (
     UnsupportedMediaType,
 )
 from blueprint.events import HttpRequest, parse_job, parse_json
-from blueprint.logs import log
+from blueprint.logs import log, redact
 
 __all__ = ["MAX_BODY", "Authenticator", "HttpApi", "error_response", "generic_error", "respond"]
 
@@ -44,12 +44,16 @@ MAX_SIGNATURE_HEADER = 4096
 
 
 def respond(status: int, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    """An API Gateway / Function URL integrated response with a JSON body."""
+    """An API Gateway / Function URL integrated response with a JSON body.
+
+    The body passes through `redact` like every log line: whatever a message quotes (an unknown field's
+    name, a cloud error's text), a configured secret never leaves in an answer.
+    """
     return {
         "isBase64Encoded": False,
         "statusCode": status,
-        "headers": {"Content-Type": "application/json", **(headers or {})},
-        "body": orjson.dumps(body).decode(),
+        "headers": {"Content-Type": "application/json", **{k: redact(v) for k, v in (headers or {}).items()}},
+        "body": redact(orjson.dumps(body).decode()),
     }
 
 

@@ -163,7 +163,7 @@ def test_another_instances_managed_images_are_not_pruned(make_app, emu) -> None:
 
 def test_a_request_cannot_set_the_managed_tags(make_app, emu) -> None:
     for key in (INSTANCE_TAG, SLOT_TAG, INSTANCE_TAG.upper(), " " + SLOT_TAG):
-        code, body = post(make_app(), {"InstanceId": "lhins-web00001", "Tags": [{"Key": key, "Value": "x"}]})
+        code, _ = post(make_app(), {"InstanceId": "lhins-web00001", "Tags": [{"Key": key, "Value": "x"}]})
         assert code == 400, key
     assert emu.calls_of("CreateBlueprint") == []
 
