@@ -87,10 +87,11 @@ JOB = {"InstanceId": "lhins-web00001"}
     ("DescribeInstances", "RequestLimitExceeded"),
 ])
 @pytest.mark.parametrize("trigger", ["http", "timer"])
-def test_cloud_errors_carrying_secrets(app, cloud, receiver, log_stream, action, code, trigger) -> None:
+def test_cloud_errors_carrying_secrets(app, cloud, receiver, log_stream, action, code, trigger) -> None:  # noqa: PLR0917
+    managed = [{"Key": "scf-blueprint:instance", "Value": "lhins-web00001"},
+               {"Key": "scf-blueprint:slot", "Value": "x"}]
     cloud.lighthouse.add_blueprint("old", Region="ap-guangzhou", BlueprintState="NORMAL",
-                                   CreatedTime="2020-01-01T00:00:00Z", Tags=[{"Key": "scf-blueprint:instance", "Value": "lhins-web00001"},
-                                         {"Key": "scf-blueprint:slot", "Value": "x"}])
+                                   CreatedTime="2020-01-01T00:00:00Z", Tags=managed)
     cloud.faults.fail(action, code, times=20, message=LEAKY)
     job = {**JOB, "Keep": 1, "BlueprintName": "{InstanceName}-{Date}"}
     answer = call(app, http(job) if trigger == "http" else timer_event(job))
