@@ -85,6 +85,8 @@ class Authenticator:
         self._now = now
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
+        if mode == "token" and not self._tokens:
+            log("WARNING", "HTTP authentication has no token (BLUEPRINT_HTTP_TOKEN): every HTTP request is refused")
 
     def check(self, req: HttpRequest, body: bytes) -> None:
         """Let the request through or raise.
