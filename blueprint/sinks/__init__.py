@@ -10,7 +10,9 @@ Add a sink: write `blueprint/sinks/<name>.py` with a class that has `name` and `
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -82,6 +84,10 @@ def build_sinks(ctx: SinkContext) -> list[Sink]:
     return [sink for factory in FACTORIES() if (sink := factory(ctx)) is not None]
 
 
+# Events of one run go out this many at a time (fleets make hundreds); the run summary goes last.
+PARALLEL_SENDS = 8
+
+
 def deliver(sinks: Sequence[Sink], events: Sequence[dict[str, Any]], deadline: Deadline,
             delivery: Delivery | None = None) -> Delivery:
     """Send every event to every sink; failures are collected and logged, never raised, never silent.
@@ -89,25 +95,51 @@ def deliver(sinks: Sequence[Sink], events: Sequence[dict[str, Any]], deadline: D
     Each sink is independent: one that fails (even with an unexpected exception) never stops the others.
     A sink that already failed after its own retries is not tried again for the later events of this
     delivery (they are recorded as failed too): its retries would only eat the time the other sinks need,
-    and the caller raises anyway so the platform retries the whole invocation.
+    and the caller raises anyway so the platform retries the whole invocation. Per-instance events are sent
+    concurrently; the `.run.completed` summary is sent after them, so a consumer sees it last.
     """
     delivery = delivery or Delivery()
-    for event in events:
-        body = orjson.dumps(event)
+    lock = threading.Lock()
+    items = [(event, orjson.dumps(event)) for event in events]
+    summaries = [item for item in items if str(item[0].get("type", "")).endswith(".run.completed")]
+    singles = [item for item in items if item not in summaries]
+
+    def send_all(item: tuple[dict[str, Any], bytes]) -> None:
         for sink in sinks:
-            key = (sink.name, str(event["id"]))
-            if key in delivery.sent:
-                continue
-            if sink.name in delivery.failed:
-                _log_failure(sink, event, "not attempted: this sink already failed in this invocation")
-                continue
-            error = _send(sink, event, body, deadline)
-            if error is None:
-                delivery.sent.add(key)
-            else:
-                delivery.failed[sink.name] = error
-                _log_failure(sink, event, error)
+            _deliver_one(sink, item[0], item[1], deadline=deadline, delivery=delivery, lock=lock)
+
+    # The first event goes alone: a sink that is down fails once, not once per parallel sender.
+    for item in singles[:1]:
+        send_all(item)
+    if len(singles) > 2 and sinks:
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_SENDS, len(singles) - 1)) as pool:
+            list(pool.map(send_all, singles[1:]))
+    else:
+        for item in singles[1:]:
+            send_all(item)
+    for item in summaries:
+        send_all(item)
     return delivery
+
+
+def _deliver_one(sink: Sink, event: dict[str, Any], body: bytes, *, deadline: Deadline, delivery: Delivery,
+                 lock: threading.Lock) -> None:
+    key = (sink.name, str(event["id"]))
+    with lock:
+        if key in delivery.sent:
+            return
+        already_failed = sink.name in delivery.failed
+    if already_failed:
+        _log_failure(sink, event, "not attempted: this sink already failed in this invocation")
+        return
+    error = _send(sink, event, body, deadline)
+    with lock:
+        if error is None:
+            delivery.sent.add(key)
+        else:
+            delivery.failed.setdefault(sink.name, error)
+    if error is not None:
+        _log_failure(sink, event, error)
 
 
 def _send(sink: Sink, event: dict[str, Any], body: bytes, deadline: Deadline) -> str | None:
