@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from blueprint.app import get_app
+from blueprint.app import answer_config_error, get_app
+from blueprint.errors import ConfigError
 
 
 def main_handler(event: Any, context: Any) -> Any:
@@ -16,4 +17,8 @@ def main_handler(event: Any, context: Any) -> Any:
     Raises:
         BlueprintError: for async triggers when a retry can help (SCF then retries), or bad configuration.
     """
-    return get_app().handle(event, context)
+    try:
+        app = get_app()
+    except ConfigError as err:
+        return answer_config_error(err, event, context)
+    return app.handle(event, context)

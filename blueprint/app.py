@@ -33,6 +33,7 @@ from blueprint.events import (
     QueueEvent,
     TimerEvent,
     TriggerInfo,
+    parse_chained,
     parse_event,
     parse_job,
     parse_json,
@@ -46,7 +47,7 @@ from blueprint.retry import Clock, Deadline, SystemClock
 from blueprint.settings import Settings, load_settings
 from blueprint.sinks import Delivery, Sink, SinkContext, build_sinks, deliver
 
-__all__ = ["App", "Invocation", "build_app", "get_app"]
+__all__ = ["App", "Invocation", "answer_config_error", "build_app", "get_app"]
 
 # What fan-out children and continuations carry: the job for one instance, minus the run-level fields.
 _CHILD_DROP = {"InstanceIds", "Selector", "MaxInstances", "Dispatch", "IdempotencyKey"}
@@ -95,7 +96,7 @@ class App:
     auth: Authenticator
     clock: Clock = field(default_factory=SystemClock)
     default_job: Job | None = None
-    env: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    env: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False)
 
     # ---- entry ----------------------------------------------------------------------------------------
 
@@ -110,6 +111,12 @@ class App:
         started = time.monotonic()
         try:
             return self._dispatch(event, inv)
+        except BlueprintError:
+            raise
+        except Exception as err:
+            # A bug must not leak its text to a sync invoker; the traceback goes to the log only.
+            logs.log_exception("unexpected error", err)
+            raise BlueprintError(f"internal error; quote the RequestId {inv.request_id}") from None
         finally:
             logs.log("INFO", "invocation finished", duration=round(time.monotonic() - started, 3))
             logs._context.reset(token)
@@ -133,13 +140,13 @@ class App:
             self.clients.use(read_credentials(self.env))
             trigger = parse_event(event)
         except BlueprintError as err:
-            if isinstance(err, ConfigError):
-                logs.log("ERROR", "configuration error", error=err.message)
+            if not isinstance(err, ConfigError):
+                return error_response(err, inv.request_id) if is_http else self._refuse(err, inv)
+            logs.log("ERROR", "configuration error", error=err.message)
             if is_http:
-                return error_response(err, inv.request_id)
-            if isinstance(err, ConfigError):
-                raise
-            return self._refuse(err, inv)
+                # The deployment's problem, not the caller's, and the caller is not authenticated yet.
+                return generic_error(inv.request_id)
+            raise
         if isinstance(trigger, ApiGatewayEvent | FunctionUrlEvent):
             return self._http(trigger, inv)
         try:
@@ -175,10 +182,7 @@ class App:
     def _invoke(self, event: InvokeEvent, inv: Invocation) -> dict[str, Any]:
         payload = event.payload
         if "Job" in payload and "SlotKey" in payload:
-            try:
-                call = ChainedCall.model_validate(payload)
-            except ValueError as err:
-                raise BadRequest(f"invalid chained call: {type(err).__name__}") from None
+            call = parse_chained(payload)
             return self._async_run(parse_job(call.Job), call.Trigger, call.SlotKey, inv)
         job = parse_job(payload)
         trigger = TriggerInfo(Type="invoke", Name=None, Time=_now())
@@ -237,18 +241,21 @@ class App:
         """
         job, trigger, key = spec.job, spec.trigger, spec.key
         multi = job.InstanceId is None
-        targets, _ = self.maker.plan(job, self.settings.region, inv.work)
+        targets, refused = self.maker.plan(job, self.settings.region, inv.work)
         me = inv.self_function()
         fan_out = job.Dispatch == "invoke" or len(targets) > self.settings.dispatch_threshold
         if fan_out and not job.DryRun:
             if me is None:
                 raise BadRequest("fan-out needs the function's own name (context function_name)",
                                  code="UnsupportedOperation.Dispatch")
-            report = RunReport(trigger, key, matched=len(targets), multi=True)
+            # Refused instances are reported here and never dispatched: children re-check, but need not.
+            report, _ = self.maker.run(job, [], trigger=trigger, slot_key=key, deadline=inv.work, multi=multi,
+                                       refused=refused)
+            report.matched += len(targets)
             report.dispatched = self._fan_out(spec, targets, inv, me)
         else:
             report, overflow = self.maker.run(job, targets, trigger=trigger, slot_key=key, deadline=inv.work,
-                                              multi=multi)
+                                              multi=multi, refused=refused)
             if overflow and me is not None and allow_continuation:
                 self._hand_on(report, spec, overflow, inv, me)
             if job.Wait and allow_continuation and me is not None and trigger.Type != "http":
@@ -395,6 +402,19 @@ def build_app(env: Mapping[str, str], *, clock: Clock | None = None, session: re
     maker = ImageMaker(service, policy=policy, clock=clock)
     return App(settings=settings, clients=clients, lighthouse=service, maker=maker, sinks=sinks,
                functions=Functions(clients, clock=clock), auth=auth, clock=clock, default_job=default_job, env=env)
+
+
+def answer_config_error(err: ConfigError, event: Any, context: Any) -> dict[str, Any]:
+    """A bad configuration: HTTP callers get the fixed 500 (never a raise); other triggers raise it.
+
+    Raises:
+        ConfigError: for every trigger but HTTP, so the failure shows in the platform's monitoring.
+    """
+    logs.log("ERROR", "configuration error: the function cannot start", error=err.message)
+    if isinstance(event, Mapping) and "httpMethod" in event:
+        request_id = context.get("request_id") if isinstance(context, Mapping) else None
+        return generic_error(str(request_id or uuid.uuid4()))
+    raise err
 
 
 _cache: dict[str, Any] = {}

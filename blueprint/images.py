@@ -22,7 +22,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from typing import TypeVar
@@ -162,10 +162,12 @@ class ImageMaker:
 
     # ---- planning -------------------------------------------------------------------------------------
 
-    def plan(self, job: Job, default_region: str, deadline: Deadline) -> tuple[list[Target], list[Result]]:
+    def plan(self, job: Job, default_region: str,
+             deadline: Deadline) -> tuple[list[Target], list[tuple[Target, BlueprintError]]]:
         """Resolve the job's instances (ids or selector) and check them against the allowlists.
 
-        Returns the targets to image and the results of instances refused before any cloud write.
+        Returns the targets to image and the instances refused, each with why, before any cloud write and
+        before any fan-out (the allowlists are checked against the instances' real tags from the cloud).
 
         Raises:
             BadRequest: more instances matched than MaxInstances allows.
@@ -179,7 +181,15 @@ class ImageMaker:
         if len(targets) > limit:
             raise BadRequest(f"{len(targets)} instances matched, more than MaxInstances={limit}: "
                              "narrow the selection or raise MaxInstances", code="LimitExceeded.MaxInstances")
-        return targets, []
+        allowed: list[Target] = []
+        refused: list[tuple[Target, BlueprintError]] = []
+        for target in targets:
+            why = self.allowed(target)
+            if why is None:
+                allowed.append(target)
+            else:
+                refused.append((target, why))
+        return allowed, refused
 
     def _needs_details(self, job: Job) -> bool:
         return bool(self.policy.allowed_tags) or "{InstanceName}" in (job.BlueprintName or "")
@@ -211,13 +221,17 @@ class ImageMaker:
                            if all(i.tags.get(k) == v for k, v in wanted.items()))
         return targets
 
-    def allowed(self, target: Target, known: bool) -> BlueprintError | None:
-        """Why this instance may not be imaged, or None when it may."""
+    def allowed(self, target: Target) -> BlueprintError | None:
+        """Why this instance may not be imaged, or None when it may.
+
+        With BLUEPRINT_ALLOWED_TAGS set, planning always read the instance's tags from the cloud (an
+        instance that was not found has none), so the tags here are the real ones, never the request's.
+        """
         policy = self.policy
         if policy.allowed_instances and target.ref.InstanceId not in policy.allowed_instances:
             return AccessDenied(f"instance {target.ref.InstanceId} is not in BLUEPRINT_ALLOWED_INSTANCES",
                                 code="UnauthorizedOperation.InstanceNotAllowed")
-        if policy.allowed_tags and not (known and any(target.tags.get(k) == v for k, v in policy.allowed_tags)):
+        if policy.allowed_tags and not any(target.tags.get(k) == v for k, v in policy.allowed_tags):
             return AccessDenied(f"instance {target.ref.InstanceId} carries none of the tags in "
                                 "BLUEPRINT_ALLOWED_TAGS", code="UnauthorizedOperation.InstanceNotAllowed")
         return None
@@ -225,7 +239,8 @@ class ImageMaker:
     # ---- running --------------------------------------------------------------------------------------
 
     def run(self, job: Job, targets: Sequence[Target], *, trigger: TriggerInfo, slot_key: str,
-            deadline: Deadline, multi: bool = False) -> tuple[RunReport, list[Target]]:
+            deadline: Deadline, multi: bool = False,
+            refused: Sequence[tuple[Target, BlueprintError]] = ()) -> tuple[RunReport, list[Target]]:
         """Image every target once for this slot; returns the report and the targets left for later.
 
         Raises:
@@ -234,26 +249,38 @@ class ImageMaker:
         run = _Run(job=job, trigger=trigger, slot_key=slot_key, deadline=deadline,
                    force_power_off=self.policy.force_power_off if job.ForcePowerOff is None else job.ForcePowerOff,
                    keep=job.Keep or self.policy.keep, report=RunReport(trigger, slot_key, multi=multi))
-        run.report.matched = len(targets)
-        for region, group in _by_region(targets, lambda t: t.ref.Region).items():
-            try:
-                self._run_region(run, region, group)
-            except BlueprintError as err:
-                run.report.results.extend(run.result(t, "failed", error=err) for t in group
-                                          if not _has_result(run.report, t))
+        run.report.matched = len(targets) + len(refused)
+        now = self.clock.monotonic()
+        run.report.results.extend(run.result(t, "failed", error=why, started=now, finished=now) for t, why in refused)
+        groups = _by_region(targets, lambda t: t.ref.Region)
+        # Regions run side by side: their lookups overlap, and the rate limiters are shared (per account).
+        if len(groups) <= 1:
+            parts = [self._region(run, region, group) for region, group in groups.items()]
+        else:
+            with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+                parts = list(pool.map(lambda item: self._region(run, *item), groups.items()))
+        for part in parts:
+            run.report.results.extend(part.report.results)
+            run.overflow.extend(part.overflow)
         return run.report, run.overflow
+
+    def _region(self, run: _Run, region: str, group: Sequence[Target]) -> _Run:
+        """Run one region's targets on a run of its own (merged by the caller)."""
+        part = replace(run, report=RunReport(run.trigger, run.slot_key, multi=run.report.multi), overflow=[])
+        try:
+            self._run_region(part, region, group)
+        except BlueprintError as err:
+            part.report.results.extend(part.result(t, "failed", error=err) for t in group
+                                       if not _has_result(part.report, t))
+        return part
 
     def _run_region(self, run: _Run, region: str, targets: Sequence[Target]) -> None:
         todo: list[Target] = []
         existing = self._slot_images(run, region)
         for target in targets:
             started = self.clock.monotonic()
-            refusal = self.allowed(target, known=bool(target.tags) or not self.policy.allowed_tags)
             image = existing.get(target.ref.InstanceId)
-            if refusal is not None:
-                run.report.results.append(run.result(target, "failed", error=refusal, started=started,
-                                                     finished=started))
-            elif image is not None:
+            if image is not None:
                 run.report.results.append(run.result(
                     target, "skipped", blueprint_id=image.id, blueprint_name=image.name, state=image.state,
                     reason="an image was already made for this slot", started=started))

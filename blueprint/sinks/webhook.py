@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -72,7 +72,7 @@ class WebhookSink:
     session: requests.Session
     clock: Any
     timeout: float = 5.0
-    secret: str | None = None
+    secret: str | None = field(default=None, repr=False)
     format: str = "cloudevents"
     rng: Callable[[], float] = random.random
     name: str = "webhook"

@@ -180,8 +180,6 @@ def test_repr_and_str_never_show_secrets(env, app) -> None:
     assert "hooks.example.com" in repr(settings)
 
 
-@pytest.mark.xfail(strict=True, reason="app.py App is a dataclass whose `env` field (os.environ) is in its repr; "
-                   "reported: declare it field(..., repr=False)")
 def test_repr_of_the_app_never_shows_secrets(app) -> None:
     assert_clean(repr(app))
 

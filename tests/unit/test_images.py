@@ -129,8 +129,9 @@ TRIGGER = TriggerInfo(Type="timer", Name="daily", Time=T0)
 def run(maker: ImageMaker, job: dict, clock: FakeClock, *, seconds: float = 600):
     parsed = parse_job(job)
     deadline = Deadline.after(clock, seconds)
-    targets, _ = maker.plan(parsed, "ap-guangzhou", deadline)
-    report, overflow = maker.run(parsed, targets, trigger=TRIGGER, slot_key="timer:daily", deadline=deadline)
+    targets, refused = maker.plan(parsed, "ap-guangzhou", deadline)
+    report, overflow = maker.run(parsed, targets, trigger=TRIGGER, slot_key="timer:daily", deadline=deadline,
+                                 refused=refused)
     return report, overflow
 
 
