@@ -58,6 +58,9 @@ ERROR_TABLE: dict[str, type[CloudError] | type[BadRequest] | type[AccessDenied] 
     "ResourceNotFound.InstanceNotFound": InstanceNotFound,
     "InvalidParameterValue.InstanceIdMalformed": BadRequest,
     "InvalidParameterValue.TooLong": BadRequest,
+    # A region the cloud does not serve came from the job: the caller's mistake.
+    "UnsupportedRegion": BadRequest,
+    "InvalidParameterValue.UnavailableRegion": BadRequest,
     "InvalidParameterValue.LimitExceeded": BadRequest,
     "UnauthorizedOperation.NoPermission": AccessDenied,
     "AuthFailure.UnauthorizedOperation": AccessDenied,

@@ -188,3 +188,8 @@ def test_unexpected_error_answers_a_fixed_500(make_app, emu, log_stream) -> None
     assert "secret internals" not in response["body"]
     assert "RuntimeError" not in response["body"]
     assert "Traceback" in log_stream.getvalue()
+
+
+def test_a_region_the_cloud_does_not_serve_is_the_callers_mistake(make_app, emu) -> None:
+    status, answer = call(make_app(), http_event(body={**JOB, "Region": "xx-nowhere-1"}))
+    assert (status, answer["Error"]["Code"]) == (400, "UnsupportedRegion")
