@@ -21,7 +21,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -82,7 +81,7 @@ Text60 = Annotated[str, StringConstraints(min_length=1, max_length=60), AfterVal
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True, defer_build=True)
 
 
 class Tag(_Model):
@@ -181,7 +180,7 @@ class Job(_Model):
             return None
         for index, ref in enumerate(ids):
             try:
-                _INSTANCE_REF.validate_python(_split_ref(ref) if ":" in ref else {"Region": "ap-x", "InstanceId": ref})
+                InstanceRef.model_validate(_split_ref(ref) if ":" in ref else {"Region": "ap-x", "InstanceId": ref})
             except ValidationError:
                 raise ValueError(f"item {index} is not an instance id (lhins- and 8 of a-z0-9, "
                                  "optionally region:lhins-...)") from None
@@ -209,8 +208,6 @@ class Job(_Model):
         return refs
 
 
-_INSTANCE_REF: TypeAdapter[InstanceRef] = TypeAdapter(InstanceRef)
-_JOB: TypeAdapter[Job] = TypeAdapter(Job)
 
 
 class TriggerInfo(_Model):
@@ -231,7 +228,7 @@ UtcTime = Annotated[datetime, AfterValidator(_utc)]
 class TimerEvent(BaseModel):
     """SCF timer trigger: `Message` is the timer's argument (a string, maybe JSON, maybe empty)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
+    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True, defer_build=True)
 
     Type: Annotated[str, AfterValidator(lambda v: v if v.lower() == "timer" else _raise("Type must be timer"))]
     TriggerName: Annotated[str, StringConstraints(min_length=1, max_length=60)] = "timer"
@@ -276,7 +273,7 @@ def _fold_headers(value: object) -> object:
 class HttpRequest(BaseModel):
     """Fields common to the API Gateway and Function URL events."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
+    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True, defer_build=True)
 
     httpMethod: Annotated[str, StringConstraints(min_length=1, max_length=16)]
     path: Annotated[str, StringConstraints(max_length=2048)] = "/"
@@ -328,7 +325,7 @@ class FunctionUrlEvent(HttpRequest):
 class QueueRecord(BaseModel):
     """One record of a CMQ or CKafka batch: only its body and an id matter here."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
+    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True, defer_build=True)
 
     body: str
     message_id: str | None = None
@@ -351,7 +348,7 @@ def _record(raw: object) -> object:
 class QueueEvent(BaseModel):
     """TDMQ CMQ / CKafka trigger: a batch of records, each body a JSON job."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
+    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True, defer_build=True)
 
     Records: Annotated[list[Annotated[QueueRecord, BeforeValidator(_record)]], Field(min_length=1, max_length=1000)]
 
@@ -369,17 +366,13 @@ class ChainedCall(_Model):
 class InvokeEvent(BaseModel):
     """A direct or chained call: the event itself is the job (or our own `ChainedCall` envelope)."""
 
-    model_config = ConfigDict(frozen=True, hide_input_in_errors=True)
+    model_config = ConfigDict(frozen=True, hide_input_in_errors=True, defer_build=True)
 
     payload: dict[str, Any]
 
 
 Trigger = TimerEvent | ApiGatewayEvent | FunctionUrlEvent | QueueEvent | InvokeEvent
 
-_TIMER: TypeAdapter[TimerEvent] = TypeAdapter(TimerEvent)
-_APIGW: TypeAdapter[ApiGatewayEvent] = TypeAdapter(ApiGatewayEvent)
-_URL: TypeAdapter[FunctionUrlEvent] = TypeAdapter(FunctionUrlEvent)
-_QUEUE: TypeAdapter[QueueEvent] = TypeAdapter(QueueEvent)
 
 
 def parse_event(event: object) -> Trigger:
@@ -391,17 +384,17 @@ def parse_event(event: object) -> Trigger:
     if not isinstance(event, Mapping):
         raise BadRequest("the event must be a JSON object")
     kind = event.get("Type")
-    adapter: TypeAdapter[Any]
+    model: type[TimerEvent | ApiGatewayEvent | FunctionUrlEvent | QueueEvent]
     if isinstance(kind, str) and kind.lower() == "timer":
-        adapter = _TIMER
+        model = TimerEvent
     elif "httpMethod" in event:
-        adapter = _APIGW if "requestContext" in event else _URL
+        model = ApiGatewayEvent if "requestContext" in event else FunctionUrlEvent
     elif "Records" in event:
-        adapter = _QUEUE
+        model = QueueEvent
     else:
         return InvokeEvent(payload=dict(event))
     try:
-        result: Trigger = adapter.validate_python(event)
+        result: Trigger = model.model_validate(event)
     except ValidationError as err:
         raise BadRequest(describe_error(err)) from None
     return result
@@ -448,7 +441,7 @@ def parse_job(data: object, *, what: str = "job") -> Job:
     if not isinstance(data, Mapping):
         raise BadRequest(f"the {what} must be a JSON object")
     try:
-        return _JOB.validate_python(data)
+        return Job.model_validate(data)
     except ValidationError as err:
         raise BadRequest(describe_error(err, what=what)) from None
 
@@ -467,12 +460,11 @@ def parse_chained(payload: object) -> ChainedCall:
         BadRequest: the envelope is malformed; the message names the fields, never a Python type.
     """
     try:
-        return _CHAINED.validate_python(payload)
+        return ChainedCall.model_validate(payload)
     except ValidationError as err:
         raise BadRequest(describe_error(err, what="chained call")) from None
 
 
-_CHAINED: TypeAdapter[ChainedCall] = TypeAdapter(ChainedCall)
 
 
 def describe_error(err: ValidationError, *, what: str = "") -> str:
