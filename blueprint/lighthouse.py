@@ -8,6 +8,7 @@ retried CreateBlueprint must first look for the image the lost attempt may have 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -168,7 +169,8 @@ class LighthouseService:
                                region=region, created=_time(b.CreatedTime), tags=_tags(b.Tags),
                                raw=_blueprint_dict(b))
                          for b in page.BlueprintSet or [] if b.BlueprintType in (None, "PRIVATE"))
-        return found
+        # Pages read while images are being made may overlap: one entry per id.
+        return list({image.id: image for image in found}.values())
 
     @staticmethod
     def _image_filters(tags: Mapping[str, str] | None, tag_key: str | None,
@@ -184,22 +186,26 @@ class LighthouseService:
 
     def _pages(self, action: str, region: str, deadline: Deadline, *, ids: Sequence[str] | None,
                filters: list[models.Filter]) -> Iterator[Any]:
-        request_cls = getattr(models, f"{action}Request")
-        offset = 0
-        while True:
-            req = request_cls()
+        """Every page: the first tells the total, the rest are fetched side by side (the limiter paces them)."""
+        def page(offset: int) -> Any:
+            req = getattr(models, f"{action}Request")()
             if ids:
                 setattr(req, "BlueprintIds" if action == "DescribeBlueprints" else "InstanceIds", list(ids))
             else:
                 req.Filters = filters or None
             req.Offset = offset
             req.Limit = PAGE
-            resp = self._call(action, region, req, deadline)
-            yield resp
-            items = resp.BlueprintSet if action == "DescribeBlueprints" else resp.InstanceSet
-            offset += len(items or [])
-            if not items or offset >= (resp.TotalCount or 0):
-                return
+            return self._call(action, region, req, deadline)
+
+        first = page(0)
+        yield first
+        items = first.BlueprintSet if action == "DescribeBlueprints" else first.InstanceSet
+        offsets = list(range(len(items or []), first.TotalCount or 0, PAGE)) if items else []
+        if len(offsets) <= 1:
+            yield from (page(offset) for offset in offsets)
+            return
+        with ThreadPoolExecutor(max_workers=min(4, len(offsets))) as pool:
+            yield from pool.map(page, offsets)
 
     def delete_images(self, region: str, ids: Sequence[str], *, deadline: Deadline) -> str:
         """DeleteBlueprints."""
@@ -220,7 +226,7 @@ class LighthouseService:
                 found.extend(Instance(id=i.InstanceId, name=i.InstanceName or "", state=i.InstanceState or "",
                                       region=region, tags=_tags(i.Tags), operation_state=i.LatestOperationState)
                              for i in page.InstanceSet or [])
-        return found
+        return list({instance.id: instance for instance in found}.values())
 
     def image_quota(self, region: str, *, deadline: Deadline) -> tuple[int, int]:
         """DescribeGeneralResourceQuotas for BLUEPRINT."""

@@ -34,6 +34,10 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive like a real receiver: the function's session reuses its connections.
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
@@ -41,10 +45,12 @@ class Receiver:
                 with receiver._lock:
                     receiver.received.append({"path": self.path, "headers": dict(self.headers.items()),
                                               "body": body, "status": status})
+                reply = b'{"ok": true}' if status < 300 else b'{"ok": false}'
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
-                self.wfile.write(b'{"ok": true}' if status < 300 else b'{"ok": false}')
+                self.wfile.write(reply)
 
             def log_message(self, *args: Any) -> None:
                 return
