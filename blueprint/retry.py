@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from blueprint.errors import BlueprintError, DeadlineExceeded, InstanceBusy
+from blueprint.errors import BlueprintError, DeadlineExceeded, InstanceBusy, Throttled
 
 __all__ = ["Clock", "Deadline", "RateLimiter", "RetryPolicy", "SystemClock"]
 
@@ -125,12 +125,18 @@ class RetryPolicy:
     cap: float = 8.0
     # An unfinished operation on the instance takes minutes, not milliseconds: wait longer.
     busy_base: float = 5.0
+    throttle_base: float = 0.2
     rng: Callable[[], float] = random.random
 
     def backoff(self, attempt: int, err: BlueprintError) -> float:
         """Seconds to wait before attempt number `attempt + 1` (attempt counts from 0)."""
-        base = self.busy_base if isinstance(err, InstanceBusy) else self.base
-        cap = self.cap * (4 if isinstance(err, InstanceBusy) else 1)
+        if isinstance(err, InstanceBusy):
+            base, cap = self.busy_base, self.cap * 4
+        elif isinstance(err, Throttled):
+            # Our own limiter paces the retry too; a rate window frees up within a second.
+            base, cap = self.throttle_base, self.cap
+        else:
+            base, cap = self.base, self.cap
         return float(min(cap, base * 2**attempt) * (0.5 + self.rng() / 2))
 
     def call(self, fn: Callable[[], T], *, deadline: Deadline,
