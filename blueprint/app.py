@@ -351,7 +351,7 @@ class _HttpJobs:
             if err.status == 404 or err.code.startswith("InvalidParameter"):
                 return None
             raise
-        return dict(found[0].raw) if found else None
+        return found[0].as_dict() if found else None
 
 
 def _seconds(value: object) -> float | None:

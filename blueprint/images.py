@@ -393,9 +393,20 @@ class ImageMaker:
     # ---- after creating: races, retention, waiting ----------------------------------------------------
 
     def _settle(self, run: _Run, region: str) -> None:
-        """One listing of the region's managed images resolves races and drives retention."""
-        managed = self._retrying(lambda: self.lighthouse.find_images(
-            region, tag_key=INSTANCE_TAG, deadline=run.deadline), run.deadline)
+        """One listing after creating resolves races and drives retention.
+
+        Without Keep only this slot's images matter (a handful); with Keep, the managed images of the one
+        instance, or of the whole region for a fleet (one paged listing instead of one per instance).
+        """
+        created = [r.instance_id for r in run.report.results if r.region == region and r.outcome == "created"]
+        find = partial(self.lighthouse.find_images, region, deadline=run.deadline)
+        if not run.keep:
+            listing = partial(find, tags={SLOT_TAG: run.digest})
+        elif len(created) == 1:
+            listing = partial(find, tags={INSTANCE_TAG: created[0]})
+        else:
+            listing = partial(find, tag_key=INSTANCE_TAG)
+        managed = self._retrying(listing, run.deadline)
         per_instance: dict[str, list[Image]] = defaultdict(list)
         for image in managed:
             per_instance[image.tags.get(INSTANCE_TAG, "")].append(image)

@@ -36,7 +36,12 @@ class Image:
     region: str
     created: datetime | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # The SDK object, turned into the API's dict only when someone asks (GET /blueprints/{id}).
+    source: Any = field(default=None, compare=False, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The image as DescribeBlueprints returns it."""
+        return _blueprint_dict(self.source) if self.source is not None else {"BlueprintId": self.id}
 
     @property
     def failed(self) -> bool:
@@ -105,7 +110,8 @@ def _time(text: str | None) -> datetime | None:
     if not text:
         return None
     try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        # fromisoformat is ~10x faster than strptime; Python 3.10's does not read a trailing Z.
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
     except ValueError:
         return None
 
@@ -167,7 +173,7 @@ class LighthouseService:
         for page in self._pages("DescribeBlueprints", region, deadline, ids=ids, filters=filters):
             found.extend(Image(id=b.BlueprintId, name=b.BlueprintName or "", state=b.BlueprintState or "",
                                region=region, created=_time(b.CreatedTime), tags=_tags(b.Tags),
-                               raw=_blueprint_dict(b))
+                               source=b)
                          for b in page.BlueprintSet or [] if b.BlueprintType in (None, "PRIVATE"))
         # Pages read while images are being made may overlap: one entry per id.
         return list({image.id: image for image in found}.values())
