@@ -72,6 +72,20 @@ class Invocation:
     delivery: Deadline
     correlation_id: str
     source: Source
+    # Filled in as the invocation goes: the one summary log line per invocation.
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def count(self, report: RunReport, delivery: Delivery) -> None:
+        """Add a run's outcomes to the invocation's summary."""
+        counts: dict[str, int] = self.summary.setdefault("counts", {})
+        for result in report.results:
+            counts[result.outcome] = counts.get(result.outcome, 0) + 1
+        self.summary["trigger"] = report.trigger.Type
+        if report.dispatched:
+            self.summary["dispatched"] = self.summary.get("dispatched", 0) + len(report.dispatched)
+        if delivery.failed:
+            failed = set(self.summary.get("delivery_failed", [])) | set(delivery.failed)
+            self.summary["delivery_failed"] = sorted(failed)
 
     def self_function(self) -> FunctionRef | None:
         """This function, for fan-out and continuations (known from the context, or SCF's variables)."""
@@ -109,16 +123,21 @@ class App:
         inv = self._invocation(context if isinstance(context, Mapping) else {}, event)
         token = logs.bind(request_id=inv.request_id, correlation_id=inv.correlation_id)
         started = time.monotonic()
+        outcome = "raised"
         try:
-            return self._dispatch(event, inv)
-        except BlueprintError:
+            answer = self._dispatch(event, inv)
+            outcome = _outcome(answer)
+            return answer
+        except BlueprintError as err:
+            outcome = f"raised {err.code}"
             raise
         except Exception as err:
             # A bug must not leak its text to a sync invoker; the traceback goes to the log only.
             logs.log_exception("unexpected error", err)
             raise BlueprintError(f"internal error; quote the RequestId {inv.request_id}") from None
         finally:
-            logs.log("INFO", "invocation finished", duration=round(time.monotonic() - started, 3))
+            logs.log("INFO", "invocation finished", duration=round(time.monotonic() - started, 3), outcome=outcome,
+                     **inv.summary)
             logs._context.reset(token)
 
     def _invocation(self, context: Mapping[str, Any], event: Any) -> Invocation:
@@ -260,7 +279,9 @@ class App:
                 self._hand_on(report, spec, overflow, inv, me)
             if job.Wait and allow_continuation and me is not None and trigger.Type != "http":
                 self._continue_waiting(report, spec, inv, me)
-        return report, self._deliver(report, inv)
+        delivery = self._deliver(report, inv)
+        inv.count(report, delivery)
+        return report, delivery
 
     def _deliver(self, report: RunReport, inv: Invocation) -> Delivery:
         events = [cloud_event(r, inv.source, correlation_id=inv.correlation_id) for r in report.results]
@@ -352,6 +373,18 @@ class _HttpJobs:
                 return None
             raise
         return found[0].as_dict() if found else None
+
+
+def _outcome(answer: object) -> str:
+    """`ok`, or what went wrong, for the summary line."""
+    if isinstance(answer, Mapping):
+        status = answer.get("statusCode")
+        if isinstance(status, int):
+            return f"http {status}"
+        error = answer.get("Error")
+        if isinstance(error, Mapping):
+            return f"refused {error.get('Code')}"
+    return "ok"
 
 
 def _seconds(value: object) -> float | None:
