@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -21,7 +21,7 @@ import requests
 
 from blueprint import logs
 from blueprint.cloud import ClientCache, read_credentials
-from blueprint.errors import BadRequest, BlueprintError, ConfigError, DeliveryError, RecordsFailed
+from blueprint.errors import BadRequest, BlueprintError, ConfigError, DeliveryError, RecordsFailed, SlotExpired
 from blueprint.events import (
     ApiGatewayEvent,
     ChainedCall,
@@ -60,6 +60,8 @@ class Spec:
     job: Job
     trigger: TriggerInfo
     key: str
+    # Chained calls carry a deadline: past it, the instance is reported, not imaged.
+    not_after: datetime | None = None
 
 
 @dataclass
@@ -202,7 +204,7 @@ class App:
         payload = event.payload
         if "Job" in payload and "SlotKey" in payload:
             call = parse_chained(payload)
-            return self._async_run(parse_job(call.Job), call.Trigger, call.SlotKey, inv)
+            return self._async_run(parse_job(call.Job), call.Trigger, call.SlotKey, inv, not_after=call.Deadline)
         job = parse_job(payload)
         trigger = TriggerInfo(Type="invoke", Name=None, Time=_now())
         return self._async_run(job, trigger, job.IdempotencyKey or f"invoke:{inv.request_id}", inv)
@@ -225,8 +227,9 @@ class App:
             raise RecordsFailed(f"{len(failed)} of {len(event.Records)} record(s) failed; first: {failed[0].message}")
         return {"Records": answers, "RequestId": inv.request_id}
 
-    def _async_run(self, job: Job, trigger: TriggerInfo, key: str, inv: Invocation) -> dict[str, Any]:
-        report, delivery = self.execute(Spec(job, trigger, key), inv, allow_continuation=True)
+    def _async_run(self, job: Job, trigger: TriggerInfo, key: str, inv: Invocation, *,
+                   not_after: datetime | None = None) -> dict[str, Any]:
+        report, delivery = self.execute(Spec(job, trigger, key, not_after), inv, allow_continuation=True)
         answer = {"Results": [r.data() for r in report.main_results()], "RequestId": inv.request_id,
                   "Dispatched": len(report.dispatched)}
         if not delivery.ok:
@@ -261,6 +264,10 @@ class App:
         job, trigger, key = spec.job, spec.trigger, spec.key
         multi = job.InstanceId is None
         targets, refused = self.maker.plan(job, self.settings.region, inv.work)
+        if spec.not_after is not None and _now() > spec.not_after:
+            late = SlotExpired(f"this call started after its deadline {spec.not_after:%Y-%m-%dT%H:%M:%SZ}; "
+                               "no image was made (a later run of the schedule covers the instance)")
+            refused, targets = [*refused, *((t, late) for t in targets)], []
         me = inv.self_function()
         fan_out = job.Dispatch == "invoke" or len(targets) > self.settings.dispatch_threshold
         if fan_out and not job.DryRun:
@@ -294,14 +301,14 @@ class App:
                      error=result.error.as_dict() if result.error else None)
         return deliver(self.sinks, events, inv.delivery)
 
-    @staticmethod
-    def _child(spec: Spec, target: Target, inv: Invocation) -> str:
+    def _child(self, spec: Spec, target: Target, inv: Invocation) -> str:
         """The chained call that images one instance of this slot in its own invocation."""
         name = render_name(spec.job.BlueprintName, target.ref.InstanceId, target.name, spec.trigger.Time)
         data = spec.job.model_dump(exclude=_CHILD_DROP, exclude_none=True)
         data |= {"InstanceId": target.ref.InstanceId, "Region": target.ref.Region, "Dispatch": "inline",
                  "BlueprintName": name}
-        call = ChainedCall(Job=data, Trigger=spec.trigger, SlotKey=spec.key, CorrelationId=inv.correlation_id)
+        call = ChainedCall(Job=data, Trigger=spec.trigger, SlotKey=spec.key, CorrelationId=inv.correlation_id,
+                           Deadline=spec.not_after or _now() + timedelta(seconds=self.settings.child_ttl))
         return orjson.dumps(call.model_dump(mode="json")).decode()
 
     def _fan_out(self, spec: Spec, targets: list[Target], inv: Invocation, me: FunctionRef) -> list[dict[str, Any]]:

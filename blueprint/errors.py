@@ -25,6 +25,7 @@ __all__ = [
     "PayloadTooLarge",
     "QuotaExceeded",
     "RecordsFailed",
+    "SlotExpired",
     "Throttled",
     "Unauthorized",
     "UnsupportedMediaType",
@@ -119,6 +120,13 @@ class DeliveryError(BlueprintError):
     status = 502
     retryable = True
     code = "FailedOperation.DeliveryFailed"
+
+
+class SlotExpired(BlueprintError):
+    """A chained call arrived after its slot's deadline: a later run covers it, a retry would not help."""
+
+    status = 410
+    code = "FailedOperation.SlotExpired"
 
 
 class RecordsFailed(BlueprintError):

@@ -233,6 +233,9 @@ class Settings(BaseModel):
     concurrency: int = Field(8, ge=1, le=64, validation_alias="BLUEPRINT_CONCURRENCY")
     # Above this many instances a run fans out to one async invocation per instance.
     dispatch_threshold: int = Field(100, ge=1, validation_alias="BLUEPRINT_DISPATCH_THRESHOLD")
+    # A fan-out child or follow-up that starts later than this after it was sent makes no image (SCF keeps
+    # async events for up to 6 hours by default; a later run of the schedule covers the instance).
+    child_ttl: float = Field(21_600, gt=0, le=86_400, validation_alias="BLUEPRINT_CHILD_TTL")
     # Seconds kept free before the function's time limit for delivering results.
     time_margin: float = Field(3.0, ge=0, le=60, validation_alias="BLUEPRINT_TIME_MARGIN")
     # Time limit assumed when the context does not say (local runs, some chained calls).

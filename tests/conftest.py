@@ -7,6 +7,7 @@ a 30-second image completes instantly while deadlines still see the time pass.
 from __future__ import annotations
 
 import io
+import os
 import threading
 import time
 import uuid
@@ -21,6 +22,21 @@ from blueprint.app import App, build_app
 from blueprint.localrun import LOCAL_TOKEN, Receiver
 from blueprint.retry import Clock
 from emulator import SECRET_ID, SECRET_KEY, Emulator
+
+
+def _longrun_wanted(config: pytest.Config) -> bool:
+    expr = str(config.getoption("-m") or "")
+    return os.environ.get("BLUEPRINT_LONGRUN") == "1" or ("longrun" in expr and "not longrun" not in expr)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`@pytest.mark.longrun` tests (thousands of fuzz cases, 200-child fan-outs) run only when asked for."""
+    if _longrun_wanted(config):
+        return
+    skip = pytest.mark.skip(reason="long run: use `pytest -m longrun` or BLUEPRINT_LONGRUN=1")
+    for item in items:
+        if "longrun" in item.keywords:
+            item.add_marker(skip)
 
 
 class EmuClock(Clock):

@@ -128,3 +128,54 @@ def test_automatic_fan_out_above_the_threshold(make_app, emu) -> None:
     assert answer["Dispatched"] == 12
     assert emu.scf.wait_idle(timeout=60)
     assert len(managed_sources(emu)) == 12
+
+
+def test_a_child_that_starts_after_its_deadline_makes_no_image(make_app, emu, receiver) -> None:
+    app = make_app()
+    late = {"Job": {"InstanceId": "lhins-web00001", "Region": "ap-guangzhou"}, "SlotKey": "timer:daily:x",
+            "CorrelationId": "corr-1", "Deadline": "2020-01-01T00:00:00Z",
+            "Trigger": {"Type": "timer", "Name": "daily", "Time": "2019-12-31T03:00:00Z"}}
+    answer = app.handle(late, context())  # not retryable: reported, not raised
+    assert answer["Results"][0]["Error"]["Code"] == "FailedOperation.SlotExpired"
+    assert emu.calls_of("CreateBlueprint") == []
+    assert received_events(receiver)[0]["type"].endswith(".failed")
+
+
+def test_children_carry_slot_deadline_and_correlation_id(make_app, emu) -> None:
+    import orjson
+
+    emu.scf.add_function("lighthouse-blueprint")
+    app = make_app()
+    app.handle(timer_event({"InstanceIds": ["lhins-web00001", "lhins-db000001"], "Dispatch": "invoke"}),
+               context(request_id="parent-1"))
+    children = [orjson.loads(i["ClientContext"]) for i in emu.scf.invocations]
+    assert len(children) == 2
+    assert {c["CorrelationId"] for c in children} == {"parent-1"}
+    assert {c["SlotKey"] for c in children} == {"timer:daily:2026-11-27T03:00:00Z"}
+    assert all(c["Deadline"] > "2026-" for c in children)
+    assert sorted(c["Job"]["InstanceId"] for c in children) == ["lhins-db000001", "lhins-web00001"]
+
+
+def test_inline_run_short_of_time_hands_the_rest_to_children(make_app, emu, receiver) -> None:
+    add_fleet(emu, total=5, tagged=5)
+    app = make_app()
+    emu.scf.register("lighthouse-blueprint", app.handle)
+    # 7 s limit minus the 3 s margin leaves less than one instance's budget: nothing starts inline.
+    answer = app.handle(timer_event({"Selector": SELECTOR}), context(time_limit_in_ms=7_000))
+    assert answer["Dispatched"] == 5
+    assert answer["Results"] == []
+    assert emu.scf.wait_idle(timeout=60)
+    assert len(managed_sources(emu)) == 5
+    types = [e["type"].rsplit(".", 1)[-1] for e in received_events(receiver)]
+    assert types.count("created") == 5 and "failed" not in types
+
+
+@pytest.mark.longrun
+def test_fan_out_of_200_children_all_complete(make_app, emu) -> None:
+    wanted = add_fleet(emu, total=200, tagged=200)
+    app = make_app(BLUEPRINT_MAX_INSTANCES="500")
+    emu.scf.register("lighthouse-blueprint", app.handle)
+    answer = app.handle(timer_event({"Selector": SELECTOR, "Dispatch": "invoke"}), context())
+    assert answer["Dispatched"] == 200
+    assert emu.scf.wait_idle(timeout=300)
+    assert sorted(managed_sources(emu)) == sorted(wanted)

@@ -13,8 +13,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from blueprint.lighthouse import Created, Image, Instance
 
 HERE = Path(__file__).parent
@@ -25,20 +23,6 @@ LONG_EXAMPLES = int(os.environ.get("BLUEPRINT_FUZZ_LONG_EXAMPLES", "3000"))
 LEAK = re.compile(r"Traceback|File \"|\b(?:Value|Type|Key|Attribute|Index|Runtime|Assertion|Recursion|Overflow|"
                   r"Unicode(?:En|De)code|JSONDecode|JSONEncode|Validation|ZeroDivision|Lookup|Name)Error\b|"
                   r"\bpydantic\b|\borjson\b|\bbinascii\b|Exception\b")
-
-
-def _longrun_wanted(config: pytest.Config) -> bool:
-    expr = str(config.getoption("-m") or "")
-    return os.environ.get("BLUEPRINT_LONGRUN") == "1" or ("longrun" in expr and "not longrun" not in expr)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if _longrun_wanted(config):
-        return
-    skip = pytest.mark.skip(reason="thousands of fuzz cases: run with `pytest -m longrun` or BLUEPRINT_LONGRUN=1")
-    for item in items:
-        if "longrun" in item.keywords and HERE in Path(str(item.fspath)).parents:
-            item.add_marker(skip)
 
 
 class FakeLighthouse:
