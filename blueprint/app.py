@@ -42,7 +42,7 @@ from blueprint.functions import FunctionRef, Functions
 from blueprint.http import Authenticator, HttpApi, error_response, generic_error
 from blueprint.images import ImageMaker, Policy, Target, render_name
 from blueprint.lighthouse import Lighthouse, LighthouseService
-from blueprint.results import RunReport, Source, cloud_event, summary_event
+from blueprint.results import Result, RunReport, Source, cloud_event, summary_event
 from blueprint.retry import Clock, Deadline, SystemClock
 from blueprint.settings import Settings, load_settings
 from blueprint.sinks import Delivery, Sink, SinkContext, build_sinks, deliver
@@ -278,7 +278,7 @@ class App:
             report, _ = self.maker.run(job, [], trigger=trigger, slot_key=key, deadline=inv.work, multi=multi,
                                        refused=refused)
             report.matched += len(targets)
-            report.dispatched = self._fan_out(spec, targets, inv, me)
+            self._fan_out(report, spec, targets, inv, me)
         else:
             report, overflow = self.maker.run(job, targets, trigger=trigger, slot_key=key, deadline=inv.work,
                                               multi=multi, refused=refused)
@@ -311,25 +311,33 @@ class App:
                            Deadline=spec.not_after or _now() + timedelta(seconds=self.settings.child_ttl))
         return orjson.dumps(call.model_dump(mode="json")).decode()
 
-    def _fan_out(self, spec: Spec, targets: list[Target], inv: Invocation, me: FunctionRef) -> list[dict[str, Any]]:
-        dispatched = []
+    def _fan_out(self, report: RunReport, spec: Spec, targets: list[Target], inv: Invocation,
+                 me: FunctionRef, *, report_failures: bool = True) -> None:
+        """One async invocation of this function per instance; an instance whose call failed is reported."""
+        sent = 0
         for target in targets:
-            child_id = self.functions.invoke_async(me, self._child(spec, target, inv), deadline=inv.work)
-            dispatched.append({"InstanceId": target.ref.InstanceId, "Region": target.ref.Region,
-                               "FunctionRequestId": child_id})
-        logs.log("INFO", "fanned out", count=len(dispatched))
-        return dispatched
+            try:
+                child_id = self.functions.invoke_async(me, self._child(spec, target, inv), deadline=inv.work)
+            except BlueprintError as err:
+                if not report_failures:
+                    logs.log("ERROR", "could not schedule a follow-up", instance=target.ref.InstanceId,
+                             error=err.message)
+                    continue
+                report.results.append(Result(outcome="failed", instance_id=target.ref.InstanceId,
+                                             region=target.ref.Region, trigger=spec.trigger, slot_key=spec.key,
+                                             force_power_off=self.maker.force_power_off(spec.job), error=err))
+                continue
+            sent += 1
+            report.dispatched.append({"InstanceId": target.ref.InstanceId, "Region": target.ref.Region,
+                                      "FunctionRequestId": child_id})
+        logs.log("INFO", "fanned out", count=sent, failed=len(targets) - sent)
 
     def _hand_on(self, report: RunReport, spec: Spec, overflow: list[Target], inv: Invocation,
                  me: FunctionRef) -> None:
         """Instances the time did not allow go to child invocations instead of failing."""
         handed = {(t.ref.Region, t.ref.InstanceId) for t in overflow}
-        try:
-            report.dispatched.extend(self._fan_out(spec, overflow, inv, me))
-        except BlueprintError as err:
-            logs.log("ERROR", "could not hand on the remaining instances", error=err.message)
-            return
         report.results = [r for r in report.results if (r.region, r.instance_id) not in handed]
+        self._fan_out(report, spec, overflow, inv, me)
 
     def _continue_waiting(self, report: RunReport, spec: Spec, inv: Invocation, me: FunctionRef) -> None:
         """Images still in progress when time ran out: a chained call of this function follows them."""
@@ -337,10 +345,7 @@ class App:
                    and r.reason.startswith("still in progress")]
         targets = [Target(InstanceRef(Region=r.region, InstanceId=r.instance_id)) for r in pending]
         if targets:
-            try:
-                report.dispatched.extend(self._fan_out(spec, targets, inv, me))
-            except BlueprintError as err:
-                logs.log("ERROR", "could not schedule the follow-up", error=err.message)
+            self._fan_out(report, spec, targets, inv, me, report_failures=False)
 
 
 @dataclass

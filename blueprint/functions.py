@@ -34,8 +34,8 @@ class Functions:
 
     def __init__(self, clients: ClientCache, *, retry: RetryPolicy | None = None, clock: Clock | None = None) -> None:
         self._clients = clients
-        # The clock the pacing waits on: the app's (virtual in tests), so nothing sleeps for real there.
-        self._limit = RateLimiter(100.0, clock=clock or SystemClock())
+        # The cloud counts requests in real time, so the pacing does too (retries wait on the app's clock).
+        self._limit = RateLimiter(100.0, clock=SystemClock())
         self._retry = retry or RetryPolicy(attempts=3)
 
     def invoke_async(self, fn: FunctionRef, payload: str, *, deadline: Deadline,

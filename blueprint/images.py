@@ -160,6 +160,10 @@ class ImageMaker:
         self.retry = retry or RetryPolicy()
         self.clock = clock or SystemClock()
 
+    def force_power_off(self, job: Job) -> bool:
+        """The ForcePowerOff a job runs with: its own, else the function's default."""
+        return self.policy.force_power_off if job.ForcePowerOff is None else job.ForcePowerOff
+
     # ---- planning -------------------------------------------------------------------------------------
 
     def plan(self, job: Job, default_region: str,
@@ -247,7 +251,7 @@ class ImageMaker:
             BlueprintError: only for failures that concern the whole run (never for one instance).
         """
         run = _Run(job=job, trigger=trigger, slot_key=slot_key, deadline=deadline,
-                   force_power_off=self.policy.force_power_off if job.ForcePowerOff is None else job.ForcePowerOff,
+                   force_power_off=self.force_power_off(job),
                    keep=job.Keep or self.policy.keep, report=RunReport(trigger, slot_key, multi=multi))
         run.report.matched = len(targets) + len(refused)
         now = self.clock.monotonic()

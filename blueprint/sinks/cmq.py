@@ -38,7 +38,8 @@ class CmqSink:
 
     def __post_init__(self) -> None:
         # Root accounts may send 20/s, sub-accounts 10/s (since 2024-08-15): stay under the lower one.
-        self.limiter = RateLimiter(10.0, clock=self.clock)
+        # The cloud counts requests in real time, so the pacing does too (retries wait on the app's clock).
+        self.limiter = RateLimiter(10.0, clock=SystemClock())
 
     @property
     def name(self) -> str:

@@ -179,3 +179,15 @@ def test_fan_out_of_200_children_all_complete(make_app, emu) -> None:
     assert answer["Dispatched"] == 200
     assert emu.scf.wait_idle(timeout=300)
     assert sorted(managed_sources(emu)) == sorted(wanted)
+
+
+def test_a_child_that_could_not_be_dispatched_is_reported_and_the_timer_retries(make_app, emu, receiver) -> None:
+    emu.scf.add_function("lighthouse-blueprint")
+    emu.faults.fail("Invoke", "InternalError", times=3)  # the first child's attempts all fail
+    app = make_app()
+    with pytest.raises(BlueprintError, match="retry can fix"):
+        app.handle(timer_event({"InstanceIds": ["lhins-web00001", "lhins-db000001"], "Dispatch": "invoke"}),
+                   context())
+    assert len(emu.scf.invocations) == 1
+    failed = [e for e in received_events(receiver) if e["type"].endswith(".failed")]
+    assert [e["subject"] for e in failed] == ["lhins-web00001"]
