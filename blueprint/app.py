@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -62,6 +62,8 @@ class Spec:
     key: str
     # Chained calls carry a deadline: past it, the instance is reported, not imaged.
     not_after: datetime | None = None
+    # Instances a follow-up must start again once their ForcePowerOff image is done.
+    was_running: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -204,7 +206,10 @@ class App:
         payload = event.payload
         if "Job" in payload and "SlotKey" in payload:
             call = parse_chained(payload)
-            return self._async_run(parse_job(call.Job), call.Trigger, call.SlotKey, inv, not_after=call.Deadline)
+            job = parse_job(call.Job)
+            running = frozenset({job.InstanceId} if call.WasRunning and job.InstanceId else set())
+            spec = Spec(job, call.Trigger, call.SlotKey, call.Deadline, running)
+            return self._async_run(spec.job, spec.trigger, spec.key, inv, spec=spec)
         job = parse_job(payload)
         trigger = TriggerInfo(Type="invoke", Name=None, Time=_now())
         return self._async_run(job, trigger, job.IdempotencyKey or f"invoke:{inv.request_id}", inv)
@@ -228,8 +233,8 @@ class App:
         return {"Records": answers, "RequestId": inv.request_id}
 
     def _async_run(self, job: Job, trigger: TriggerInfo, key: str, inv: Invocation, *,
-                   not_after: datetime | None = None) -> dict[str, Any]:
-        report, delivery = self.execute(Spec(job, trigger, key, not_after), inv, allow_continuation=True)
+                   spec: Spec | None = None) -> dict[str, Any]:
+        report, delivery = self.execute(spec or Spec(job, trigger, key), inv, allow_continuation=True)
         answer = {"Results": [r.data() for r in report.main_results()], "RequestId": inv.request_id,
                   "Dispatched": len(report.dispatched)}
         if not delivery.ok:
@@ -281,7 +286,7 @@ class App:
             self._fan_out(report, spec, targets, inv, me)
         else:
             report, overflow = self.maker.run(job, targets, trigger=trigger, slot_key=key, deadline=inv.work,
-                                              multi=multi, refused=refused)
+                                              multi=multi, refused=refused, was_running=spec.was_running)
             if overflow and me is not None and allow_continuation:
                 self._hand_on(report, spec, overflow, inv, me)
             if job.Wait and allow_continuation and me is not None and trigger.Type != "http":
@@ -308,7 +313,8 @@ class App:
         data |= {"InstanceId": target.ref.InstanceId, "Region": target.ref.Region, "Dispatch": "inline",
                  "BlueprintName": name}
         call = ChainedCall(Job=data, Trigger=spec.trigger, SlotKey=spec.key, CorrelationId=inv.correlation_id,
-                           Deadline=spec.not_after or _now() + timedelta(seconds=self.settings.child_ttl))
+                           Deadline=spec.not_after or _now() + timedelta(seconds=self.settings.child_ttl),
+                           WasRunning=target.ref.InstanceId in spec.was_running)
         return orjson.dumps(call.model_dump(mode="json")).decode()
 
     def _fan_out(self, report: RunReport, spec: Spec, targets: list[Target], inv: Invocation,
@@ -345,7 +351,8 @@ class App:
                    and r.reason.startswith("still in progress")]
         targets = [Target(InstanceRef(Region=r.region, InstanceId=r.instance_id)) for r in pending]
         if targets:
-            self._fan_out(report, spec, targets, inv, me, report_failures=False)
+            follow = replace(spec, was_running=frozenset(report.was_running) | spec.was_running)
+            self._fan_out(report, follow, targets, inv, me, report_failures=False)
 
 
 @dataclass
@@ -430,7 +437,8 @@ def build_app(env: Mapping[str, str], *, clock: Clock | None = None, session: re
                                               describe_rate=settings.describe_rate)
     policy = Policy(force_power_off=settings.force_power_off, keep=settings.keep,
                     max_instances=settings.max_instances, concurrency=settings.concurrency,
-                    allowed_instances=frozenset(settings.allowed_instances), allowed_tags=settings.allowed_tags)
+                    allowed_instances=frozenset(settings.allowed_instances), allowed_tags=settings.allowed_tags,
+                    restart_instances=settings.restart_instance)
     http_session = session or requests.Session()
     default_job = None
     if settings.job:

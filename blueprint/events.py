@@ -361,6 +361,8 @@ class ChainedCall(_Model):
     SlotKey: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     CorrelationId: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     Deadline: datetime | None = None
+    # The instance was running before its ForcePowerOff image: the follow-up starts it again if needed.
+    WasRunning: bool = False
 
 
 class InvokeEvent(BaseModel):

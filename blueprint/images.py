@@ -38,6 +38,7 @@ from blueprint.errors import (
 )
 from blueprint.events import InstanceRef, Job, TriggerInfo
 from blueprint.lighthouse import Created, Image, Instance, Lighthouse
+from blueprint.logs import log
 from blueprint.results import Result, RunReport
 from blueprint.retry import Clock, Deadline, RetryPolicy, SystemClock
 
@@ -114,6 +115,9 @@ class Policy:
     concurrency: int = 8
     allowed_instances: frozenset[str] = frozenset()
     allowed_tags: tuple[tuple[str, str], ...] = ()
+    # Lighthouse may or may not start an instance again after a ForcePowerOff image (undocumented): when
+    # the function follows the image (Wait), it starts an instance it found running and finds stopped.
+    restart_instances: bool = True
     poll_first: float = 3.0
     poll_max: float = 15.0
 
@@ -139,6 +143,8 @@ class _Run:
     keep: int | None
     report: RunReport
     overflow: list[Target] = field(default_factory=list)
+    # Instances that were RUNNING before a ForcePowerOff image: started again if the image leaves them off.
+    was_running: set[str] = field(default_factory=set)
 
     @property
     def digest(self) -> str:
@@ -243,8 +249,8 @@ class ImageMaker:
     # ---- running --------------------------------------------------------------------------------------
 
     def run(self, job: Job, targets: Sequence[Target], *, trigger: TriggerInfo, slot_key: str,
-            deadline: Deadline, multi: bool = False,
-            refused: Sequence[tuple[Target, BlueprintError]] = ()) -> tuple[RunReport, list[Target]]:
+            deadline: Deadline, multi: bool = False, refused: Sequence[tuple[Target, BlueprintError]] = (),
+            was_running: Iterable[str] = ()) -> tuple[RunReport, list[Target]]:
         """Image every target once for this slot; returns the report and the targets left for later.
 
         Raises:
@@ -252,7 +258,8 @@ class ImageMaker:
         """
         run = _Run(job=job, trigger=trigger, slot_key=slot_key, deadline=deadline,
                    force_power_off=self.force_power_off(job),
-                   keep=job.Keep or self.policy.keep, report=RunReport(trigger, slot_key, multi=multi))
+                   keep=job.Keep or self.policy.keep, report=RunReport(trigger, slot_key, multi=multi),
+                   was_running=set(was_running))
         run.report.matched = len(targets) + len(refused)
         now = self.clock.monotonic()
         run.report.results.extend(run.result(t, "failed", error=why, started=now, finished=now) for t, why in refused)
@@ -266,11 +273,14 @@ class ImageMaker:
         for part in parts:
             run.report.results.extend(part.report.results)
             run.overflow.extend(part.overflow)
+            run.was_running |= part.was_running
+        run.report.was_running = run.was_running
         return run.report, run.overflow
 
     def _region(self, run: _Run, region: str, group: Sequence[Target]) -> _Run:
         """Run one region's targets on a run of its own (merged by the caller)."""
-        part = replace(run, report=RunReport(run.trigger, run.slot_key, multi=run.report.multi), overflow=[])
+        part = replace(run, report=RunReport(run.trigger, run.slot_key, multi=run.report.multi), overflow=[],
+                       was_running=set(run.was_running))
         try:
             self._run_region(part, region, group)
         except BlueprintError as err:
@@ -292,6 +302,8 @@ class ImageMaker:
                 run.report.results.append(self._dry_run(run, target))
             else:
                 todo.append(target)
+        if todo and run.force_power_off and run.job.Wait and self.policy.restart_instances:
+            run.was_running |= self._running(run, region, [t.ref.InstanceId for t in todo])
         created = self._create_all(run, todo)
         run.report.results.extend(created)
         if any(r.outcome == "created" for r in created) or run.job.Wait:
@@ -426,6 +438,32 @@ class ImageMaker:
                     results[index] = self._prune(run, result, per_instance.get(result.instance_id, []))
         if run.job.Wait:
             self._wait(run, region)
+            self._restart(run, region)
+
+    def _running(self, run: _Run, region: str, ids: list[str]) -> set[str]:
+        """Which of these instances are running now (before an image powers them off)."""
+        found = self._retrying(partial(self.lighthouse.find_instances, region, ids=ids, deadline=run.deadline),
+                               run.deadline)
+        return {i.id for i in found if i.state == "RUNNING"}
+
+    def _restart(self, run: _Run, region: str) -> None:
+        """Start again what a finished ForcePowerOff image left stopped, if it was running before."""
+        done = {r.instance_id: n for n, r in enumerate(run.report.results) if r.region == region
+                and r.instance_id in run.was_running and r.outcome in ("ready", "failed") and r.blueprint_id}
+        if not done or not self.policy.restart_instances:
+            return
+        try:
+            found = self._retrying(partial(self.lighthouse.find_instances, region, ids=list(done),
+                                           deadline=run.deadline), run.deadline)
+            stopped = [i.id for i in found if i.state == "STOPPED"]
+            if stopped:
+                self._retrying(partial(self.lighthouse.start_instances, region, stopped, deadline=run.deadline),
+                               run.deadline)
+        except BlueprintError as err:
+            log("ERROR", "could not start instances again after their image", region=region, error=err.message)
+            return
+        for instance in stopped:
+            run.report.results[done[instance]] = run.report.results[done[instance]].but(restarted=True)
 
     def _resolve_race(self, run: _Run, result: Result, images: list[Image]) -> Result:
         mine = {i.id: i for i in images}.get(result.blueprint_id or "")

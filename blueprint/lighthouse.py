@@ -101,6 +101,10 @@ class Lighthouse(Protocol):
         """The region's custom image quota as (total, available)."""
         ...
 
+    def start_instances(self, region: str, ids: Sequence[str], *, deadline: Deadline) -> str:
+        """Start stopped instances; returns the request id."""
+        ...
+
     def regions(self, region: str, *, deadline: Deadline) -> list[str]:
         """Every region Lighthouse offers to the account (asked in `region`)."""
         ...
@@ -142,6 +146,8 @@ class LighthouseService:
             "DescribeInstances": RateLimiter(100.0),
             "DescribeGeneralResourceQuotas": RateLimiter(10.0),
             "DescribeRegions": RateLimiter(10.0),
+            # Not documented; kept low since a start is only ever needed after an image.
+            "StartInstances": RateLimiter(10.0),
         }
 
     def _call(self, action: str, region: str, request: Any, deadline: Deadline) -> Any:
@@ -233,6 +239,13 @@ class LighthouseService:
                                       region=region, tags=_tags(i.Tags), operation_state=i.LatestOperationState)
                              for i in page.InstanceSet or [])
         return list({instance.id: instance for instance in found}.values())
+
+    def start_instances(self, region: str, ids: Sequence[str], *, deadline: Deadline) -> str:
+        """StartInstances (at most 100 per call)."""
+        req = models.StartInstancesRequest()
+        req.InstanceIds = list(ids)[:PAGE]
+        resp = self._call("StartInstances", region, req, deadline)
+        return str(resp.RequestId)
 
     def image_quota(self, region: str, *, deadline: Deadline) -> tuple[int, int]:
         """DescribeGeneralResourceQuotas for BLUEPRINT."""

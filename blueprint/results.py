@@ -49,6 +49,7 @@ class Result:
     pruned: tuple[str, ...] = ()
     would_delete: tuple[str, ...] = ()
     dry_run: bool = False
+    restarted: bool = False
     started: float | None = field(default=None, compare=False)
     finished: float | None = field(default=None, compare=False)
 
@@ -91,6 +92,8 @@ class Result:
             data["Reason"] = self.reason
         if self.pruned:
             data["Pruned"] = list(self.pruned)
+        if self.restarted:
+            data["InstanceRestarted"] = True
         if self.dry_run:
             data["DryRun"] = True
             data["WouldDelete"] = list(self.would_delete)
@@ -128,6 +131,8 @@ class RunReport:
     matched: int = 0
     dispatched: list[dict[str, Any]] = field(default_factory=list)
     multi: bool = False
+    # Instances found RUNNING before a ForcePowerOff image (a follow-up starts them again if needed).
+    was_running: set[str] = field(default_factory=set)
 
     def main_results(self) -> list[Result]:
         """One result per instance (pruned images are reported on the side)."""

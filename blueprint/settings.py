@@ -236,6 +236,9 @@ class Settings(BaseModel):
     # A fan-out child or follow-up that starts later than this after it was sent makes no image (SCF keeps
     # async events for up to 6 hours by default; a later run of the schedule covers the instance).
     child_ttl: float = Field(21_600, gt=0, le=86_400, validation_alias="BLUEPRINT_CHILD_TTL")
+    # Whether Lighthouse starts an instance again after a ForcePowerOff image is not documented: with Wait,
+    # the function starts an instance that was running before and is stopped once its image is done.
+    restart_instance: bool = Field(True, validation_alias="BLUEPRINT_RESTART_INSTANCE")
     # Seconds kept free before the function's time limit for delivering results.
     time_margin: float = Field(3.0, ge=0, le=60, validation_alias="BLUEPRINT_TIME_MARGIN")
     # Time limit assumed when the context does not say (local runs, some chained calls).

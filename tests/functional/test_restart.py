@@ -1,0 +1,75 @@
+"""ForcePowerOff stops the instance; whether Lighthouse starts it again is undocumented. With Wait, the function
+makes sure an instance that was running is running again when its image is done."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from emulator import Emulator
+from tests.conftest import context, received_events, timer_event
+
+JOB = {"InstanceId": "lhins-web00001", "ForcePowerOff": True, "Wait": True}
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    # A cloud that leaves the instance stopped after a ForcePowerOff image.
+    with Emulator(image_seconds=30.0, restart_after_image=False) as emulator:
+        yield emulator
+
+
+def state(emu, instance: str = "lhins-web00001") -> str:
+    return next(i["InstanceState"] for i in emu.lighthouse.instances() if i["InstanceId"] == instance)
+
+
+def test_a_running_instance_is_started_again_after_its_image(make_app, emu, receiver) -> None:
+    answer = make_app().handle(timer_event(JOB), context())
+    result = answer["Results"][0]
+    assert result["State"] == "NORMAL"
+    assert result["InstanceRestarted"] is True
+    assert [c.params["InstanceIds"] for c in emu.calls_of("StartInstances")] == [["lhins-web00001"]]
+    emu.advance(60)
+    assert state(emu) == "RUNNING"
+    assert received_events(receiver)[0]["data"]["InstanceRestarted"] is True
+
+
+def test_a_stopped_instance_stays_stopped(make_app, emu) -> None:
+    make_app().handle(timer_event({**JOB, "InstanceId": "lhins-stop0001"}), context())
+    assert emu.calls_of("StartInstances") == []
+    assert state(emu, "lhins-stop0001") == "STOPPED"
+
+
+def test_restart_can_be_turned_off(make_app, emu) -> None:
+    answer = make_app(BLUEPRINT_RESTART_INSTANCE="false").handle(timer_event(JOB), context())
+    assert "InstanceRestarted" not in answer["Results"][0]
+    assert emu.calls_of("StartInstances") == []
+
+
+def test_no_restart_when_the_image_was_live(make_app, emu) -> None:
+    make_app().handle(timer_event({**JOB, "ForcePowerOff": False}), context())
+    assert emu.calls_of("StartInstances") == []
+    assert emu.calls_of("DescribeInstances") == []  # no lookup is spent when nothing can need a restart
+
+
+def test_the_follow_up_call_restarts_when_time_ran_out(make_app, emu, receiver) -> None:
+    app = make_app()
+    emu.scf.register("lighthouse-blueprint", app.handle)
+    answer = app.handle(timer_event(JOB), context(time_limit_in_ms=12_000))
+    assert "still in progress" in answer["Results"][0]["Reason"]
+    assert emu.scf.wait_idle(timeout=30)
+    assert [c.params["InstanceIds"] for c in emu.calls_of("StartInstances")] == [["lhins-web00001"]]
+    ready = [e for e in received_events(receiver) if e["type"].endswith(".ready")]
+    assert ready and ready[0]["data"]["InstanceRestarted"] is True
+
+
+def test_with_a_cloud_that_restarts_by_itself_nothing_is_started(make_app, receiver) -> None:
+    from blueprint.app import build_app
+    from tests.conftest import EmuClock, base_env
+
+    with Emulator(image_seconds=30.0, restart_after_image=True) as cloud:
+        app = build_app(base_env(cloud, receiver), clock=EmuClock(cloud))
+        answer = app.handle(timer_event(JOB), context())
+        assert answer["Results"][0]["State"] == "NORMAL"
+        assert cloud.calls_of("StartInstances") == []
