@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fleet-instances", type=int, default=defaults.fleet_instances)
     parser.add_argument("--fleet-latency", type=float, default=defaults.fleet_latency)
     parser.add_argument("--fleet-concurrency", type=int, default=defaults.fleet_concurrency)
+    parser.add_argument("--fleet-runs", type=int, default=defaults.fleet_runs)
     parser.add_argument("--skip", action="append", default=[], choices=sorted(BENCHMARKS),
                         help="leave a benchmark out (repeatable)")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
@@ -64,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = Config(cold_runs=args.cold_runs, import_runs=args.import_runs, warm_calls=args.warm_calls,
                     limiter_calls=args.limiter_calls, fleet_instances=args.fleet_instances,
                     fleet_latency=args.fleet_latency, fleet_concurrency=args.fleet_concurrency,
+                    fleet_runs=args.fleet_runs,
                     skip=frozenset(args.skip))
     started = time.perf_counter()
     sections: list[Section] = []

@@ -23,7 +23,8 @@ class Config:
     limiter_calls: int = 20       # warm invocations through the function's own 10/s DescribeBlueprints limiter
     fleet_instances: int = 200
     fleet_latency: float = 0.15   # seconds per emulated cloud call
-    fleet_concurrency: int = 16
+    fleet_concurrency: int = 8     # the function's default BLUEPRINT_CONCURRENCY
+    fleet_runs: int = 3           # function runs of the fleet (median reported: one throttled call can cost a window)
     create_rate: float = 20.0     # CreateBlueprint per second (documented limit), for the fleet's lower bound
     skip: frozenset[str] = frozenset()  # benchmark names not to run: cold, imports, warm, fleet, package
 

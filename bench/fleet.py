@@ -87,10 +87,16 @@ def run(config: Config) -> list[Section]:
     """The fleet section."""
     n = config.fleet_instances
     bound = n / config.create_rate
+    runs = []
     with local_cloud(state=_state(n), latency=config.fleet_latency, image_seconds=600.0) as (emu, receiver, env):
-        fn = run_function(config, emu, receiver, env)
+        for _ in range(max(1, config.fleet_runs)):
+            emu.reset()
+            receiver.received.clear()
+            runs.append(run_function(config, emu, receiver, env))
         emu.reset()
         naive = run_naive(config, emu, env)
+    runs.sort(key=lambda r: r["seconds"])
+    fn = runs[len(runs) // 2]
     section = Section("fleet", f"Fleet throughput: {n} instances, {config.fleet_latency * 1000:.0f} ms per cloud "
                                "call, documented rate limits on",
                       ["Run", "Seconds", "vs the 20/s bound", "Images created", "Cloud calls",
@@ -113,6 +119,10 @@ def run(config: Config) -> list[Section]:
         "(last answer, managed-image listing, webhooks).".format(*fn["phases"]),
         "A sliding one-second window strictly needs only (n/20 - 1) s + one call's latency for n creates; "
         "the goal is stated against n/20 s.",
+        f"The function's row is the median of {len(runs)} runs (each on a fresh emulator state): "
+        + ", ".join(f"{r['seconds']:.2f} s ({r['throttled']} throttled)" for r in runs)
+        + ". A throttled CreateBlueprint (the emulator counts arrivals, our limiter counts sends) is retried "
+        "in a later window, which can add up to one window at the tail.",
     ]
     ok = fn["created"] == n
     section.summary += [

@@ -268,7 +268,7 @@ class App:
         """
         job, trigger, key = spec.job, spec.trigger, spec.key
         multi = job.InstanceId is None
-        targets, refused = self.maker.plan(job, self.settings.region, inv.work)
+        targets, refused = self.maker.plan(job, self.settings.region, inv.work, slot_key=key)
         if spec.not_after is not None and _now() > spec.not_after:
             late = SlotExpired(f"this call started after its deadline {spec.not_after:%Y-%m-%dT%H:%M:%SZ}; "
                                "no image was made (a later run of the schedule covers the instance)")

@@ -19,6 +19,7 @@ No database: the cloud's own state is the record. Every image the function makes
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +38,7 @@ from blueprint.errors import (
     QuotaExceeded,
 )
 from blueprint.events import InstanceRef, Job, TriggerInfo
-from blueprint.lighthouse import Created, Image, Instance, Lighthouse
+from blueprint.lighthouse import Created, Image, Lighthouse
 from blueprint.logs import log
 from blueprint.results import Result, RunReport
 from blueprint.retry import Clock, Deadline, RetryPolicy, SystemClock
@@ -165,6 +166,9 @@ class ImageMaker:
         self.policy = policy or Policy()
         self.retry = retry or RetryPolicy()
         self.clock = clock or SystemClock()
+        # Slot lookups made while planning, taken by the run that follows (keyed by slot digest and region).
+        self._prefetched: dict[tuple[str, str], list[Image]] = {}
+        self._lock = threading.Lock()
 
     def force_power_off(self, job: Job) -> bool:
         """The ForcePowerOff a job runs with: its own, else the function's default."""
@@ -172,8 +176,8 @@ class ImageMaker:
 
     # ---- planning -------------------------------------------------------------------------------------
 
-    def plan(self, job: Job, default_region: str,
-             deadline: Deadline) -> tuple[list[Target], list[tuple[Target, BlueprintError]]]:
+    def plan(self, job: Job, default_region: str, deadline: Deadline,
+             slot_key: str | None = None) -> tuple[list[Target], list[tuple[Target, BlueprintError]]]:
         """Resolve the job's instances (ids or selector) and check them against the allowlists.
 
         Returns the targets to image and the instances refused, each with why, before any cloud write and
@@ -184,7 +188,7 @@ class ImageMaker:
             BlueprintError: the cloud lookups failed.
         """
         if job.Selector is not None:
-            targets = self._select(job, default_region, deadline)
+            targets = self._select(job, default_region, deadline, slot_key)
         else:
             targets = self._by_ids(job, default_region, deadline)
         limit = job.MaxInstances or self.policy.max_instances
@@ -217,18 +221,24 @@ class ImageMaker:
                            else Target(r) for r in group)
         return targets
 
-    def _select(self, job: Job, default_region: str, deadline: Deadline) -> list[Target]:
+    def _select(self, job: Job, default_region: str, deadline: Deadline, slot_key: str | None) -> list[Target]:
+        """Every tagged instance of the regions, all regions at once; with the slot known, each region's
+        idempotency lookup goes out alongside its instance listing (the run then finds it ready)."""
         assert job.Selector is not None  # noqa: S101 (narrowing for the type checker)
         regions = list(dict.fromkeys(job.Selector.Regions))
         if "*" in regions:
             regions = self._retrying(lambda: self.lighthouse.regions(default_region, deadline=deadline), deadline)
         wanted = {t.Key: t.Value for t in job.Selector.Tags}
-        targets: list[Target] = []
-        for region in regions:
-            found: list[Instance] = self._retrying(
-                partial(self.lighthouse.find_instances, region, tags=wanted, deadline=deadline), deadline)
-            targets.extend(Target(InstanceRef(Region=region, InstanceId=i.id), i.name, i.tags) for i in found
-                           if all(i.tags.get(k) == v for k, v in wanted.items()))
+        listing = partial(self.lighthouse.find_instances, tags=wanted, deadline=deadline)
+        with ThreadPoolExecutor(max_workers=min(8, 2 * len(regions) or 1)) as pool:
+            found = {r: pool.submit(self._retrying, partial(listing, r), deadline) for r in regions}
+            slots = {} if slot_key is None else {r: pool.submit(self._retrying, partial(
+                self.lighthouse.find_images, r, tags={SLOT_TAG: slot_digest(slot_key)}, deadline=deadline), deadline)
+                for r in regions}
+            targets = [Target(InstanceRef(Region=r, InstanceId=i.id), i.name, i.tags) for r in regions
+                       for i in found[r].result() if all(i.tags.get(k) == v for k, v in wanted.items())]
+            with self._lock:
+                self._prefetched = {(slot_digest(slot_key or ""), r): f.result() for r, f in slots.items()}
         return targets
 
     def allowed(self, target: Target) -> BlueprintError | None:
@@ -311,8 +321,11 @@ class ImageMaker:
 
     def _slot_images(self, run: _Run, region: str) -> dict[str, Image]:
         """The oldest live image already made for this slot, per instance (one call per region)."""
-        images = self._retrying(lambda: self.lighthouse.find_images(
-            region, tags={SLOT_TAG: run.digest}, deadline=run.deadline), run.deadline)
+        with self._lock:
+            images = self._prefetched.pop((run.digest, region), None)
+        if images is None:
+            images = self._retrying(lambda: self.lighthouse.find_images(
+                region, tags={SLOT_TAG: run.digest}, deadline=run.deadline), run.deadline)
         oldest: dict[str, Image] = {}
         for image in sorted(images, key=_age_key):
             instance = image.tags.get(INSTANCE_TAG)
