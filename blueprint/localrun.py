@@ -7,25 +7,38 @@ path: nothing here is imported by `handler.py`.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["LOCAL_TOKEN", "Receiver", "emulated"]
+__all__ = ["LOCAL_TOKEN", "Answer", "Receiver", "emulated"]
 
 # The bearer token the sample HTTP events carry; only ever accepted by an emulated local run.
 LOCAL_TOKEN = "local-dev-token"  # noqa: S105 (a documented local-only value, not a secret)
 
 
 @dataclass
+class Answer:
+    """How the receiver answers one POST."""
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
+    body: bytes = b'{"ok": true}'
+    delay: float = 0.0  # real seconds before answering (for per-attempt timeout tests)
+
+
+@dataclass
 class Receiver:
-    """A local webhook receiver on loopback that records every POST (and can be told to fail)."""
+    """A local webhook receiver on loopback: answers POSTs from a script (then `default`), records each one
+    (with the client's port, so tests can see a kept-alive connection being reused)."""
 
     host: str = "127.0.0.1"
+    default: Answer = field(default_factory=Answer)
+    script: list[Answer] = field(default_factory=list)
     received: list[dict[str, Any]] = field(default_factory=list)
-    _failures: list[int] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
@@ -39,25 +52,28 @@ class Receiver:
             disable_nagle_algorithm = True
 
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                status = receiver._next_status()
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver._lock:
+                    answer = receiver.script.pop(0) if receiver.script else receiver.default
                     receiver.received.append({"path": self.path, "headers": dict(self.headers.items()),
-                                              "body": body, "status": status})
-                reply = b'{"ok": true}' if status < 300 else b'{"ok": false}'
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
+                                              "body": body, "status": answer.status, "port": self.client_address[1]})
+                if answer.delay:
+                    time.sleep(answer.delay)
+                self.send_response(answer.status)
+                for key, value in answer.headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(answer.body)))
                 self.end_headers()
-                self.wfile.write(reply)
+                self.wfile.write(answer.body)
 
             def log_message(self, *args: Any) -> None:
                 return
 
         self._server = ThreadingHTTPServer((self.host, 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        # A client that gave up (a timeout test) makes a late answer hit a closed socket: not an error here.
+        self._server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -72,19 +88,19 @@ class Receiver:
         assert self._server is not None  # noqa: S101 (started first)
         return f"http://{self.host}:{self._server.server_address[1]}/hook"
 
+    def then(self, *answers: Answer) -> None:
+        """Answer the next POSTs with these, in order."""
+        with self._lock:
+            self.script.extend(answers)
+
     def fail_next(self, times: int, status: int = 503) -> None:
         """Answer the next `times` POSTs with `status`."""
-        with self._lock:
-            self._failures.extend([status] * times)
+        self.then(*[Answer(status, body=b'{"ok": false}') for _ in range(times)])
 
     def accepted(self) -> list[dict[str, Any]]:
         """The POSTs that were answered 2xx."""
         with self._lock:
             return [r for r in self.received if r["status"] < 300]
-
-    def _next_status(self) -> int:
-        with self._lock:
-            return self._failures.pop(0) if self._failures else 200
 
 
 @contextmanager

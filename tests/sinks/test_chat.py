@@ -12,8 +12,9 @@ import orjson
 import pytest
 
 from blueprint.errors import DeliveryError
+from blueprint.localrun import Answer
 from tests.conftest import EmuClock, context, timer_event
-from tests.sinks.conftest import Answer, Hook, fixture
+from tests.sinks.conftest import Hook, fixture
 
 JOB = {"InstanceId": "lhins-web00001"}
 ROBOT_SECRET = "SEC0123456789abcdef"  # a robot's signing secret is a plain string
@@ -90,7 +91,7 @@ def test_a_robot_error_code_in_a_200_is_a_refusal_not_retried(make_app, hook, lo
     app = make_app(BLUEPRINT_WEBHOOK_URL=hook.url, BLUEPRINT_WEBHOOK_FORMAT=fmt)
     with pytest.raises(DeliveryError, match="webhook"):
         app.handle(timer_event(JOB), context())
-    assert len(hook.requests) == 1
+    assert len(hook.received) == 1
     assert "robot refused the message" in log_stream.getvalue()
 
 
@@ -101,7 +102,7 @@ def test_a_robot_rate_limit_is_retried(make_app, hook, emu, fmt) -> None:
     hook.default = Answer(200, {"Content-Type": "application/json"}, reply(fmt, "ok"))
     app = make_app(clock=clock, BLUEPRINT_WEBHOOK_URL=hook.url, BLUEPRINT_WEBHOOK_FORMAT=fmt)
     app.handle(timer_event(JOB), context())
-    assert len(hook.requests) == 2 and len(clock.slept) == 1
+    assert len(hook.received) == 2 and len(clock.slept) == 1
 
 
 def test_slack_errors_come_as_http_4xx(make_app, hook) -> None:
@@ -109,4 +110,4 @@ def test_slack_errors_come_as_http_4xx(make_app, hook) -> None:
     app = make_app(BLUEPRINT_WEBHOOK_URL=hook.url, BLUEPRINT_WEBHOOK_FORMAT="slack")
     with pytest.raises(DeliveryError):
         app.handle(timer_event(JOB), context())
-    assert len(hook.requests) == 1
+    assert len(hook.received) == 1

@@ -9,8 +9,9 @@ import pytest
 import standardwebhooks
 
 from blueprint.errors import ConfigError, DeliveryError
+from blueprint.localrun import Answer
 from tests.conftest import EmuClock, context, http_event, timer_event
-from tests.sinks.conftest import Answer, Hook
+from tests.sinks.conftest import Hook
 from tests.sinks.helpers import WHSEC, parse
 
 JOB = {"InstanceId": "lhins-web00001"}
@@ -58,7 +59,7 @@ def test_retry_after_seconds_and_dates_are_honoured(make_app, hook: Hook, emu) -
     hook.then(Answer(429, {"Retry-After": "7"}),
               Answer(503, {"Retry-After": formatdate(clock.time() + 12, usegmt=True)}))
     app.handle(timer_event(JOB), context())
-    assert [r["status"] for r in hook.requests] == [429, 503, 200]
+    assert [r["status"] for r in hook.received] == [429, 503, 200]
     assert clock.slept[0] == 7
     assert 3 <= clock.slept[1] <= 5  # the date was 12 s away when written, 7 of them already waited
 
@@ -69,7 +70,7 @@ def test_a_retry_after_beyond_the_time_left_is_not_cut_short(make_app, hook: Hoo
     hook.default = Answer(503, {"Retry-After": "3600"})
     with pytest.raises(DeliveryError, match="webhook"):
         app.handle(timer_event(JOB), context(time_limit_in_ms=30_000))
-    assert len(hook.requests) == 1 and clock.slept == []
+    assert len(hook.received) == 1 and clock.slept == []
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 422])
@@ -86,7 +87,7 @@ def test_redirects_are_not_followed(make_app, hook: Hook, receiver, log_stream) 
     with pytest.raises(DeliveryError, match="webhook"):
         make_app(BLUEPRINT_WEBHOOK_URL=hook.url).handle(timer_event(JOB), context())
     assert "redirect not followed" in log_stream.getvalue()
-    assert len(hook.requests) == 1
+    assert len(hook.received) == 1
     assert receiver.received == []
 
 
@@ -105,7 +106,7 @@ def test_each_attempt_has_its_own_timeout(make_app, hook: Hook, emu) -> None:
     hook.then(Answer(200, delay=1.0))  # the first answer comes too late; the retry is answered at once
     app = make_app(clock=clock, BLUEPRINT_WEBHOOK_URL=hook.url, BLUEPRINT_WEBHOOK_TIMEOUT="0.2")
     app.handle(timer_event(JOB), context())
-    assert len(hook.requests) == 2
+    assert len(hook.received) == 2
     assert len(clock.slept) == 1
 
 
@@ -113,8 +114,8 @@ def test_the_session_is_reused_across_warm_invocations(make_app, hook: Hook) -> 
     app = make_app(BLUEPRINT_WEBHOOK_URL=hook.url)
     app.handle(timer_event({"InstanceId": "lhins-web00001"}), context())
     app.handle(timer_event({"InstanceId": "lhins-db000001"}), context())
-    assert len(hook.requests) == 2
-    assert hook.requests[0]["port"] == hook.requests[1]["port"]  # one TCP connection, kept alive
+    assert len(hook.received) == 2
+    assert hook.received[0]["port"] == hook.received[1]["port"]  # one TCP connection, kept alive
 
 
 def test_a_receiver_down_for_good_makes_the_timer_raise_and_the_retry_delivers_without_a_second_image(
