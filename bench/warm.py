@@ -124,7 +124,7 @@ class _MemoryLighthouse:
         return Created(image.id, "request-id")
 
     def find_images(self, region: str, *, deadline: Any, tags: Any = None, tag_key: Any = None, ids: Any = None,
-                    name: Any = None) -> list[Any]:
+                    name: Any = None, at_least: int = 0) -> list[Any]:
         found = [i for i in self.images if all(i.tags.get(k) == v for k, v in (tags or {}).items())]
         return [i for i in found if (tag_key is None or tag_key in i.tags) and (not ids or i.id in ids)]
 

@@ -435,7 +435,7 @@ class ImageMaker:
             listing = partial(find, tags={INSTANCE_TAG: created[0]})
         else:
             listing = partial(find, tag_key=INSTANCE_TAG)
-        managed = self._retrying(listing, run.deadline)
+        managed = self._retrying(partial(listing, at_least=len(created)), run.deadline)
         per_instance: dict[str, list[Image]] = defaultdict(list)
         for image in managed:
             per_instance[image.tags.get(INSTANCE_TAG, "")].append(image)

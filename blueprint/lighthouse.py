@@ -84,8 +84,11 @@ class Lighthouse(Protocol):
 
     def find_images(self, region: str, *, deadline: Deadline, tags: Mapping[str, str] | None = None,
                     tag_key: str | None = None, ids: Sequence[str] | None = None,
-                    name: str | None = None) -> list[Image]:
-        """Custom images matching all the given tags / tag key (or ids, or name), every page."""
+                    name: str | None = None, at_least: int = 0) -> list[Image]:
+        """Custom images matching all the given tags / tag key (or ids, or name), every page.
+
+        `at_least` is how many the caller knows exist: their pages are asked for at once.
+        """
         ...
 
     def delete_images(self, region: str, ids: Sequence[str], *, deadline: Deadline) -> str:
@@ -172,11 +175,12 @@ class LighthouseService:
 
     def find_images(self, region: str, *, deadline: Deadline, tags: Mapping[str, str] | None = None,
                     tag_key: str | None = None, ids: Sequence[str] | None = None,
-                    name: str | None = None) -> list[Image]:
+                    name: str | None = None, at_least: int = 0) -> list[Image]:
         """DescribeBlueprints over every page, custom images only."""
         found: list[Image] = []
         filters = self._image_filters(tags, tag_key, name)
-        for page in self._pages("DescribeBlueprints", region, deadline, ids=ids, filters=filters):
+        for page in self._pages("DescribeBlueprints", region, deadline, ids=ids, filters=filters,
+                                at_least=at_least):
             found.extend(Image(id=b.BlueprintId, name=b.BlueprintName or "", state=b.BlueprintState or "",
                                region=region, created=_time(b.CreatedTime), tags=_tags(b.Tags),
                                source=b)
@@ -197,8 +201,11 @@ class LighthouseService:
         return filters
 
     def _pages(self, action: str, region: str, deadline: Deadline, *, ids: Sequence[str] | None,
-               filters: list[models.Filter]) -> Iterator[Any]:
-        """Every page: the first tells the total, the rest are fetched side by side (the limiter paces them)."""
+               filters: list[models.Filter], at_least: int = 0) -> Iterator[Any]:
+        """Every page: the first tells the total, the rest are fetched side by side (the limiter paces them).
+
+        When the caller knows at least `at_least` items exist, their pages go out together with the first.
+        """
         def page(offset: int) -> Any:
             req = getattr(models, f"{action}Request")()
             if ids:
@@ -209,10 +216,13 @@ class LighthouseService:
             req.Limit = PAGE
             return self._call(action, region, req, deadline)
 
-        first = page(0)
-        yield first
+        known = list(range(0, max(at_least, 1), PAGE))
+        with ThreadPoolExecutor(max_workers=min(4, len(known))) as pool:
+            pages = list(pool.map(page, known)) if len(known) > 1 else [page(0)]
+        yield from pages
+        first = pages[0]
         items = first.BlueprintSet if action == "DescribeBlueprints" else first.InstanceSet
-        offsets = list(range(len(items or []), first.TotalCount or 0, PAGE)) if items else []
+        offsets = list(range(len(known) * PAGE, first.TotalCount or 0, PAGE)) if items else []
         if len(offsets) <= 1:
             yield from (page(offset) for offset in offsets)
             return

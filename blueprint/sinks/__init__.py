@@ -85,7 +85,7 @@ def build_sinks(ctx: SinkContext) -> list[Sink]:
 
 
 # Events of one run go out this many at a time (fleets make hundreds); the run summary goes last.
-PARALLEL_SENDS = 8
+PARALLEL_SENDS = 16
 
 
 def deliver(sinks: Sequence[Sink], events: Sequence[dict[str, Any]], deadline: Deadline,

@@ -47,7 +47,7 @@ class FakeLighthouse:
 
     def find_images(self, region: str, *, deadline: Any, tags: Mapping[str, str] | None = None,
                     tag_key: str | None = None, ids: Sequence[str] | None = None,
-                    name: str | None = None) -> list[Image]:
+                    name: str | None = None, at_least: int = 0) -> list[Image]:
         found = [i for i in self.images if i.region == region]
         if ids:
             found = [i for i in found if i.id in ids]

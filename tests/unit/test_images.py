@@ -99,7 +99,7 @@ class FakeLighthouse:
             raise CloudUnavailable("lost", code="ClientNetworkError")
         return Created(new.id, "req-1")
 
-    def find_images(self, region, *, deadline, tags=None, tag_key=None, ids=None, name=None):
+    def find_images(self, region, *, deadline, tags=None, tag_key=None, ids=None, name=None, at_least=0):
         self._maybe_fail("DescribeBlueprints")
         found = [i for i in self.images if all(i.tags.get(k) == v for k, v in (tags or {}).items())]
         if tag_key:
