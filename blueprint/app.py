@@ -142,7 +142,7 @@ class App:
         finally:
             logs.log("INFO", "invocation finished", duration=round(time.monotonic() - started, 3), outcome=outcome,
                      **inv.summary)
-            logs._context.reset(token)
+            logs.unbind(token)
 
     def _invocation(self, context: Mapping[str, Any], event: Any) -> Invocation:
         limit = _seconds(context.get("time_limit_in_ms")) or self.settings.default_time_limit

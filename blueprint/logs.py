@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import orjson
 
-__all__ = ["bind", "current", "log", "log_exception", "redact", "register_secrets", "set_level", "set_stream"]
+__all__ = ["bind", "current", "log", "log_exception", "redact", "register_secrets", "set_level", "set_stream", "unbind"]
 
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("blueprint_log_context", default={})  # noqa: B039
@@ -69,6 +69,11 @@ def set_stream(stream: IO[str] | None) -> None:
 def bind(**fields: Any) -> contextvars.Token[dict[str, Any]]:
     """Add fields (request_id, correlation_id, ...) to every line logged in this context."""
     return _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
+
+
+def unbind(token: contextvars.Token[dict[str, Any]]) -> None:
+    """Drop what the matching `bind` added (end of an invocation)."""
+    _context.reset(token)
 
 
 def current(name: str) -> Any:
