@@ -307,7 +307,7 @@ class ImageMaker:
             if image is not None:
                 run.report.results.append(run.result(
                     target, "skipped", blueprint_id=image.id, blueprint_name=image.name, state=image.state,
-                    reason="an image was already made for this slot", started=started))
+                    request_id=image.request_id, reason="an image was already made for this slot", started=started))
             elif run.job.DryRun:
                 run.report.results.append(self._dry_run(run, target))
             else:
@@ -385,7 +385,8 @@ class ImageMaker:
                 return None
             reason = "made by a concurrent invocation" if isinstance(err, InstanceBusy) else None
             return run.result(target, "skipped" if reason else "created", blueprint_id=image.id,
-                              blueprint_name=image.name, state=image.state, reason=reason)
+                              blueprint_name=image.name, state=image.state, reason=reason,
+                              request_id=image.request_id)
 
         try:
             outcome = self.retry.call(attempt, deadline=run.deadline, before_retry=before_retry)
@@ -488,6 +489,7 @@ class ImageMaker:
         if mine is not None and mine.state in DELETABLE:
             self._try_delete(run, result.region, [mine.id])
         return result.but(outcome="skipped", blueprint_id=winner.id, blueprint_name=winner.name, state=winner.state,
+                          request_id=winner.request_id,
                           reason="made by a concurrent invocation")
 
     def _prune(self, run: _Run, result: Result, images: list[Image]) -> Result:

@@ -36,6 +36,8 @@ class Image:
     region: str
     created: datetime | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    # The RequestId of the DescribeBlueprints call that found the image (results quote it).
+    request_id: str | None = field(default=None, compare=False)
     # The SDK object, turned into the API's dict only when someone asks (GET /blueprints/{id}).
     source: Any = field(default=None, compare=False, repr=False)
 
@@ -183,7 +185,7 @@ class LighthouseService:
                                 at_least=at_least):
             found.extend(Image(id=b.BlueprintId, name=b.BlueprintName or "", state=b.BlueprintState or "",
                                region=region, created=_time(b.CreatedTime), tags=_tags(b.Tags),
-                               source=b)
+                               request_id=page.RequestId, source=b)
                          for b in page.BlueprintSet or [] if b.BlueprintType in (None, "PRIVATE"))
         # Pages read while images are being made may overlap: one entry per id.
         return list({image.id: image for image in found}.values())

@@ -31,6 +31,10 @@ def test_same_timer_event_three_times_in_a_row_makes_one_image(make_app, emu, re
     assert len(ids) == 1
     types = [e["type"].rsplit(".", 1)[-1] for e in received_events(receiver)]
     assert types == ["created", "skipped", "skipped"]
+    # RequestId is the cloud call that made the image, then the one that found it (CONTRACT §6).
+    made, found = answers[0]["Results"][0]["RequestId"], answers[1]["Results"][0]["RequestId"]
+    assert made == emu.calls_of("CreateBlueprint")[0].request_id
+    assert found in {c.request_id for c in emu.calls_of("DescribeBlueprints")}
     # A consumer can drop duplicates by id: the skipped reports share one deterministic id.
     assert len({e["id"] for e in received_events(receiver)}) == 2
 
