@@ -373,7 +373,10 @@ class _HttpJobs:
         main = report.main_results()
         extra = {} if delivery.ok else {"DeliveryFailed": sorted(delivery.failed)}
         if report.dispatched:
-            return 202, {"Dispatched": report.dispatched, "Matched": report.matched, **extra}, headers
+            # Instances refused before the fan-out (allowlists) or whose child could not be sent are listed too.
+            body = {"Dispatched": report.dispatched, "Matched": report.matched,
+                    "Results": [r.data() for r in main], **extra}
+            return 202, body, headers
         if not report.multi and len(main) == 1:
             result = main[0]
             if result.outcome == "failed" and result.error is not None:

@@ -200,3 +200,4 @@ def test_fan_out_dispatches_only_allowed_instances(make_app, emu) -> None:
     assert [r["Results"][0]["InstanceId"] for r in answers] == ["lhins-web00001"]
     assert code == 202
     assert [d["InstanceId"] for d in body["Dispatched"]] == ["lhins-web00001"]
+    assert [(r["InstanceId"], r["Error"]["Code"]) for r in body["Results"]] == [("lhins-db000001", DENIED)]
