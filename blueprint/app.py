@@ -410,11 +410,14 @@ def _outcome(answer: object) -> str:
 
 
 def _seconds(value: object) -> float | None:
-    try:
-        ms = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    """`time_limit_in_ms` in seconds; None when absent or not a positive number (local runs, odd contexts)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
-    return ms / 1000 if ms > 0 else None
+    try:
+        ms = float(value)
+    except ValueError:
+        return None
+    return ms / 1000 if 0 < ms < float("inf") else None
 
 
 def _now() -> datetime:

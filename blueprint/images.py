@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from blueprint.errors import (
     AccessDenied,
@@ -40,7 +40,7 @@ from blueprint.errors import (
 from blueprint.events import InstanceRef, Job, TriggerInfo
 from blueprint.lighthouse import Created, Image, Lighthouse
 from blueprint.logs import log
-from blueprint.results import Result, RunReport
+from blueprint.results import Outcome, Result, RunReport
 from blueprint.retry import Clock, Deadline, RetryPolicy, SystemClock
 
 __all__ = [
@@ -151,10 +151,9 @@ class _Run:
     def digest(self) -> str:
         return slot_digest(self.slot_key)
 
-    def result(self, target: Target, outcome: str, **fields: object) -> Result:
-        return Result(outcome=outcome, instance_id=target.ref.InstanceId, region=target.ref.Region,  # type: ignore[arg-type]
-                      trigger=self.trigger, slot_key=self.slot_key, force_power_off=self.force_power_off,
-                      **fields)  # type: ignore[arg-type]
+    def result(self, target: Target, outcome: Outcome, **fields: Any) -> Result:
+        return Result(outcome=outcome, instance_id=target.ref.InstanceId, region=target.ref.Region,
+                      trigger=self.trigger, slot_key=self.slot_key, force_power_off=self.force_power_off, **fields)
 
 
 class ImageMaker:
