@@ -200,7 +200,7 @@ class App:
             raise BadRequest("the timer has no job: give it an argument (Message) or set BLUEPRINT_JOB")
         trigger = TriggerInfo(Type="timer", Name=event.TriggerName, Time=event.Time)
         key = job.IdempotencyKey or f"timer:{event.TriggerName}:{event.Time:%Y-%m-%dT%H:%M:%SZ}"
-        return self._async_run(job, trigger, key, inv)
+        return self._async_run(Spec(job, trigger, key), inv)
 
     def _invoke(self, event: InvokeEvent, inv: Invocation) -> dict[str, Any]:
         payload = event.payload
@@ -208,11 +208,10 @@ class App:
             call = parse_chained(payload)
             job = parse_job(call.Job)
             running = frozenset({job.InstanceId} if call.WasRunning and job.InstanceId else set())
-            spec = Spec(job, call.Trigger, call.SlotKey, call.Deadline, running)
-            return self._async_run(spec.job, spec.trigger, spec.key, inv, spec=spec)
+            return self._async_run(Spec(job, call.Trigger, call.SlotKey, call.Deadline, running), inv)
         job = parse_job(payload)
         trigger = TriggerInfo(Type="invoke", Name=None, Time=_now())
-        return self._async_run(job, trigger, job.IdempotencyKey or f"invoke:{inv.request_id}", inv)
+        return self._async_run(Spec(job, trigger, job.IdempotencyKey or f"invoke:{inv.request_id}"), inv)
 
     def _queue(self, event: QueueEvent, inv: Invocation) -> dict[str, Any]:
         answers: list[Any] = []
@@ -222,7 +221,7 @@ class App:
                 job = parse_job(parse_json(record.body, what="record body"), what="record job")
                 trigger = TriggerInfo(Type="queue", Name=None, Time=record.time or _now())
                 key = job.IdempotencyKey or f"queue:{record.message_id or inv.request_id}"
-                answers.append(self._async_run(job, trigger, key, inv))
+                answers.append(self._async_run(Spec(job, trigger, key), inv))
             except BlueprintError as err:
                 logs.log("ERROR", "queue record failed", error=err.message, code=err.code, message_id=record.message_id)
                 answers.append({"Error": err.as_dict()})
@@ -232,9 +231,8 @@ class App:
             raise RecordsFailed(f"{len(failed)} of {len(event.Records)} record(s) failed; first: {failed[0].message}")
         return {"Records": answers, "RequestId": inv.request_id}
 
-    def _async_run(self, job: Job, trigger: TriggerInfo, key: str, inv: Invocation, *,
-                   spec: Spec | None = None) -> dict[str, Any]:
-        report, delivery = self.execute(spec or Spec(job, trigger, key), inv, allow_continuation=True)
+    def _async_run(self, spec: Spec, inv: Invocation) -> dict[str, Any]:
+        report, delivery = self.execute(spec, inv, allow_continuation=True)
         answer = {"Results": [r.data() for r in report.main_results()], "RequestId": inv.request_id,
                   "Dispatched": len(report.dispatched)}
         if not delivery.ok:

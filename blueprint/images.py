@@ -523,9 +523,7 @@ class ImageMaker:
         """Follow this region's new images until NORMAL or failed, within the deadline."""
         delay = self.policy.poll_first
         while True:
-            pending = {r.blueprint_id: n for n, r in enumerate(run.report.results) if r.region == region
-                       and r.outcome in ("created", "skipped") and r.blueprint_id and not r.dry_run
-                       and r.state not in ("NORMAL", *DELETABLE - {"NORMAL"})}
+            pending = {str(r.blueprint_id): n for n, r in enumerate(run.report.results) if _in_progress(r, region)}
             if not pending or run.deadline.remaining() < delay + 2:
                 break
             self.clock.sleep(delay)
@@ -535,8 +533,7 @@ class ImageMaker:
             for image in found:
                 self._update_waited(run, pending[image.id], image)
         for index, result in enumerate(run.report.results):
-            if result.region == region and result.outcome in ("created", "skipped") and result.blueprint_id \
-                    and not result.dry_run and result.state not in ("NORMAL", "CREATEFAILED", "SYNCING_FAILED"):
+            if _in_progress(result, region):
                 run.report.results[index] = result.but(reason="still in progress when the function's time ran out")
 
     def _update_waited(self, run: _Run, index: int, image: Image) -> None:
@@ -553,6 +550,12 @@ class ImageMaker:
 
     def _retrying(self, fn: Callable[[], T], deadline: Deadline) -> T:
         return self.retry.call(fn, deadline=deadline)
+
+
+def _in_progress(result: Result, region: str) -> bool:
+    """A result of this region whose image the cloud is still making (waiting follows these)."""
+    return (result.region == region and result.outcome in ("created", "skipped") and bool(result.blueprint_id)
+            and not result.dry_run and result.state not in DELETABLE)
 
 
 def _by_region(items: Iterable[T], region_of: Callable[[T], str]) -> dict[str, list[T]]:
