@@ -335,13 +335,15 @@ class ImageMaker:
     def _dry_run(self, run: _Run, target: Target) -> Result:
         would_delete: tuple[str, ...] = ()
         if run.keep:
-            managed = self._retrying(lambda: self.lighthouse.find_images(
-                target.ref.Region, tags={INSTANCE_TAG: target.ref.InstanceId}, deadline=run.deadline), run.deadline)
             # The new image will count as one of `keep`, so plan for keep - 1 of the existing ones.
-            would_delete = tuple(i.id for i in plan_prune(managed, max(run.keep - 1, 0)))
-        name = render_name(run.job.BlueprintName, target.ref.InstanceId, target.name, run.trigger.Time)
-        return run.result(target, "skipped", blueprint_name=name, reason="dry run: nothing was created or deleted",
-                          dry_run=True, would_delete=would_delete)
+            would_delete = tuple(i.id for i in plan_prune(self._managed(run, target), max(run.keep - 1, 0)))
+        return run.result(target, "skipped", blueprint_name=self._name(run, target),
+                          reason="dry run: nothing was created or deleted", dry_run=True, would_delete=would_delete)
+
+    def _managed(self, run: _Run, target: Target) -> list[Image]:
+        """The images this function made of one instance."""
+        return self._retrying(partial(self.lighthouse.find_images, target.ref.Region,
+                                      tags={INSTANCE_TAG: target.ref.InstanceId}, deadline=run.deadline), run.deadline)
 
     def _create_all(self, run: _Run, targets: Sequence[Target]) -> list[Result]:
         if len(targets) <= 1:
@@ -400,8 +402,7 @@ class ImageMaker:
                      attempt: Callable[[], Created | Result]) -> Created | Result:
         """Quota full: prune this instance's managed images down to Keep - 1 and try once more."""
         ref = target.ref
-        managed = self._retrying(lambda: self.lighthouse.find_images(
-            ref.Region, tags={INSTANCE_TAG: ref.InstanceId}, deadline=run.deadline), run.deadline)
+        managed = self._managed(run, target)
         doomed = plan_prune(managed, run.keep - 1) if run.keep else []
         if doomed:
             self._delete(run, target, doomed)
