@@ -100,9 +100,11 @@ def deliver(sinks: Sequence[Sink], events: Sequence[dict[str, Any]], deadline: D
     """
     delivery = delivery or Delivery()
     lock = threading.Lock()
-    items = [(event, orjson.dumps(event)) for event in events]
-    summaries = [item for item in items if str(item[0].get("type", "")).endswith(".run.completed")]
-    singles = [item for item in items if item not in summaries]
+    singles: list[tuple[dict[str, Any], bytes]] = []
+    summaries: list[tuple[dict[str, Any], bytes]] = []
+    for event in events:
+        last = str(event.get("type", "")).endswith(".run.completed")
+        (summaries if last else singles).append((event, orjson.dumps(event)))
 
     def send_all(item: tuple[dict[str, Any], bytes]) -> None:
         for sink in sinks:
