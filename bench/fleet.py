@@ -34,7 +34,9 @@ def run_function(config: Config, emu: Any, receiver: Any, env: dict[str, str]) -
     from blueprint import logs
     from blueprint.app import build_app
 
+    # MaxInstances may only lower the operator's ceiling: raise the ceiling itself for the fleet.
     env = {**env, "BLUEPRINT_DISPATCH_THRESHOLD": str(config.fleet_instances * 10),
+           "BLUEPRINT_MAX_INSTANCES": str(max(500, config.fleet_instances)),
            "BLUEPRINT_CONCURRENCY": str(config.fleet_concurrency)}
     event = {"Type": "Timer", "TriggerName": "fleet", "Time": "2026-11-27T03:00:00Z",
              "Message": json.dumps(_job(config.fleet_instances))}

@@ -1,8 +1,9 @@
 """The application: built once per warm container, it turns each trigger into a job, runs it, delivers.
 
-`App.handle(event, context)` is what `handler.main_handler` calls. Trigger rules (CONTRACT §2): HTTP never
-raises (status + envelope); timer and chained calls raise only when a retry can help; queue batches raise
-when any record failed, so the platform retries the batch (or dead-letters it) and nothing is lost.
+`App.handle(event, context)` is what `handler.main_handler` calls. Trigger rules: HTTP never raises (status +
+envelope); timer, queue and chained calls raise only when a retry can help, and report everything else as
+`.failed` to every sink (a refused job, a poison queue record, a chained call that cannot run), so nothing
+is lost and nothing is silent. What the handler raises carries no secret, not even in its chain.
 """
 
 from __future__ import annotations
@@ -11,46 +12,61 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import orjson
 import requests
 
-from blueprint import logs
+from blueprint import chained, logs
+from blueprint.chained import ChainTarget
 from blueprint.cloud import ClientCache, read_credentials
-from blueprint.errors import BadRequest, BlueprintError, ConfigError, DeliveryError, RecordsFailed, SlotExpired
+from blueprint.dispatch import Chain, Dispatcher
+from blueprint.errors import (
+    BadRequest,
+    BlueprintError,
+    ConfigError,
+    DeadlineExceeded,
+    DeliveryError,
+    RecordsFailed,
+    scrubbed,
+)
 from blueprint.events import (
     ApiGatewayEvent,
-    ChainedCall,
     FunctionUrlEvent,
     HttpRequest,
     InstanceRef,
     InvokeEvent,
     Job,
     QueueEvent,
+    QueueRecord,
     TimerEvent,
     TriggerInfo,
-    parse_chained,
     parse_event,
     parse_job,
     parse_json,
 )
 from blueprint.functions import FunctionRef, Functions
 from blueprint.http import Authenticator, HttpApi, error_response, generic_error
-from blueprint.images import ImageMaker, Policy, Target, render_name
+from blueprint.images import PER_INSTANCE_BUDGET, ImageMaker, Target, is_managed
 from blueprint.lighthouse import Lighthouse, LighthouseService
-from blueprint.results import Result, RunReport, Source, cloud_event, summary_event
+from blueprint.policy import Policy
+from blueprint.results import Result, RunReport, Source, result_events, summary_event
 from blueprint.retry import Clock, Deadline, SystemClock
 from blueprint.settings import Settings, load_settings
 from blueprint.sinks import Delivery, Sink, SinkContext, build_sinks, deliver
+from blueprint.slots import (
+    INSTANCE_TAG,
+    TriggerType,
+    caller_slot,
+    message_slot,
+    request_slot,
+    tick_slot,
+    webhook_slot,
+)
 
-__all__ = ["App", "Invocation", "answer_config_error", "build_app", "get_app"]
-
-# What fan-out children and continuations carry: the job for one instance, minus the run-level fields.
-_CHILD_DROP = {"InstanceIds", "Selector", "MaxInstances", "Dispatch", "IdempotencyKey"}
+__all__ = ["App", "Invocation", "Spec", "answer_config_error", "build_app", "get_app"]
 
 
 @dataclass(frozen=True)
@@ -60,10 +76,21 @@ class Spec:
     job: Job
     trigger: TriggerInfo
     key: str
-    # Chained calls carry a deadline: past it, the instance is reported, not imaged.
+    # Chained calls carry a deadline and the names their parent rendered (plain values, never templates).
     not_after: datetime | None = None
+    names: Mapping[tuple[str, str], str] = field(default_factory=dict)
     # Instances a follow-up must start again once their ForcePowerOff image is done.
     was_running: frozenset[str] = frozenset()
+    # A chained call runs its targets itself: it never fans out again.
+    chained: bool = False
+    message_id: str | None = None
+
+    @property
+    def multi(self) -> bool:
+        """True for a run over several instances (its answer is a list and it sends a run summary)."""
+        if self.chained:
+            return len(self.names) > 1
+        return self.job.InstanceId is None
 
 
 @dataclass
@@ -115,6 +142,15 @@ class App:
     clock: Clock = field(default_factory=SystemClock)
     default_job: Job | None = None
     env: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False)
+    dispatcher: Dispatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.dispatcher = Dispatcher(self.functions)
+
+    @property
+    def policy(self) -> Policy:
+        """The operator's policy (limits, allowlists, defaults)."""
+        return self.maker.policy
 
     # ---- entry ----------------------------------------------------------------------------------------
 
@@ -122,27 +158,31 @@ class App:
         """Handle one invocation of any trigger.
 
         Raises:
-            BlueprintError: for async triggers, when a retry can help (or a queue record failed).
+            BlueprintError: for async triggers, when a retry can help (or the configuration is bad). The
+                error is a scrubbed copy: redacted message, no cause and no context chain.
         """
         inv = self._invocation(context if isinstance(context, Mapping) else {}, event)
         token = logs.bind(request_id=inv.request_id, correlation_id=inv.correlation_id)
         started = time.monotonic()
         outcome = "raised"
+        failure: BlueprintError | None = None
         try:
             answer = self._dispatch(event, inv)
             outcome = _outcome(answer)
             return answer
         except BlueprintError as err:
             outcome = f"raised {err.code}"
-            raise
+            failure = scrubbed(err)
         except Exception as err:
             # A bug must not leak its text to a sync invoker; the traceback goes to the log only.
             logs.log_exception("unexpected error", err)
-            raise BlueprintError(f"internal error; quote the RequestId {inv.request_id}") from None
+            failure = BlueprintError(f"internal error; quote the RequestId {inv.request_id}")
         finally:
             logs.log("INFO", "invocation finished", duration=round(time.monotonic() - started, 3), outcome=outcome,
                      **inv.summary)
             logs.unbind(token)
+        # Raised here, outside the `except` blocks, so the platform's traceback has no chain to print.
+        raise failure
 
     def _invocation(self, context: Mapping[str, Any], event: Any) -> Invocation:
         limit = _seconds(context.get("time_limit_in_ms")) or self.settings.default_time_limit
@@ -154,96 +194,177 @@ class App:
                         function=str(context.get("function_name") or "lighthouse-blueprint"))
         return Invocation(request_id=request_id, context=context, work=work,
                           delivery=Deadline.after(self.clock, max(limit - 0.5, 0.5)),
-                          correlation_id=str(correlation) if isinstance(correlation, str) else request_id,
-                          source=source)
+                          correlation_id=str(correlation)[:100] if isinstance(correlation, str) and correlation
+                          else request_id, source=source)
 
     def _dispatch(self, event: Any, inv: Invocation) -> Any:
-        is_http = isinstance(event, Mapping) and "httpMethod" in event
         try:
             self.clients.use(read_credentials(self.env))
             trigger = parse_event(event)
         except BlueprintError as err:
-            if not isinstance(err, ConfigError):
-                return error_response(err, inv.request_id) if is_http else self._refuse(err, inv)
-            logs.log("ERROR", "configuration error", error=err.message)
-            if is_http:
-                # The deployment's problem, not the caller's, and the caller is not authenticated yet.
-                return generic_error(inv.request_id)
-            raise
+            return self._bad_event(err, event, inv)
         if isinstance(trigger, ApiGatewayEvent | FunctionUrlEvent):
             return self._http(trigger, inv)
-        try:
-            return self._async_trigger(trigger, inv)
-        except BadRequest as err:
-            return self._refuse(err, inv)
-
-    def _async_trigger(self, trigger: TimerEvent | QueueEvent | InvokeEvent, inv: Invocation) -> dict[str, Any]:
         if isinstance(trigger, TimerEvent):
             return self._timer(trigger, inv)
         if isinstance(trigger, QueueEvent):
             return self._queue(trigger, inv)
         return self._invoke(trigger, inv)
 
-    def _refuse(self, err: BlueprintError, inv: Invocation) -> dict[str, Any]:
-        """A bad event or job on an async trigger: a retry cannot help, so say so and do not raise."""
-        logs.log("ERROR", "event refused", error=err.message, code=err.code)
-        return {"Error": err.as_dict(), "RequestId": inv.request_id}
+    def _bad_event(self, err: BlueprintError, event: Any, inv: Invocation) -> Any:
+        """No credentials, or an event that does not validate.
+
+        Raises:
+            ConfigError: on the async triggers, so the failure shows in the platform's monitoring.
+        """
+        is_http = isinstance(event, Mapping) and "httpMethod" in event
+        if isinstance(err, ConfigError):
+            logs.log("ERROR", "configuration error", error=err.message)
+            if is_http:
+                # The deployment's problem, not the caller's, and the caller is not authenticated yet.
+                return generic_error(inv.request_id)
+            raise err
+        if is_http:
+            return error_response(err, inv.request_id)
+        kind: TriggerType = "timer" if _looks_like_timer(event) else "queue" if _has(event, "Records") else "invoke"
+        return self._refuse(err, inv, TriggerInfo(Type=kind, Time=_now()), request_slot(kind, inv.request_id))
 
     # ---- triggers -------------------------------------------------------------------------------------
 
     def _timer(self, event: TimerEvent, inv: Invocation) -> dict[str, Any]:
-        if event.Message.strip():
-            job = parse_job(parse_json(event.Message, what="timer Message"), what="timer Message job")
-        elif self.default_job is not None:
-            job = self.default_job
-        else:
-            raise BadRequest("the timer has no job: give it an argument (Message) or set BLUEPRINT_JOB")
         trigger = TriggerInfo(Type="timer", Name=event.TriggerName, Time=event.Time)
-        key = job.IdempotencyKey or f"timer:{event.TriggerName}:{event.Time:%Y-%m-%dT%H:%M:%SZ}"
+        slot = tick_slot(event.TriggerName, event.Time)
+        try:
+            if event.Message.strip():
+                job = parse_job(parse_json(event.Message, what="timer Message"), what="timer Message job")
+            elif self.default_job is not None:
+                job = self.default_job
+            else:
+                raise BadRequest("the timer has no job: give it an argument (Message) or set BLUEPRINT_JOB")
+        except BadRequest as err:
+            return self._refuse(err, inv, trigger, slot)
+        key = caller_slot("timer", job.IdempotencyKey) if job.IdempotencyKey else slot
         return self._async_run(Spec(job, trigger, key), inv)
 
     def _invoke(self, event: InvokeEvent, inv: Invocation) -> dict[str, Any]:
         payload = event.payload
-        if "Job" in payload and "SlotKey" in payload:
-            call = parse_chained(payload)
-            job = parse_job(call.Job)
-            running = frozenset({job.InstanceId} if call.WasRunning and job.InstanceId else set())
-            return self._async_run(Spec(job, call.Trigger, call.SlotKey, call.Deadline, running), inv)
-        job = parse_job(payload)
+        if chained.is_chained(payload):
+            return self._chained(payload, inv)
         trigger = TriggerInfo(Type="invoke", Name=None, Time=_now())
-        return self._async_run(Spec(job, trigger, job.IdempotencyKey or f"invoke:{inv.request_id}"), inv)
+        try:
+            job = parse_job(payload)
+        except BadRequest as err:
+            return self._refuse(err, inv, trigger, request_slot("invoke", inv.request_id))
+        key = caller_slot("invoke", job.IdempotencyKey) if job.IdempotencyKey else request_slot("invoke",
+                                                                                                 inv.request_id)
+        return self._async_run(Spec(job, trigger, key), inv)
+
+    def _chained(self, payload: Mapping[str, Any], inv: Invocation) -> dict[str, Any]:
+        """A call this function sent itself: validated up front; one that cannot run is reported as `.failed`
+        for every instance it names."""
+        try:
+            call, job = chained.parse(payload, now=_now(), ttl=self.settings.child_ttl)
+        except chained.Refused as refused:
+            trigger = refused.trigger or TriggerInfo(Type="invoke", Time=_now())
+            slot = refused.slot_key or request_slot("invoke", inv.request_id)
+            return self._refuse(refused.error, inv, trigger, slot, refused.targets)
+        running = frozenset(t.InstanceId for t in call.Targets if t.WasRunning)
+        spec = Spec(job, call.Trigger, call.SlotKey, not_after=call.Deadline, names=call.names(),
+                    was_running=running, chained=True)
+        return self._async_run(spec, inv)
 
     def _queue(self, event: QueueEvent, inv: Invocation) -> dict[str, Any]:
+        """Every record on its own: a record that can never succeed is reported `.failed` (with its message
+        id) and acknowledged; the batch raises only when a record failed in a way a retry can fix (the
+        platform then redelivers the batch, and the records already done are found, not remade)."""
         answers: list[Any] = []
-        failed: list[BlueprintError] = []
-        for record in event.Records:
-            try:
-                job = parse_job(parse_json(record.body, what="record body"), what="record job")
-                trigger = TriggerInfo(Type="queue", Name=None, Time=record.time or _now())
-                key = job.IdempotencyKey or f"queue:{record.message_id or inv.request_id}"
-                answers.append(self._async_run(Spec(job, trigger, key), inv))
-            except BlueprintError as err:
-                logs.log("ERROR", "queue record failed", error=err.message, code=err.code, message_id=record.message_id)
-                answers.append({"Error": err.as_dict()})
-                failed.append(err)
-        if failed:
-            # Raise so the platform retries the batch (idempotency skips what was done) or dead-letters it.
-            raise RecordsFailed(f"{len(failed)} of {len(event.Records)} record(s) failed; first: {failed[0].message}")
+        retry: list[str] = []
+        records = event.records()
+        for index, record in enumerate(records):
+            if inv.work.remaining() < PER_INSTANCE_BUDGET:
+                retry.extend(r.message_id for r in records[index:])
+                answers.extend({"MessageId": r.message_id, "Error": DeadlineExceeded(
+                    "not started: the function's time ran out; the batch is retried").as_dict()}
+                    for r in records[index:])
+                break
+            answer, retryable = self._record(record, inv)
+            answers.append(answer)
+            if retryable:
+                retry.append(record.message_id)
+        if retry:
+            raise RecordsFailed(f"{len(retry)} of {len(records)} record(s) failed in a way a retry can fix "
+                                f"(first: message {retry[0]}); the platform retries the batch")
         return {"Records": answers, "RequestId": inv.request_id}
 
+    def _record(self, record: QueueRecord, inv: Invocation) -> tuple[Any, bool]:
+        """One queue record: its answer, and whether it failed in a way a retry can fix."""
+        trigger = TriggerInfo(Type="queue", Name=record.message_id, Time=record.time or _now())
+        slot = message_slot(record.message_id)
+        try:
+            if record.problem is not None:
+                raise BadRequest(record.problem)
+            job = parse_job(parse_json(record.body, what="record body"), what="record job")
+        except BadRequest as err:
+            logs.log("ERROR", "queue record refused", error=err.message, code=err.code, message_id=record.message_id)
+            try:
+                return self._refuse(err, inv, trigger, slot, message_id=record.message_id), False
+            except DeliveryError as failed:
+                return {"MessageId": record.message_id, "Error": failed.as_dict()}, True
+        key = caller_slot("queue", job.IdempotencyKey) if job.IdempotencyKey else slot
+        try:
+            return self._async_run(Spec(job, trigger, key, message_id=record.message_id), inv), False
+        except BlueprintError as err:
+            logs.log("ERROR", "queue record failed", error=err.message, code=err.code, message_id=record.message_id)
+            return {"MessageId": record.message_id, "Error": err.as_dict()}, True
+
     def _async_run(self, spec: Spec, inv: Invocation) -> dict[str, Any]:
-        report, delivery = self.execute(spec, inv, allow_continuation=True)
+        """Run a job for an async trigger.
+
+        Raises:
+            BlueprintError: when a retry can help (a sink did not take a result, an instance failed in a way
+                a retry can fix); every other failure is reported and answered, not raised.
+        """
+        try:
+            report, delivery = self.execute(spec, inv)
+        except BlueprintError as err:
+            if err.retryable:
+                raise
+            named = [] if spec.job.Selector is not None else spec.job.targets(self.settings.region)
+            return self._refuse(err, inv, spec.trigger, spec.key, named, message_id=spec.message_id)
         answer = {"Results": [r.data() for r in report.main_results()], "RequestId": inv.request_id,
                   "Dispatched": len(report.dispatched)}
         if not delivery.ok:
-            raise DeliveryError("results were not delivered to: " + ", ".join(sorted(delivery.failed)) + " ("
-                                + "; ".join(why for _, why in sorted(delivery.failed.items())) + ")")
+            raise _delivery_error(delivery)
         if report.retry_would_help():
             failed = [r for r in report.results if r.retryable]
-            err = failed[0].error
-            assert err is not None  # noqa: S101 (retryable implies an error)
-            raise type(err)(f"{len(failed)} instance(s) failed in a way a retry can fix; first: {err.message}",
-                            code=err.code)
+            first = failed[0].error
+            assert first is not None  # noqa: S101 (retryable implies an error)
+            raise type(first)(f"{len(failed)} instance(s) failed in a way a retry can fix; first: {first.message}",
+                              code=first.code)
+        return answer
+
+    def _refuse(self, err: BlueprintError, inv: Invocation, trigger: TriggerInfo, slot_key: str,
+                targets: Iterable[InstanceRef] = (), *, message_id: str | None = None) -> dict[str, Any]:
+        """A job or event that cannot run, on an async trigger: reported as `.failed` to every sink (for each
+        instance it names), answered, not raised (a retry cannot help).
+
+        Raises:
+            DeliveryError: no sink took the report: then a retry can help, and nothing is lost.
+        """
+        logs.log("ERROR", "event refused", error=err.message, code=err.code)
+        refs: list[InstanceRef | None] = [*targets] or [None]
+        results = [Result(outcome="failed", instance_id=ref.InstanceId if ref else "",
+                          region=ref.Region if ref else self.settings.region, trigger=trigger, slot_key=slot_key,
+                          force_power_off=self.policy.force_power_off, error=err, message_id=message_id)
+                   for ref in refs]
+        report = RunReport(trigger, slot_key, results=results)
+        delivery = self._deliver(report, inv)
+        inv.count(report, delivery)
+        if not delivery.ok:
+            raise _delivery_error(delivery)
+        answer: dict[str, Any] = {"Error": err.as_dict(), "RequestId": inv.request_id}
+        if message_id is not None:
+            answer["MessageId"] = message_id
         return answer
 
     # ---- HTTP -----------------------------------------------------------------------------------------
@@ -258,99 +379,91 @@ class App:
 
     # ---- the run --------------------------------------------------------------------------------------
 
-    def execute(self, spec: Spec, inv: Invocation, *, allow_continuation: bool) -> tuple[RunReport, Delivery]:
+    def execute(self, spec: Spec, inv: Invocation) -> tuple[RunReport, Delivery]:
         """Plan, run (or fan out), deliver every result.
 
         Raises:
-            BlueprintError: planning failed as a whole (bad selection, cloud unreachable).
+            BlueprintError: planning failed as a whole (bad selection, operator limits, cloud unreachable).
         """
-        job, trigger, key = spec.job, spec.trigger, spec.key
-        multi = job.InstanceId is None
-        targets, refused = self.maker.plan(job, self.settings.region, inv.work, slot_key=key)
-        if spec.not_after is not None and _now() > spec.not_after:
-            late = SlotExpired(f"this call started after its deadline {spec.not_after:%Y-%m-%dT%H:%M:%SZ}; "
-                               "no image was made (a later run of the schedule covers the instance)")
-            refused, targets = [*refused, *((t, late) for t in targets)], []
-        me = inv.self_function()
-        fan_out = job.Dispatch == "invoke" or len(targets) > self.settings.dispatch_threshold
-        if fan_out and not job.DryRun:
-            if me is None:
-                raise BadRequest("fan-out needs the function's own name (context function_name)",
-                                 code="UnsupportedOperation.Dispatch")
-            # Refused instances are reported here and never dispatched: children re-check, but need not.
-            report, _ = self.maker.run(job, [], trigger=trigger, slot_key=key, deadline=inv.work, multi=multi,
-                                       refused=refused)
-            report.matched += len(targets)
-            self._fan_out(report, spec, targets, inv, me)
-        else:
-            report, overflow = self.maker.run(job, targets, trigger=trigger, slot_key=key, deadline=inv.work,
-                                              multi=multi, refused=refused, was_running=spec.was_running)
-            if overflow and me is not None and allow_continuation:
-                self._hand_on(report, spec, overflow, inv, me)
-            if job.Wait and allow_continuation and me is not None and trigger.Type != "http":
-                self._continue_waiting(report, spec, inv, me)
+        report = self.run(spec, inv)
         delivery = self._deliver(report, inv)
         inv.count(report, delivery)
         return report, delivery
 
+    def run(self, spec: Spec, inv: Invocation) -> RunReport:
+        """Plan and run one job; instances handed to other invocations are listed in `Dispatched`.
+
+        Raises:
+            BlueprintError: planning failed as a whole.
+        """
+        job = spec.job
+        plan = self.maker.plan(job, self.settings.region, inv.work, slot_key=spec.key)
+        targets = [replace(t, blueprint_name=spec.names.get((t.ref.Region, t.ref.InstanceId)),
+                           was_running=t.ref.InstanceId in spec.was_running) for t in plan.targets]
+        chain = Chain(job, spec.trigger, spec.key, inv.correlation_id,
+                      spec.not_after or _now() + timedelta(seconds=self.settings.child_ttl))
+        if self._fans_out(spec, len(targets)):
+            report, _ = self.maker.run(job, [], trigger=spec.trigger, slot_key=spec.key, deadline=inv.work,
+                                       multi=spec.multi, refused=plan.refused)
+            report.matched += len(targets)
+            self._send(report, chain, targets, "child", inv)
+            return report
+        report, overflow = self.maker.run(job, targets, trigger=spec.trigger, slot_key=spec.key, deadline=inv.work,
+                                          multi=spec.multi, refused=plan.refused, prefetched=plan.slot_images)
+        if overflow:
+            self._send(report, chain, overflow, "child", inv)
+        if job.Wait and not job.DryRun:
+            self._follow(report, chain, inv)
+        return report
+
+    def _fans_out(self, spec: Spec, count: int) -> bool:
+        """Fan out when the job asks for it, or when it is large and did not ask to run inline."""
+        job = spec.job
+        if spec.chained or job.DryRun:
+            return False
+        if job.Dispatch == "invoke":
+            return True
+        return "Dispatch" not in job.model_fields_set and count > self.settings.dispatch_threshold
+
+    def _send(self, report: RunReport, chain: Chain, targets: list[Target], kind: chained.Kind,
+              inv: Invocation) -> None:
+        """Hand instances to chained calls (fan-out, or what this run had no time for)."""
+        calls = [ChainTarget(Region=t.ref.Region, InstanceId=t.ref.InstanceId,
+                             BlueprintName=self.maker.name_for(chain.job, t, chain.trigger),
+                             WasRunning=t.was_running or t.ref.InstanceId in report.was_running) for t in targets]
+        for call, err in self.dispatcher.send(inv.self_function(), chain, calls, kind=kind, report=report,
+                                              deadline=inv.work):
+            report.results.append(Result(
+                outcome="failed", instance_id=call.InstanceId, region=call.Region, trigger=chain.trigger,
+                slot_key=chain.slot_key, force_power_off=self.maker.force_power_off(chain.job),
+                blueprint_name=call.BlueprintName, error=_not_started(err)))
+
+    def _follow(self, report: RunReport, chain: Chain, inv: Invocation) -> None:
+        """Images still being made when time ran out: a chained call of this function follows each one. One
+        that cannot be scheduled is a failure of the run (retryable: the platform's retry follows it)."""
+        pending = {(r.region, r.instance_id): n for n, r in enumerate(report.results) if r.pending}
+        if not pending:
+            return
+        calls = [ChainTarget(Region=region, InstanceId=instance,
+                             BlueprintName=report.results[n].blueprint_name or instance,
+                             WasRunning=instance in report.was_running)
+                 for (region, instance), n in pending.items()]
+
+        for call, err in self.dispatcher.send(inv.self_function(), chain, calls, kind="follow", report=report,
+                                              deadline=inv.work):
+            index = pending[(call.Region, call.InstanceId)]
+            report.results[index] = report.results[index].but(outcome="failed", error=_not_followed(err))
+
     def _deliver(self, report: RunReport, inv: Invocation) -> Delivery:
-        events = [cloud_event(r, inv.source, correlation_id=inv.correlation_id) for r in report.results]
+        events = [e for r in report.results for e in result_events(r, inv.source, correlation_id=inv.correlation_id)]
         if report.multi:
             events.append(summary_event(report, inv.source, correlation_id=inv.correlation_id))
         for result in report.results:
             logs.log("INFO" if result.outcome != "failed" else "ERROR", f"image {result.outcome}",
-                     instance=result.instance_id, region=result.region, image_id=result.blueprint_id,
+                     instance=result.instance_id or None, region=result.region, image_id=result.blueprint_id,
                      state=result.state, outcome=result.outcome, duration=result.duration,
                      error=result.error.as_dict() if result.error else None)
         return deliver(self.sinks, events, inv.delivery)
-
-    def _child(self, spec: Spec, target: Target, inv: Invocation) -> str:
-        """The chained call that images one instance of this slot in its own invocation."""
-        name = render_name(spec.job.BlueprintName, target.ref.InstanceId, target.name, spec.trigger.Time)
-        data = spec.job.model_dump(exclude=_CHILD_DROP, exclude_none=True)
-        data |= {"InstanceId": target.ref.InstanceId, "Region": target.ref.Region, "Dispatch": "inline",
-                 "BlueprintName": name}
-        call = ChainedCall(Job=data, Trigger=spec.trigger, SlotKey=spec.key, CorrelationId=inv.correlation_id,
-                           Deadline=spec.not_after or _now() + timedelta(seconds=self.settings.child_ttl),
-                           WasRunning=target.ref.InstanceId in spec.was_running)
-        return orjson.dumps(call.model_dump(mode="json")).decode()
-
-    def _fan_out(self, report: RunReport, spec: Spec, targets: list[Target], inv: Invocation,
-                 me: FunctionRef, *, report_failures: bool = True) -> None:
-        """One async invocation of this function per instance; an instance whose call failed is reported."""
-        sent = 0
-        for target in targets:
-            try:
-                child_id = self.functions.invoke_async(me, self._child(spec, target, inv), deadline=inv.work)
-            except BlueprintError as err:
-                if not report_failures:
-                    logs.log("ERROR", "could not schedule a follow-up", instance=target.ref.InstanceId,
-                             error=err.message)
-                    continue
-                report.results.append(Result(outcome="failed", instance_id=target.ref.InstanceId,
-                                             region=target.ref.Region, trigger=spec.trigger, slot_key=spec.key,
-                                             force_power_off=self.maker.force_power_off(spec.job), error=err))
-                continue
-            sent += 1
-            report.dispatched.append({"InstanceId": target.ref.InstanceId, "Region": target.ref.Region,
-                                      "FunctionRequestId": child_id})
-        logs.log("INFO", "fanned out", count=sent, failed=len(targets) - sent)
-
-    def _hand_on(self, report: RunReport, spec: Spec, overflow: list[Target], inv: Invocation,
-                 me: FunctionRef) -> None:
-        """Instances the time did not allow go to child invocations instead of failing."""
-        handed = {(t.ref.Region, t.ref.InstanceId) for t in overflow}
-        report.results = [r for r in report.results if (r.region, r.instance_id) not in handed]
-        self._fan_out(report, spec, overflow, inv, me)
-
-    def _continue_waiting(self, report: RunReport, spec: Spec, inv: Invocation, me: FunctionRef) -> None:
-        """Images still in progress when time ran out: a chained call of this function follows them."""
-        pending = [r for r in report.results if r.outcome in ("created", "skipped") and r.reason
-                   and r.reason.startswith("still in progress")]
-        targets = [Target(InstanceRef(Region=r.region, InstanceId=r.instance_id)) for r in pending]
-        if targets:
-            follow = replace(spec, was_running=frozenset(report.was_running) | spec.was_running)
-            self._fan_out(report, follow, targets, inv, me, report_failures=False)
 
 
 @dataclass
@@ -361,12 +474,20 @@ class _HttpJobs:
     req: HttpRequest
     inv: Invocation
 
-    def submit(self, job_data: object, idempotency_key: str | None) -> tuple[int, Any, dict[str, str]]:
+    def submit(self, job_data: object, *, header_key: str | None, webhook_id: str | None) -> tuple[
+            int, Any, dict[str, str]]:
         """Run the job; 202 with the result(s), or the failure's own status for a single instance."""
         job = parse_job(job_data)
-        key = job.IdempotencyKey or idempotency_key or f"http:{self.inv.request_id}"
+        if job.IdempotencyKey:
+            key = caller_slot("http", job.IdempotencyKey)
+        elif webhook_id is not None:
+            key = webhook_slot(webhook_id)
+        elif header_key is not None:
+            key = caller_slot("http", header_key)
+        else:
+            key = request_slot("http", self.inv.request_id)
         trigger = TriggerInfo(Type="http", Name=self.req.path[:100], Time=_now())
-        report, delivery = self.app.execute(Spec(job, trigger, key), self.inv, allow_continuation=False)
+        report, delivery = self.app.execute(Spec(job, trigger, key), self.inv)
         headers = {} if delivery.ok else {"X-Blueprint-Delivery": "failed: " + ", ".join(sorted(delivery.failed))}
         main = report.main_results()
         extra = {} if delivery.ok else {"DeliveryFailed": sorted(delivery.failed)}
@@ -377,22 +498,53 @@ class _HttpJobs:
             return 202, body, headers
         if not report.multi and len(main) == 1:
             result = main[0]
-            if result.outcome == "failed" and result.error is not None:
+            if result.outcome == "failed" and result.error is not None and not result.blueprint_id:
                 body = {"Error": result.error.as_dict(), "RequestId": self.inv.request_id, **extra}
                 return result.error.status, body, headers
             return 202, {**result.data(), **extra}, headers
         return 202, [r.data() | extra for r in main], headers
 
     def image(self, blueprint_id: str, region: str | None) -> dict[str, Any] | None:
-        """DescribeBlueprints for one id."""
+        """DescribeBlueprints for one id: only an image this function made, of an instance the allowlists
+        admit (reads are scoped like writes); anything else is None (404)."""
+        where = region or self.app.settings.region
         try:
-            found = self.app.lighthouse.find_images(region or self.app.settings.region, ids=[blueprint_id],
-                                                    deadline=self.inv.work)
+            found = self.app.lighthouse.find_images(where, ids=[blueprint_id], deadline=self.inv.work)
         except BlueprintError as err:
             if err.status == 404 or err.code.startswith("InvalidParameter"):
                 return None
             raise
-        return found[0].as_dict() if found else None
+        image = found[0] if found else None
+        if image is None or not is_managed(image) or not self._admits(where, image.tags[INSTANCE_TAG]):
+            return None
+        return image.as_dict()
+
+    def _admits(self, region: str, instance_id: str) -> bool:
+        policy = self.app.policy
+        if not policy.lists(instance_id):
+            return False
+        if not policy.needs_tags:
+            return True
+        found = self.app.lighthouse.find_instances(region, ids=[instance_id], deadline=self.inv.work)
+        return policy.refusal(instance_id, found[0].tags if found else {}) is None
+
+
+def _not_started(err: BlueprintError) -> BlueprintError:
+    """An instance handed on whose call could not be sent: not started, and a retry can start it."""
+    if err.retryable:
+        return err
+    return type(err)(f"not started: handing it to another invocation failed ({err.message})", code=err.code)
+
+
+def _not_followed(err: BlueprintError) -> BlueprintError:
+    """A Wait follow-up that could not be scheduled: the run failed, and a retry can schedule it."""
+    return DeadlineExceeded(f"the image is still being made and its follow-up could not be scheduled "
+                            f"({err.message}); the retry follows it", code="FailedOperation.FollowUp")
+
+
+def _delivery_error(delivery: Delivery) -> DeliveryError:
+    return DeliveryError("results were not delivered to: " + ", ".join(sorted(delivery.failed)) + " ("
+                         + "; ".join(why for _, why in sorted(delivery.failed.items())) + ")")
 
 
 def _outcome(answer: object) -> str:
@@ -405,6 +557,14 @@ def _outcome(answer: object) -> str:
         if isinstance(error, Mapping):
             return f"refused {error.get('Code')}"
     return "ok"
+
+
+def _looks_like_timer(event: object) -> bool:
+    return isinstance(event, Mapping) and isinstance(event.get("Type"), str) and event["Type"].lower() == "timer"
+
+
+def _has(event: object, key: str) -> bool:
+    return isinstance(event, Mapping) and key in event
 
 
 def _seconds(value: object) -> float | None:
@@ -442,7 +602,8 @@ def build_app(env: Mapping[str, str], *, clock: Clock | None = None, session: re
     policy = Policy(force_power_off=settings.force_power_off, keep=settings.keep,
                     max_instances=settings.max_instances, concurrency=settings.concurrency,
                     allowed_instances=frozenset(settings.allowed_instances), allowed_tags=settings.allowed_tags,
-                    restart_instances=settings.restart_instance)
+                    restart_instances=settings.restart_instance,
+                    in_progress_states=frozenset({"SYNCING", *settings.in_progress_states}))
     http_session = session or requests.Session()
     default_job = None
     if settings.job:

@@ -7,6 +7,8 @@ rendered from them in one place (`blueprint.http`). The `code` shown to callers 
 
 from __future__ import annotations
 
+from blueprint.logs import redact
+
 __all__ = [
     "AccessDenied",
     "BadRequest",
@@ -29,6 +31,7 @@ __all__ = [
     "Throttled",
     "Unauthorized",
     "UnsupportedMediaType",
+    "scrubbed",
 ]
 
 
@@ -191,3 +194,17 @@ class InstanceNotFound(CloudError):
 
     status = 404
     code = "ResourceNotFound.InstanceIdNotFound"
+
+
+def scrubbed(err: BlueprintError) -> BlueprintError:
+    """A copy of `err` that is safe to raise to the platform: redacted message, no cause, no context.
+
+    SCF's runtime prints the whole chained traceback of what a handler raises; the chain of a translated
+    cloud error holds the SDK's exception, whose text may quote credentials. Raise the copy outside any
+    `except` block, so Python does not attach the handled exception as its `__context__`.
+    """
+    clean = type(err)(redact(err.message), code=err.code, request_id=err.request_id)
+    clean.__cause__ = None
+    clean.__context__ = None
+    clean.__suppress_context__ = True
+    return clean

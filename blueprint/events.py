@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import string
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import orjson
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -30,12 +32,15 @@ from blueprint.errors import BadRequest
 from blueprint.logs import redact
 
 __all__ = [
+    "INSTANCE_ID_PATTERN",
     "MANAGED_TAG_PREFIX",
+    "MAX_BATCH",
     "MAX_JSON_BYTES",
     "MAX_JSON_DEPTH",
     "MAX_USER_TAGS",
+    "REGION_PATTERN",
     "ApiGatewayEvent",
-    "ChainedCall",
+    "AwareUtc",
     "FunctionUrlEvent",
     "HttpRequest",
     "InstanceRef",
@@ -43,14 +48,17 @@ __all__ = [
     "InvokeEvent",
     "Job",
     "QueueEvent",
+    "QueueRecord",
     "Tag",
     "TimerEvent",
     "Trigger",
     "TriggerInfo",
-    "parse_chained",
+    "describe_error",
     "parse_event",
     "parse_job",
     "parse_json",
+    "printable",
+    "read_record",
 ]
 
 INSTANCE_ID_PATTERN = r"^lhins-[a-z0-9]{8}$"
@@ -71,24 +79,50 @@ InstanceIdStr = Annotated[str, StringConstraints(pattern=INSTANCE_ID_PATTERN)]
 RegionStr = Annotated[str, StringConstraints(pattern=REGION_PATTERN, max_length=40)]
 
 
-def _printable(value: str) -> str:
+def printable(value: str) -> str:
+    """The value, if it holds no control characters (a space is fine, a newline or tab is not).
+
+    Raises:
+        ValueError: it does.
+    """
     if any(ch.isspace() and ch != " " for ch in value) or not value.isprintable():
         raise ValueError("control characters are not allowed")
     return value
 
 
-Text60 = Annotated[str, StringConstraints(min_length=1, max_length=60), AfterValidator(_printable)]
+Text60 = Annotated[str, StringConstraints(min_length=1, max_length=60), AfterValidator(printable)]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True, defer_build=True)
 
 
-class Tag(_Model):
-    """A tag as the Lighthouse API spells it."""
+# The Tag service's naming rules (https://www.tencentcloud.com/document/product/651/13354): keys 1-127 and
+# values 1-255 Unicode characters; letters (any script), digits, inner spaces and these specials only; keys
+# starting with qcs:, project: or 项目 are reserved by the cloud.
+TAG_SPECIALS = frozenset("+-=._:/@()[],;><") | frozenset("\u3010\u3011\uff08\uff09\uff1a\uff0b\uff0d\uff1d\uff0f\uff20")
+RESERVED_TAG_PREFIXES = ("qcs:", "project:", "\u9879\u76ee")
 
-    Key: Annotated[str, StringConstraints(min_length=1, max_length=127), AfterValidator(_printable)]
-    Value: Annotated[str, StringConstraints(max_length=255), AfterValidator(_printable)]
+
+def _tag_text(value: str) -> str:
+    if value != value.strip(" "):
+        raise ValueError("tags may not start or end with a space")
+    if any(not (ch == " " or ch.isalnum() or ch in TAG_SPECIALS) for ch in value):
+        raise ValueError("tags may hold letters, digits, inner spaces and + - = . _ : / @ ( ) [ ] , ; > < only")
+    return value
+
+
+def _tag_key(value: str) -> str:
+    if value.lower().startswith(RESERVED_TAG_PREFIXES):
+        raise ValueError("tag keys starting with qcs:, project: or \u9879\u76ee are reserved by Tencent Cloud")
+    return _tag_text(value)
+
+
+class Tag(_Model):
+    """A tag as the Lighthouse API spells it, held to the Tag service's rules."""
+
+    Key: Annotated[str, StringConstraints(min_length=1, max_length=127), AfterValidator(_tag_key)]
+    Value: Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_tag_text)]
 
 
 def _user_tag(tag: Tag) -> Tag:
@@ -161,7 +195,7 @@ class Job(_Model):
     Selector: InstanceSelector | None = None
     Region: RegionStr | None = None
     BlueprintName: Annotated[str | None, StringConstraints(min_length=1, max_length=60),
-                             AfterValidator(lambda v: v if v is None else _check_name_template(_printable(v)))] = None
+                             AfterValidator(lambda v: v if v is None else _check_name_template(printable(v)))] = None
     Description: Text60 | None = None
     ForcePowerOff: bool | None = None
     Tags: Annotated[list[UserTag], Field(max_length=MAX_USER_TAGS), AfterValidator(_unique_keys)] = []
@@ -169,7 +203,7 @@ class Job(_Model):
     Wait: bool = False
     DryRun: bool = False
     IdempotencyKey: Annotated[str | None, StringConstraints(min_length=1, max_length=64),
-                              AfterValidator(lambda v: v if v is None else _printable(v))] = None
+                              AfterValidator(lambda v: v if v is None else printable(v))] = None
     MaxInstances: Annotated[int | None, Field(ge=1, le=10_000)] = None
     Dispatch: Literal["inline", "invoke"] = "inline"
 
@@ -201,28 +235,32 @@ class Job(_Model):
         region = self.Region or default_region
         if self.InstanceId is not None:
             return [InstanceRef(Region=region, InstanceId=self.InstanceId)]
-        refs = []
+        refs: dict[tuple[str, str], InstanceRef] = {}
         for ref in self.InstanceIds or []:
             reg, _, inst = ref.rpartition(":")
-            refs.append(InstanceRef(Region=reg or region, InstanceId=inst))
-        return refs
+            # `lhins-x` and `<default region>:lhins-x` are one instance: imaged once, reported once.
+            refs.setdefault((reg or region, inst), InstanceRef(Region=reg or region, InstanceId=inst))
+        return list(refs.values())
 
 
-
-
-class TriggerInfo(_Model):
-    """Which trigger started the run (the `Trigger` field of every result)."""
-
-    Type: Literal["timer", "http", "queue", "invoke"]
-    Name: str | None = None
-    Time: datetime
 
 
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
+# A time without a zone is taken as UTC where the platform documents UTC (the timer's `Time`).
 UtcTime = Annotated[datetime, AfterValidator(_utc)]
+# A time we wrote ourselves (chained calls): it must carry its zone; a naive one was not written by us.
+AwareUtc = Annotated[AwareDatetime, AfterValidator(_utc)]
+
+
+class TriggerInfo(_Model):
+    """Which trigger started the run (the `Trigger` field of every result)."""
+
+    Type: Literal["timer", "http", "queue", "invoke"]
+    Name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    Time: AwareUtc
 
 
 class TimerEvent(BaseModel):
@@ -250,6 +288,7 @@ def _truthy(value: object) -> object:
 
 
 Headers = dict[str, str]
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 
 def _fold_headers(value: object) -> object:
@@ -295,7 +334,8 @@ class HttpRequest(BaseModel):
         if not self.isBase64Encoded:
             # surrogatepass: a lone surrogate becomes invalid UTF-8 that the JSON parser refuses (400), not a crash.
             return self.body.encode("utf-8", "surrogatepass")
-        if not self.body.isascii():
+        # Strict on every Python: 3.11+ `b64decode(validate=True)` accepts excess padding ("YWJj====").
+        if not _BASE64.fullmatch(self.body) or len(self.body) % 4:
             raise BadRequest("isBase64Encoded is true but the body is not valid base64")
         try:
             return base64.b64decode(self.body, validate=True)
@@ -322,47 +362,56 @@ class FunctionUrlEvent(HttpRequest):
         return None
 
 
-class QueueRecord(BaseModel):
-    """One record of a CMQ or CKafka batch: only its body and an id matter here."""
+# CKafka delivers up to 10,000 records per batch (its trigger's maximum batch size).
+MAX_BATCH = 10_000
 
-    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True, defer_build=True)
 
+class QueueRecord(NamedTuple):
+    """One record of a CMQ or CKafka batch: its body, an id, and why it cannot be read (if so)."""
+
+    message_id: str
     body: str
-    message_id: str | None = None
     time: datetime | None = None
+    problem: str | None = None
 
 
-def _record(raw: object) -> object:
-    if not isinstance(raw, Mapping):
-        return raw
-    if isinstance(raw.get("CMQ"), Mapping):
+def read_record(raw: object, index: int) -> QueueRecord:
+    """Read one record; a record that cannot be read says why in `problem` (it never fails the batch)."""
+    if isinstance(raw, Mapping) and isinstance(raw.get("CMQ"), Mapping):
         cmq = raw["CMQ"]
-        return {"body": cmq.get("msgBody"), "message_id": cmq.get("msgId"), "time": cmq.get("publishTime")}
-    if isinstance(raw.get("Ckafka"), Mapping):
+        ident, body, when = cmq.get("msgId"), cmq.get("msgBody"), _record_time(cmq.get("publishTime"))
+    elif isinstance(raw, Mapping) and isinstance(raw.get("Ckafka"), Mapping):
         kafka = raw["Ckafka"]
         ident = f"{kafka.get('topic')}/{kafka.get('partition')}/{kafka.get('offset')}"
-        return {"body": kafka.get("msgBody"), "message_id": ident}
-    raise ValueError("a record must hold a CMQ or Ckafka message")
+        body, when = kafka.get("msgBody"), None
+    else:
+        return QueueRecord(f"record-{index}", "", problem="a record must hold a CMQ or Ckafka message")
+    text = str(ident) if isinstance(ident, str | int) and not isinstance(ident, bool) else ""
+    message_id = _loc_part(text) if text else f"record-{index}"
+    if not isinstance(body, str):
+        return QueueRecord(message_id, "", when, problem="the record's msgBody must be a string (a JSON job)")
+    return QueueRecord(message_id, body, when)
+
+
+def _record_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return _utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except ValueError:
+        return None
 
 
 class QueueEvent(BaseModel):
-    """TDMQ CMQ / CKafka trigger: a batch of records, each body a JSON job."""
+    """TDMQ CMQ / CKafka trigger: a batch of records, each body a JSON job, each read on its own."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True, defer_build=True)
 
-    Records: Annotated[list[Annotated[QueueRecord, BeforeValidator(_record)]], Field(min_length=1, max_length=1000)]
+    Records: Annotated[list[Any], Field(min_length=1, max_length=MAX_BATCH)]
 
-
-class ChainedCall(_Model):
-    """An invocation this function sends itself (fan-out child, wait continuation): a job plus its slot."""
-
-    Job: dict[str, Any]
-    Trigger: TriggerInfo
-    SlotKey: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    CorrelationId: Annotated[str, StringConstraints(min_length=1, max_length=100)]
-    Deadline: datetime | None = None
-    # The instance was running before its ForcePowerOff image: the follow-up starts it again if needed.
-    WasRunning: bool = False
+    def records(self) -> list[QueueRecord]:
+        """Every record, read (a record that cannot be read carries its `problem`)."""
+        return [read_record(raw, index) for index, raw in enumerate(self.Records)]
 
 
 class InvokeEvent(BaseModel):
@@ -453,20 +502,6 @@ def _loc_part(part: object) -> str:
     text = str(part)
     text = "".join(ch if ch.isprintable() and ch.isascii() else "?" for ch in text[:40])
     return text + ("..." if len(str(part)) > 40 else "")
-
-
-def parse_chained(payload: object) -> ChainedCall:
-    """Validate a chained call (fan-out child, wait continuation) this function sent itself.
-
-    Raises:
-        BadRequest: the envelope is malformed; the message names the fields, never a Python type.
-    """
-    try:
-        return ChainedCall.model_validate(payload)
-    except ValidationError as err:
-        raise BadRequest(describe_error(err, what="chained call")) from None
-
-
 
 
 def describe_error(err: ValidationError, *, what: str = "") -> str:

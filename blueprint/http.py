@@ -38,6 +38,9 @@ _COLLECTION = re.compile(r"(?:^|/)blueprints/?\Z")
 _ITEM = re.compile(r"(?:^|/)blueprints/([^/]*)/?\Z")
 _REGION = re.compile(r"[a-z]{2,}(-[a-z0-9]+){1,3}\Z")
 SIGNATURE_TOLERANCE = 300
+# Seconds a client should wait before retrying, by status: a busy instance finishes its operation in
+# minutes; throttling clears within seconds; a cloud-side failure is retried after a short pause.
+RETRY_AFTER = {409: 30, 429: 2, 502: 5, 503: 5}
 # Header values we look at are short; anything longer is refused before any parsing or hashing.
 MAX_ID_HEADER = 256
 MAX_SIGNATURE_HEADER = 4096
@@ -58,8 +61,14 @@ def respond(status: int, body: Any, headers: dict[str, str] | None = None) -> di
 
 
 def error_response(err: BlueprintError, request_id: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    """The Tencent error envelope with the error's own status (messages are written never to hold secrets)."""
-    return respond(err.status, {"Error": err.as_dict(), "RequestId": request_id}, headers)
+    """The Tencent error envelope with the error's own status (messages are written never to hold secrets).
+
+    An error a retry can fix says when to retry (`Retry-After`), so a client neither hammers nor gives up.
+    """
+    extra = dict(headers or {})
+    if err.retryable:
+        extra.setdefault("Retry-After", str(RETRY_AFTER.get(err.status, 5)))
+    return respond(err.status, {"Error": err.as_dict(), "RequestId": request_id}, extra)
 
 
 def generic_error(request_id: str) -> dict[str, Any]:
@@ -170,8 +179,10 @@ def _secret_key(secret: str) -> bytes:
 class Jobs(Protocol):
     """What the HTTP API needs from the application."""
 
-    def submit(self, job_data: object, idempotency_key: str | None) -> tuple[int, Any, dict[str, str]]:
-        """Run a job; returns status, body and extra headers."""
+    def submit(self, job_data: object, *, header_key: str | None, webhook_id: str | None) -> tuple[
+            int, Any, dict[str, str]]:
+        """Run a job (keyed by the job's IdempotencyKey, else the signed webhook-id, else the header); returns
+        status, body and extra headers."""
         ...
 
     def image(self, blueprint_id: str, region: str | None) -> dict[str, Any] | None:
@@ -228,16 +239,17 @@ class HttpApi:
             raise UnsupportedMediaType("send the job as application/json")
         if not body.strip():
             raise BadRequest("the body is empty: send a job as JSON")
-        key = req.header("idempotency-key")
-        if key is not None and not (0 < len(key) <= 64 and key.isprintable()):
+        header_key = req.header("idempotency-key")
+        if header_key is not None and not (0 < len(header_key) <= 64 and header_key.isprintable()):
             raise BadRequest("the Idempotency-Key header must be 1 to 64 printable characters")
-        if key is None and self.auth.mode == "hmac":
-            # A signed message replayed to another warm container (whose replay memory is empty) maps to the
-            # same slot, so it finds the image the first delivery made instead of making a second one.
-            key = "webhook:" + hashlib.sha256((req.header("webhook-id") or "").encode()).hexdigest()[:32]
+        webhook_id = None
+        if self.auth.mode == "hmac":
+            # Only signed material names the slot: the webhook-id (or the job's own IdempotencyKey, in the signed
+            # body). An unsigned header could turn a replayed request into a new image in another warm container.
+            header_key, webhook_id = None, req.header("webhook-id") or ""
         data = parse_json(body)
         parse_job(data)  # fail fast with a 400 before any cloud call
-        status, answer, headers = self.jobs.submit(data, key)
+        status, answer, headers = self.jobs.submit(data, header_key=header_key, webhook_id=webhook_id)
         return respond(status, answer, headers)
 
     def _get(self, blueprint_id: str, req: HttpRequest) -> dict[str, Any]:

@@ -1,25 +1,26 @@
 """The use case: plan the instances, then for each make exactly one image per slot, prune, and wait.
 
 No database: the cloud's own state is the record. Every image the function makes carries two tags,
-`scf-blueprint:instance` (its source) and `scf-blueprint:slot` (a digest of the trigger slot), so:
+`scf-blueprint:instance` (its source) and `scf-blueprint:slot` (a digest of the slot key, `blueprint.slots`):
 
-* Idempotency. Before creating, one DescribeBlueprints per region filtered by the slot tag finds images
-  already made for this slot (an SCF retry, a timer that fired twice): those are reported, not remade.
+* Idempotency. Before creating, one DescribeBlueprints per region finds images already made for this slot
+  (an SCF retry, a timer that fired twice): those are reported again (`.created` with the id it had the
+  first time, `.ready` when ready), never remade. A lookup made while planning is used only by the run that
+  made it.
 * Races. CreateBlueprint has no idempotency token, so concurrent duplicate invocations can each pass the
   check. The cloud refuses a second operation on a busy instance (LatestOperationUnfinished); on that
   answer we look for the slot's image again before any retry, and report the one the winner made. Where
   the cloud does let two through, the re-check after creating sees several images for one slot: the oldest
-  (CreatedTime, then id) wins everywhere, each loser reports `.skipped` with the winner's id and deletes
-  its own image as soon as the cloud allows (retention removes slot duplicates that are still in progress).
-* Lost answers. After a network error on CreateBlueprint the image may exist: look by slot before resending.
+  (CreatedTime, then id) wins everywhere, each loser reports the winner's image and deletes its own as soon
+  as the cloud allows (retention removes slot duplicates that are still in progress).
+* Lost answers. After a network error on CreateBlueprint the image may exist: look by slot before resending,
+  on the first attempt and on the attempt after quota recovery alike.
 * Retention. After a successful create, the oldest managed images of that instance beyond `Keep` are
-  deleted; never an image without our tags, never the newest NORMAL one, never one still in progress.
+  deleted; never an image without both our tags, never the newest NORMAL one, never one still in progress.
 """
 
 from __future__ import annotations
 
-import hashlib
-import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,43 +30,39 @@ from functools import partial
 from typing import Any, TypeVar
 
 from blueprint.errors import (
-    AccessDenied,
     BadRequest,
     BlueprintError,
     CloudUnavailable,
-    DeadlineExceeded,
     InstanceBusy,
     QuotaExceeded,
 )
 from blueprint.events import InstanceRef, Job, TriggerInfo
-from blueprint.lighthouse import Created, Image, Lighthouse
+from blueprint.lighthouse import DELETABLE_STATES, Created, Image, Lighthouse
 from blueprint.logs import log
+from blueprint.policy import Policy
 from blueprint.results import Outcome, Result, RunReport
 from blueprint.retry import Clock, Deadline, RetryPolicy, SystemClock
+from blueprint.slots import INSTANCE_TAG, SLOT_TAG, slot_digest
 
 __all__ = [
     "INSTANCE_TAG",
+    "PER_INSTANCE_BUDGET",
     "SLOT_TAG",
     "ImageMaker",
+    "Plan",
     "Policy",
     "Target",
     "default_name",
+    "is_managed",
     "plan_prune",
     "render_name",
     "slot_digest",
 ]
 
-INSTANCE_TAG = "scf-blueprint:instance"
-SLOT_TAG = "scf-blueprint:slot"
-DELETABLE = frozenset({"NORMAL", "CREATEFAILED", "SYNCING_FAILED", "ISOLATED"})
+DELETABLE = DELETABLE_STATES
 # Seconds one more instance needs at least (create + bookkeeping); below that, hand the rest on.
 PER_INSTANCE_BUDGET = 4.0
 T = TypeVar("T")
-
-
-def slot_digest(slot_key: str) -> str:
-    """A short, stable tag value for a slot key (keys may be long or hold characters tags refuse)."""
-    return hashlib.sha256(slot_key.encode()).hexdigest()[:24]
 
 
 def default_name(instance_id: str, when: datetime) -> str:
@@ -74,7 +71,10 @@ def default_name(instance_id: str, when: datetime) -> str:
 
 
 def render_name(template: str | None, instance_id: str, instance_name: str, when: datetime) -> str:
-    """Fill the BlueprintName placeholders, trimming the instance name so the result stays ≤ 60."""
+    """Fill the BlueprintName placeholders, trimming the instance name so the result stays ≤ 60.
+
+    The values are data: `str.format` never reads braces inside an instance name as placeholders.
+    """
     if template is None:
         return default_name(instance_id, when)
     fields = {"InstanceId": instance_id, "Date": f"{when:%Y%m%d}", "Time": f"{when:%H%M%S}"}
@@ -84,17 +84,23 @@ def render_name(template: str | None, instance_id: str, instance_name: str, when
     return template.format(InstanceName=instance_name[: room // count], **fields)[:60]
 
 
+def is_managed(image: Image, instance_id: str | None = None) -> bool:
+    """True for an image this function made (both managed tags), of `instance_id` when given."""
+    source = image.tags.get(INSTANCE_TAG)
+    return bool(source) and bool(image.tags.get(SLOT_TAG)) and (instance_id is None or source == instance_id)
+
+
 def plan_prune(images: Iterable[Image], keep: int) -> list[Image]:
     """Which managed images of one instance to delete so at most `keep` remain.
 
     Slot duplicates (all but the oldest of a slot) and failed images go first; then the oldest beyond
-    `keep`. Never the newest NORMAL image, never an image still in progress.
+    `keep`. Never the newest NORMAL image, never an image still in progress, never an unmanaged image.
     """
-    ordered = sorted(images, key=_age_key, reverse=True)  # newest first
+    ordered = sorted((i for i in images if is_managed(i)), key=_age_key, reverse=True)  # newest first
     winners: dict[str, Image] = {}
     for image in reversed(ordered):  # oldest first: the first of each slot wins
-        winners.setdefault(image.tags.get(SLOT_TAG, image.id), image)
-    duplicates = [i for i in ordered if not i.failed and winners.get(i.tags.get(SLOT_TAG, i.id)) is not i]
+        winners.setdefault(image.tags[SLOT_TAG], image)
+    duplicates = [i for i in ordered if not i.failed and winners.get(i.tags[SLOT_TAG]) is not i]
     failed = [i for i in ordered if i.failed]
     live = [i for i in ordered if not i.failed and i not in duplicates]
     newest_normal = next((i for i in live if i.ready), None)
@@ -107,29 +113,29 @@ def _age_key(image: Image) -> tuple[float, str]:
 
 
 @dataclass(frozen=True)
-class Policy:
-    """Defaults and limits from the settings that shape every run."""
-
-    force_power_off: bool = True
-    keep: int | None = None
-    max_instances: int = 50
-    concurrency: int = 8
-    allowed_instances: frozenset[str] = frozenset()
-    allowed_tags: tuple[tuple[str, str], ...] = ()
-    # Lighthouse may or may not start an instance again after a ForcePowerOff image (undocumented): when
-    # the function follows the image (Wait), it starts an instance it found running and finds stopped.
-    restart_instances: bool = True
-    poll_first: float = 3.0
-    poll_max: float = 15.0
-
-
-@dataclass(frozen=True)
 class Target:
     """One instance to image, with what we know of it."""
 
     ref: InstanceRef
     name: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
+    # A rendered image name that came with a chained call: used as it is, never read as a template.
+    blueprint_name: str | None = None
+    # The instance was running before its ForcePowerOff image (a follow-up starts it again if needed).
+    was_running: bool = False
+
+
+@dataclass
+class Plan:
+    """What planning found: the targets, the refused (each with why), and the slot lookups it made.
+
+    The lookups belong to the run that follows this plan and to nothing else: a later job, a redelivered
+    child or another warm invocation always asks the cloud again.
+    """
+
+    targets: list[Target]
+    refused: list[tuple[Target, BlueprintError]]
+    slot_images: dict[str, list[Image]] = field(default_factory=dict)
 
 
 @dataclass
@@ -146,6 +152,8 @@ class _Run:
     overflow: list[Target] = field(default_factory=list)
     # Instances that were RUNNING before a ForcePowerOff image: started again if the image leaves them off.
     was_running: set[str] = field(default_factory=set)
+    # Slot lookups made while planning, per region; each is used once, by this run.
+    prefetched: dict[str, list[Image]] = field(default_factory=dict)
 
     @property
     def digest(self) -> str:
@@ -157,7 +165,7 @@ class _Run:
 
 
 class ImageMaker:
-    """Plans and runs jobs against a Lighthouse port."""
+    """Plans and runs jobs against a Lighthouse port. Holds no state between runs."""
 
     def __init__(self, lighthouse: Lighthouse, *, policy: Policy | None = None, retry: RetryPolicy | None = None,
                  clock: Clock | None = None) -> None:
@@ -165,47 +173,49 @@ class ImageMaker:
         self.policy = policy or Policy()
         self.retry = retry or RetryPolicy()
         self.clock = clock or SystemClock()
-        # Slot lookups made while planning, taken by the run that follows (keyed by slot digest and region).
-        self._prefetched: dict[tuple[str, str], list[Image]] = {}
-        self._lock = threading.Lock()
 
     def force_power_off(self, job: Job) -> bool:
         """The ForcePowerOff a job runs with: its own, else the function's default."""
         return self.policy.force_power_off if job.ForcePowerOff is None else job.ForcePowerOff
 
+    def name_for(self, job: Job, target: Target, trigger: TriggerInfo) -> str:
+        """The image name for one instance: the one a chained call carried, else the job's template filled."""
+        if target.blueprint_name is not None:
+            return target.blueprint_name
+        return render_name(job.BlueprintName, target.ref.InstanceId, target.name, trigger.Time)
+
     # ---- planning -------------------------------------------------------------------------------------
 
-    def plan(self, job: Job, default_region: str, deadline: Deadline,
-             slot_key: str | None = None) -> tuple[list[Target], list[tuple[Target, BlueprintError]]]:
-        """Resolve the job's instances (ids or selector) and check them against the allowlists.
+    def plan(self, job: Job, default_region: str, deadline: Deadline, slot_key: str | None = None) -> Plan:
+        """Resolve the job's instances (ids or selector) and check them against the operator's policy.
 
         Returns the targets to image and the instances refused, each with why, before any cloud write and
         before any fan-out (the allowlists are checked against the instances' real tags from the cloud).
 
         Raises:
+            AccessDenied: the job crosses the operator's limits (BLUEPRINT_MAX_INSTANCES, BLUEPRINT_KEEP).
             BadRequest: more instances matched than MaxInstances allows.
             BlueprintError: the cloud lookups failed.
         """
-        if job.Selector is not None:
-            targets = self._select(job, default_region, deadline, slot_key)
-        else:
-            targets = self._by_ids(job, default_region, deadline)
-        limit = job.MaxInstances or self.policy.max_instances
-        if len(targets) > limit:
-            raise BadRequest(f"{len(targets)} instances matched, more than MaxInstances={limit}: "
+        self.policy.check_job(job)
+        plan = self._select(job, default_region, deadline, slot_key) if job.Selector is not None \
+            else Plan(self._by_ids(job, default_region, deadline), [])
+        limit = self.policy.limit(job)
+        if len(plan.targets) > limit:
+            raise BadRequest(f"{len(plan.targets)} instances matched, more than MaxInstances={limit}: "
                              "narrow the selection or raise MaxInstances", code="LimitExceeded.MaxInstances")
-        allowed: list[Target] = []
-        refused: list[tuple[Target, BlueprintError]] = []
-        for target in targets:
+        allowed = []
+        for target in plan.targets:
             why = self.allowed(target)
             if why is None:
                 allowed.append(target)
             else:
-                refused.append((target, why))
-        return allowed, refused
+                plan.refused.append((target, why))
+        plan.targets = allowed
+        return plan
 
     def _needs_details(self, job: Job) -> bool:
-        return bool(self.policy.allowed_tags) or "{InstanceName}" in (job.BlueprintName or "")
+        return self.policy.needs_tags or "{InstanceName}" in (job.BlueprintName or "")
 
     def _by_ids(self, job: Job, default_region: str, deadline: Deadline) -> list[Target]:
         refs = job.targets(default_region)
@@ -220,9 +230,9 @@ class ImageMaker:
                            else Target(r) for r in group)
         return targets
 
-    def _select(self, job: Job, default_region: str, deadline: Deadline, slot_key: str | None) -> list[Target]:
+    def _select(self, job: Job, default_region: str, deadline: Deadline, slot_key: str | None) -> Plan:
         """Every tagged instance of the regions, all regions at once; with the slot known, each region's
-        idempotency lookup goes out alongside its instance listing (the run then finds it ready)."""
+        idempotency lookup goes out alongside its instance listing (the plan carries it to the run)."""
         assert job.Selector is not None  # noqa: S101 (narrowing for the type checker)
         regions = list(dict.fromkeys(job.Selector.Regions))
         if "*" in regions:
@@ -236,9 +246,7 @@ class ImageMaker:
                 for r in regions}
             targets = [Target(InstanceRef(Region=r, InstanceId=i.id), i.name, i.tags) for r in regions
                        for i in found[r].result() if all(i.tags.get(k) == v for k, v in wanted.items())]
-            with self._lock:
-                self._prefetched = {(slot_digest(slot_key or ""), r): f.result() for r, f in slots.items()}
-        return targets
+            return Plan(targets, [], {r: f.result() for r, f in slots.items()})
 
     def allowed(self, target: Target) -> BlueprintError | None:
         """Why this instance may not be imaged, or None when it may.
@@ -246,29 +254,24 @@ class ImageMaker:
         With BLUEPRINT_ALLOWED_TAGS set, planning always read the instance's tags from the cloud (an
         instance that was not found has none), so the tags here are the real ones, never the request's.
         """
-        policy = self.policy
-        if policy.allowed_instances and target.ref.InstanceId not in policy.allowed_instances:
-            return AccessDenied(f"instance {target.ref.InstanceId} is not in BLUEPRINT_ALLOWED_INSTANCES",
-                                code="UnauthorizedOperation.InstanceNotAllowed")
-        if policy.allowed_tags and not any(target.tags.get(k) == v for k, v in policy.allowed_tags):
-            return AccessDenied(f"instance {target.ref.InstanceId} carries none of the tags in "
-                                "BLUEPRINT_ALLOWED_TAGS", code="UnauthorizedOperation.InstanceNotAllowed")
-        return None
+        return self.policy.refusal(target.ref.InstanceId, target.tags)
 
     # ---- running --------------------------------------------------------------------------------------
 
     def run(self, job: Job, targets: Sequence[Target], *, trigger: TriggerInfo, slot_key: str,
             deadline: Deadline, multi: bool = False, refused: Sequence[tuple[Target, BlueprintError]] = (),
-            was_running: Iterable[str] = ()) -> tuple[RunReport, list[Target]]:
-        """Image every target once for this slot; returns the report and the targets left for later.
+            prefetched: Mapping[str, list[Image]] | None = None) -> tuple[RunReport, list[Target]]:
+        """Image every target once for this slot; returns the report and the targets not started for lack
+        of time (the caller hands them on, or reports them).
 
         Raises:
             BlueprintError: only for failures that concern the whole run (never for one instance).
         """
         run = _Run(job=job, trigger=trigger, slot_key=slot_key, deadline=deadline,
-                   force_power_off=self.force_power_off(job),
-                   keep=job.Keep or self.policy.keep, report=RunReport(trigger, slot_key, multi=multi),
-                   was_running=set(was_running))
+                   force_power_off=self.force_power_off(job), keep=self.policy.keep_for(job),
+                   report=RunReport(trigger, slot_key, multi=multi),
+                   was_running={t.ref.InstanceId for t in targets if t.was_running},
+                   prefetched=dict(prefetched or {}))
         run.report.matched = len(targets) + len(refused)
         now = self.clock.monotonic()
         run.report.results.extend(run.result(t, "failed", error=why, started=now, finished=now) for t, why in refused)
@@ -294,19 +297,16 @@ class ImageMaker:
             self._run_region(part, region, group)
         except BlueprintError as err:
             part.report.results.extend(part.result(t, "failed", error=err) for t in group
-                                       if not _has_result(part.report, t))
+                                       if not _has_result(part.report, t) and t not in part.overflow)
         return part
 
     def _run_region(self, run: _Run, region: str, targets: Sequence[Target]) -> None:
         todo: list[Target] = []
         existing = self._slot_images(run, region)
         for target in targets:
-            started = self.clock.monotonic()
             image = existing.get(target.ref.InstanceId)
             if image is not None:
-                run.report.results.append(run.result(
-                    target, "skipped", blueprint_id=image.id, blueprint_name=image.name, state=image.state,
-                    request_id=image.request_id, reason="an image was already made for this slot", started=started))
+                run.report.results.append(self._found(run, target, image))
             elif run.job.DryRun:
                 run.report.results.append(self._dry_run(run, target))
             else:
@@ -315,21 +315,31 @@ class ImageMaker:
             run.was_running |= self._running(run, region, [t.ref.InstanceId for t in todo])
         created = self._create_all(run, todo)
         run.report.results.extend(created)
-        if any(r.outcome == "created" for r in created) or run.job.Wait:
+        if any(r.outcome == "created" and not r.resent for r in created) or (run.job.Wait and not run.job.DryRun):
             self._settle(run, region)
 
+    def _found(self, run: _Run, target: Target, image: Image) -> Result:
+        """The slot's image exists already: report it again (same event ids), or as skipped in a dry run."""
+        now = self.clock.monotonic()
+        if run.job.DryRun:
+            return run.result(target, "skipped", blueprint_id=image.id, blueprint_name=image.name,
+                              state=image.state, request_id=image.request_id, dry_run=True, started=now,
+                              reason="dry run: an image was already made for this slot")
+        return run.result(target, "ready" if image.ready else "created", blueprint_id=image.id,
+                          blueprint_name=image.name, state=image.state, request_id=image.request_id, resent=True,
+                          reason="already made for this slot; reported again", started=now, finished=now)
+
     def _slot_images(self, run: _Run, region: str) -> dict[str, Image]:
-        """The oldest live image already made for this slot, per instance (one call per region)."""
-        with self._lock:
-            images = self._prefetched.pop((run.digest, region), None)
+        """The oldest live image already made for this slot, per instance: the plan's lookup the first time
+        (it belongs to this run only), a fresh one after that."""
+        images = run.prefetched.pop(region, None)
         if images is None:
             images = self._retrying(lambda: self.lighthouse.find_images(
                 region, tags={SLOT_TAG: run.digest}, deadline=run.deadline), run.deadline)
         oldest: dict[str, Image] = {}
         for image in sorted(images, key=_age_key):
-            instance = image.tags.get(INSTANCE_TAG)
-            if instance and not image.failed:
-                oldest.setdefault(instance, image)
+            if is_managed(image) and image.tags[SLOT_TAG] == run.digest and not (image.failed or image.gone):
+                oldest.setdefault(image.tags[INSTANCE_TAG], image)
         return oldest
 
     def _dry_run(self, run: _Run, target: Target) -> Result:
@@ -337,39 +347,39 @@ class ImageMaker:
         if run.keep:
             # The new image will count as one of `keep`, so plan for keep - 1 of the existing ones.
             would_delete = tuple(i.id for i in plan_prune(self._managed(run, target), max(run.keep - 1, 0)))
-        return run.result(target, "skipped", blueprint_name=self._name(run, target),
+        return run.result(target, "skipped", blueprint_name=self.name_for(run.job, target, run.trigger),
                           reason="dry run: nothing was created or deleted", dry_run=True, would_delete=would_delete)
 
     def _managed(self, run: _Run, target: Target) -> list[Image]:
         """The images this function made of one instance."""
-        return self._retrying(partial(self.lighthouse.find_images, target.ref.Region,
-                                      tags={INSTANCE_TAG: target.ref.InstanceId}, deadline=run.deadline), run.deadline)
+        found = self._retrying(partial(self.lighthouse.find_images, target.ref.Region,
+                                       tags={INSTANCE_TAG: target.ref.InstanceId}, deadline=run.deadline), run.deadline)
+        return [i for i in found if is_managed(i, target.ref.InstanceId)]
 
     def _create_all(self, run: _Run, targets: Sequence[Target]) -> list[Result]:
         if len(targets) <= 1:
-            return [self._create_or_defer(run, t) for t in targets]
-        with ThreadPoolExecutor(max_workers=min(self.policy.concurrency, len(targets))) as pool:
-            return list(pool.map(lambda t: self._create_or_defer(run, t), targets))
+            done = [self._create_or_defer(run, t) for t in targets]
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.policy.concurrency, len(targets))) as pool:
+                done = list(pool.map(lambda t: self._create_or_defer(run, t), targets))
+        return [r for r in done if r is not None]
 
-    def _create_or_defer(self, run: _Run, target: Target) -> Result:
+    def _create_or_defer(self, run: _Run, target: Target) -> Result | None:
+        """Create one image, or leave the instance for later (None) when too little time is left."""
         started = self.clock.monotonic()
         if run.deadline.remaining() < PER_INSTANCE_BUDGET:
             run.overflow.append(target)
-            return run.result(target, "failed", started=started, finished=started, error=DeadlineExceeded(
-                "not started: the function's time ran out; handed on to a later invocation"))
+            return None
         try:
             result = self._create(run, target)
         except BlueprintError as err:
             result = run.result(target, "failed", error=err, request_id=err.request_id,
-                                blueprint_name=self._name(run, target))
+                                blueprint_name=self.name_for(run.job, target, run.trigger))
         return result.but(started=started, finished=self.clock.monotonic())
-
-    def _name(self, run: _Run, target: Target) -> str:
-        return render_name(run.job.BlueprintName, target.ref.InstanceId, target.name, run.trigger.Time)
 
     def _create(self, run: _Run, target: Target) -> Result:
         ref = target.ref
-        name = self._name(run, target)
+        name = self.name_for(run.job, target, run.trigger)
         tags = {t.Key: t.Value for t in run.job.Tags} | {INSTANCE_TAG: ref.InstanceId, SLOT_TAG: run.digest}
 
         def attempt() -> Created | Result:
@@ -377,20 +387,8 @@ class ImageMaker:
                 ref.Region, name=name, instance_id=ref.InstanceId, description=run.job.Description,
                 force_power_off=run.force_power_off, tags=tags, deadline=run.deadline)
 
-        def before_retry(err: BlueprintError) -> Result | None:
-            # A lost answer may have made the image; a busy instance may be busy making it for a twin call.
-            if not isinstance(err, CloudUnavailable | InstanceBusy):
-                return None
-            image = self._slot_images(run, ref.Region).get(ref.InstanceId)
-            if image is None:
-                return None
-            reason = "made by a concurrent invocation" if isinstance(err, InstanceBusy) else None
-            return run.result(target, "skipped" if reason else "created", blueprint_id=image.id,
-                              blueprint_name=image.name, state=image.state, reason=reason,
-                              request_id=image.request_id)
-
         try:
-            outcome = self.retry.call(attempt, deadline=run.deadline, before_retry=before_retry)
+            outcome = self._carefully(run, target, attempt)
         except QuotaExceeded as err:
             outcome = self._after_quota(run, target, err, attempt)
         if isinstance(outcome, Result):
@@ -398,15 +396,33 @@ class ImageMaker:
         return run.result(target, "created", blueprint_id=outcome.blueprint_id, blueprint_name=name,
                           state=None, request_id=outcome.request_id)
 
+    def _carefully(self, run: _Run, target: Target, attempt: Callable[[], Created | Result]) -> Created | Result:
+        """Create with retries; before any retry, look for the slot's image (a lost answer may have made it,
+        a busy instance may be busy making it for a twin call)."""
+
+        def before_retry(err: BlueprintError) -> Result | None:
+            if not isinstance(err, CloudUnavailable | InstanceBusy):
+                return None
+            run.prefetched.pop(target.ref.Region, None)  # never the plan's lookup: the cloud may have changed
+            image = self._slot_images(run, target.ref.Region).get(target.ref.InstanceId)
+            if image is None:
+                return None
+            found = self._found(run, target, image)
+            return found.but(reason="made by a concurrent invocation") if isinstance(err, InstanceBusy) else \
+                found.but(resent=False, reason=None)
+
+        return self.retry.call(attempt, deadline=run.deadline, before_retry=before_retry)
+
     def _after_quota(self, run: _Run, target: Target, err: QuotaExceeded,
                      attempt: Callable[[], Created | Result]) -> Created | Result:
-        """Quota full: prune this instance's managed images down to Keep - 1 and try once more."""
+        """Quota full: prune this instance's managed images down to Keep - 1 and try once more, as carefully
+        as the first time."""
         ref = target.ref
         managed = self._managed(run, target)
         doomed = plan_prune(managed, run.keep - 1) if run.keep else []
         if doomed:
             self._delete(run, target, doomed)
-            return self.retry.call(attempt, deadline=run.deadline)
+            return self._carefully(run, target, attempt)
         total = self._quota_total(ref.Region, run.deadline)
         raise QuotaExceeded(
             f"the custom image quota of {ref.Region} is full ({total or 'unknown'} images); {len(managed)} of them "
@@ -428,31 +444,35 @@ class ImageMaker:
         Without Keep only this slot's images matter (a handful); with Keep, the managed images of the one
         instance, or of the whole region for a fleet (one paged listing instead of one per instance).
         """
-        created = [r.instance_id for r in run.report.results if r.region == region and r.outcome == "created"]
-        find = partial(self.lighthouse.find_images, region, deadline=run.deadline)
-        if not run.keep:
-            listing = partial(find, tags={SLOT_TAG: run.digest})
-        elif len(created) == 1:
-            listing = partial(find, tags={INSTANCE_TAG: created[0]})
-        else:
-            listing = partial(find, tag_key=INSTANCE_TAG)
-        managed = self._retrying(partial(listing, at_least=len(created)), run.deadline)
-        per_instance: dict[str, list[Image]] = defaultdict(list)
-        for image in managed:
-            per_instance[image.tags.get(INSTANCE_TAG, "")].append(image)
-        results = run.report.results
-        for index, result in enumerate(results):
-            if result.region != region or result.outcome not in ("created", "skipped") or result.dry_run:
-                continue
-            images = per_instance.get(result.instance_id, [])
-            results[index] = self._resolve_race(run, result, images)
-        if run.keep:
-            for index, result in enumerate(list(results)):
-                if result.region == region and result.outcome == "created":
-                    results[index] = self._prune(run, result, per_instance.get(result.instance_id, []))
+        created = [r.instance_id for r in run.report.results if r.region == region and r.outcome == "created"
+                   and not r.resent]
+        if created:
+            find = partial(self.lighthouse.find_images, region, deadline=run.deadline)
+            if not run.keep:
+                listing = partial(find, tags={SLOT_TAG: run.digest})
+            elif len(created) == 1:
+                listing = partial(find, tags={INSTANCE_TAG: created[0]})
+            else:
+                listing = partial(find, tag_key=INSTANCE_TAG)
+            managed = [i for i in self._retrying(partial(listing, at_least=len(created)), run.deadline)
+                       if is_managed(i)]
+            self._races_and_retention(run, region, managed)
         if run.job.Wait:
             self._wait(run, region)
             self._restart(run, region)
+
+    def _races_and_retention(self, run: _Run, region: str, managed: list[Image]) -> None:
+        per_instance: dict[str, list[Image]] = defaultdict(list)
+        for image in managed:
+            per_instance[image.tags[INSTANCE_TAG]].append(image)
+        results = run.report.results
+        for index, result in enumerate(results):
+            if result.region == region and result.outcome == "created" and not result.resent:
+                results[index] = self._resolve_race(run, result, per_instance.get(result.instance_id, []))
+        if run.keep:
+            for index, result in enumerate(list(results)):
+                if result.region == region and result.outcome == "created" and not result.resent:
+                    results[index] = self._prune(run, result, per_instance.get(result.instance_id, []))
 
     def _running(self, run: _Run, region: str, ids: list[str]) -> set[str]:
         """Which of these instances are running now (before an image powers them off)."""
@@ -480,17 +500,20 @@ class ImageMaker:
             run.report.results[done[instance]] = run.report.results[done[instance]].but(restarted=True)
 
     def _resolve_race(self, run: _Run, result: Result, images: list[Image]) -> Result:
+        """Several live images for one slot: the oldest wins; a loser reports the winner's image and deletes
+        its own as soon as the cloud allows."""
         mine = {i.id: i for i in images}.get(result.blueprint_id or "")
-        slot = sorted((i for i in images if i.tags.get(SLOT_TAG) == run.digest and not i.failed), key=_age_key)
+        slot = sorted((i for i in images if i.tags.get(SLOT_TAG) == run.digest and not (i.failed or i.gone)),
+                      key=_age_key)
         state = mine.state if mine else result.state
-        if not slot or slot[0].id == result.blueprint_id or result.outcome != "created":
+        if not slot or slot[0].id == result.blueprint_id:
             return result.but(state=state)
         winner = slot[0]
         if mine is not None and mine.state in DELETABLE:
             self._try_delete(run, result.region, [mine.id])
-        return result.but(outcome="skipped", blueprint_id=winner.id, blueprint_name=winner.name, state=winner.state,
-                          request_id=winner.request_id,
-                          reason="made by a concurrent invocation")
+        return result.but(blueprint_id=winner.id, blueprint_name=winner.name, state=winner.state,
+                          request_id=winner.request_id, resent=True, reason="made by a concurrent invocation",
+                          outcome="ready" if winner.ready else "created")
 
     def _prune(self, run: _Run, result: Result, images: list[Image]) -> Result:
         assert run.keep is not None  # noqa: S101 (narrowing for the type checker)
@@ -502,8 +525,12 @@ class ImageMaker:
         return result.but(pruned=result.pruned + tuple(deleted))
 
     def _delete(self, run: _Run, target: Target, images: Sequence[Image]) -> list[str]:
-        """Delete managed images one call for all; report each as `.pruned`."""
-        images = [i for i in images if i.tags.get(INSTANCE_TAG) == target.ref.InstanceId]
+        """Delete managed images of this instance, one call for all; report each as `.pruned`.
+
+        The tags are checked again here, on what is about to be deleted: whatever a listing returned, an
+        image without both managed tags of this very instance is never deleted.
+        """
+        images = [i for i in images if is_managed(i, target.ref.InstanceId)]
         if not images:
             return []
         request_id = self._try_delete(run, target.ref.Region, [i.id for i in images])
@@ -521,10 +548,10 @@ class ImageMaker:
             return None
 
     def _wait(self, run: _Run, region: str) -> None:
-        """Follow this region's new images until NORMAL or failed, within the deadline."""
+        """Follow this region's images until NORMAL, failed or gone, within the deadline."""
         delay = self.policy.poll_first
         while True:
-            pending = {str(r.blueprint_id): n for n, r in enumerate(run.report.results) if _in_progress(r, region)}
+            pending = {str(r.blueprint_id): n for n, r in enumerate(run.report.results) if self._following(r, region)}
             if not pending or run.deadline.remaining() < delay + 2:
                 break
             self.clock.sleep(delay)
@@ -532,31 +559,38 @@ class ImageMaker:
             found = self._retrying(partial(self.lighthouse.find_images, region, ids=list(pending),
                                            deadline=run.deadline), run.deadline)
             for image in found:
-                self._update_waited(run, pending[image.id], image)
+                if image.id in pending:
+                    run.report.results[pending[image.id]] = self._waited(run.report.results[pending[image.id]], image)
         for index, result in enumerate(run.report.results):
-            if _in_progress(result, region):
-                run.report.results[index] = result.but(reason="still in progress when the function's time ran out")
+            if self._following(result, region):
+                run.report.results[index] = result.but(pending=True,
+                                                       reason="still in progress when the function's time ran out")
 
-    def _update_waited(self, run: _Run, index: int, image: Image) -> None:
-        result = run.report.results[index]
+    def _following(self, result: Result, region: str) -> bool:
+        """A result of this region whose image the cloud is still making, as far as the function knows."""
+        return (result.region == region and result.outcome == "created" and bool(result.blueprint_id)
+                and not result.dry_run and not result.pending
+                and (not result.state or result.state in self.policy.in_progress_states))
+
+    def _waited(self, result: Result, image: Image) -> Result:
+        """What one poll says about an image being followed."""
         if image.ready:
-            result = result.but(outcome="ready", state=image.state, finished=self.clock.monotonic(), reason=None)
-        elif image.failed:
-            result = result.but(outcome="failed", state=image.state, finished=self.clock.monotonic(),
-                                error=BlueprintError(f"the cloud could not make image {image.id}",
-                                                     code="FailedOperation.CreateBlueprintFailed"))
-        else:
-            result = result.but(state=image.state)
-        run.report.results[index] = result
+            return result.but(outcome="ready", state=image.state, finished=self.clock.monotonic(), reason=None)
+        if image.failed or image.gone:
+            why = "could not make" if image.failed else f"reports {image.state} for"
+            return result.but(outcome="failed", state=image.state, finished=self.clock.monotonic(),
+                              error=BlueprintError(f"the cloud {why} image {image.id}; it will not become NORMAL",
+                                                   code="FailedOperation.CreateBlueprintFailed" if image.failed
+                                                   else "FailedOperation.BlueprintUnavailable"))
+        if image.state and image.state not in self.policy.in_progress_states:
+            return result.but(state=image.state, reason=(
+                f"the cloud reports state {image.state[:40]}, which is not documented as leading to NORMAL: "
+                "the function stopped following the image (add it to BLUEPRINT_IN_PROGRESS_STATES if it is "
+                "the creating state)"))
+        return result.but(state=image.state)
 
     def _retrying(self, fn: Callable[[], T], deadline: Deadline) -> T:
         return self.retry.call(fn, deadline=deadline)
-
-
-def _in_progress(result: Result, region: str) -> bool:
-    """A result of this region whose image the cloud is still making (waiting follows these)."""
-    return (result.region == region and result.outcome in ("created", "skipped") and bool(result.blueprint_id)
-            and not result.dry_run and result.state not in DELETABLE)
 
 
 def _by_region(items: Iterable[T], region_of: Callable[[T], str]) -> dict[str, list[T]]:

@@ -19,11 +19,17 @@ from tencentcloud.lighthouse.v20200324 import lighthouse_client, models
 from blueprint.cloud import ClientCache, translate
 from blueprint.retry import Deadline, RateLimiter
 
-__all__ = ["Created", "Image", "Instance", "Lighthouse", "LighthouseService"]
+__all__ = ["DELETABLE_STATES", "FAILED_STATES", "GONE_STATES", "Created", "Image", "Instance", "Lighthouse",
+           "LighthouseService"]
 
 PAGE = 100
-# Image states after which nothing more will happen to the image on its own.
+# The documented BlueprintState values (API 2020-03-24): NORMAL, SYNCING, OFFLINE, CREATEFAILED, SYNCING_FAILED,
+# ISOLATING, ISOLATED, DELETING, DESTROYING. The state while an image is being made is not documented.
 FAILED_STATES = frozenset({"CREATEFAILED", "SYNCING_FAILED"})
+# States from which an image never becomes NORMAL again on its own.
+GONE_STATES = frozenset({"OFFLINE", "ISOLATING", "ISOLATED", "DELETING", "DESTROYING"})
+# States DeleteBlueprints accepts.
+DELETABLE_STATES = frozenset({"NORMAL", "CREATEFAILED", "SYNCING_FAILED", "ISOLATED"})
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,11 @@ class Image:
     def ready(self) -> bool:
         """True when the image is usable."""
         return self.state == "NORMAL"
+
+    @property
+    def gone(self) -> bool:
+        """True when the image is offline, isolated or being destroyed: it will not become NORMAL."""
+        return self.state in GONE_STATES
 
 
 @dataclass(frozen=True)
@@ -129,14 +140,27 @@ def _tags(items: Sequence[Any] | None) -> dict[str, str]:
     return {t.Key: t.Value or "" for t in items or [] if t.Key}
 
 
-def _tag_filters(tags: Mapping[str, str]) -> list[models.Filter]:
-    filters = []
-    for key, value in tags.items():
-        f = models.Filter()
-        f.Name = f"tag:{key}"
-        f.Values = [value]
-        filters.append(f)
+def _filter(name: str, values: Sequence[str]) -> models.Filter:
+    f = models.Filter()
+    f.Name = name
+    f.Values = list(dict.fromkeys(values))
+    return f
+
+
+def _tag_filters(tags: Mapping[str, str], tag_key: str | None = None) -> list[models.Filter]:
+    """Tag lookups whose meaning does not depend on how the cloud parses `tag:<key>` when the key holds a
+    colon (`tag:scf-blueprint:slot` is nowhere documented): `tag-key` and `tag-value`, each an exact match.
+    Both filters together over-match (a key and a value from different tags); `_has_tags` checks the exact
+    pairs on what comes back."""
+    keys = [*tags, *([tag_key] if tag_key else [])]
+    filters = [_filter("tag-key", keys)] if keys else []
+    if tags:
+        filters.append(_filter("tag-value", list(tags.values())))
     return filters
+
+
+def _has_tags(found: Mapping[str, str], tags: Mapping[str, str], tag_key: str | None) -> bool:
+    return all(found.get(k) == v for k, v in tags.items()) and (tag_key is None or tag_key in found)
 
 
 class LighthouseService:
@@ -180,27 +204,18 @@ class LighthouseService:
                     name: str | None = None, at_least: int = 0) -> list[Image]:
         """DescribeBlueprints over every page, custom images only."""
         found: list[Image] = []
-        filters = self._image_filters(tags, tag_key, name)
+        filters = [*_tag_filters(tags or {}, tag_key), _filter("blueprint-type", ["PRIVATE"])]
+        if name is not None:
+            filters.append(_filter("blueprint-name", [name]))
         for page in self._pages("DescribeBlueprints", region, deadline, ids=ids, filters=filters,
                                 at_least=at_least):
             found.extend(Image(id=b.BlueprintId, name=b.BlueprintName or "", state=b.BlueprintState or "",
                                region=region, created=_time(b.CreatedTime), tags=_tags(b.Tags),
                                request_id=page.RequestId, source=b)
                          for b in page.BlueprintSet or [] if b.BlueprintType in (None, "PRIVATE"))
-        # Pages read while images are being made may overlap: one entry per id.
-        return list({image.id: image for image in found}.values())
-
-    @staticmethod
-    def _image_filters(tags: Mapping[str, str] | None, tag_key: str | None,
-                       name: str | None) -> list[models.Filter]:
-        filters = _tag_filters(tags or {})
-        for fname, value in (("tag-key", tag_key), ("blueprint-name", name), ("blueprint-type", "PRIVATE")):
-            if value is not None:
-                f = models.Filter()
-                f.Name = fname
-                f.Values = [value]
-                filters.append(f)
-        return filters
+        # Pages read while images are being made may overlap: one entry per id. Only exact tag matches.
+        unique = {image.id: image for image in found}.values()
+        return [image for image in unique if ids or _has_tags(image.tags, tags or {}, tag_key)]
 
     def _pages(self, action: str, region: str, deadline: Deadline, *, ids: Sequence[str] | None,
                filters: list[models.Filter], at_least: int = 0) -> Iterator[Any]:
@@ -250,7 +265,8 @@ class LighthouseService:
                 found.extend(Instance(id=i.InstanceId, name=i.InstanceName or "", state=i.InstanceState or "",
                                       region=region, tags=_tags(i.Tags), operation_state=i.LatestOperationState)
                              for i in page.InstanceSet or [])
-        return list({instance.id: instance for instance in found}.values())
+        unique = {instance.id: instance for instance in found}.values()
+        return [i for i in unique if ids or _has_tags(i.tags, tags or {}, None)]
 
     def start_instances(self, region: str, ids: Sequence[str], *, deadline: Deadline) -> str:
         """StartInstances (at most 100 per call)."""

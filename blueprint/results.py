@@ -17,7 +17,7 @@ from blueprint.errors import BlueprintError
 from blueprint.events import TriggerInfo
 
 __all__ = ["CORRELATION_ATTRIBUTE", "EVENT_PREFIX", "EVENT_TYPES", "Outcome", "Result", "RunReport", "Source",
-           "cloud_event", "summary_event"]
+           "cloud_event", "result_events", "summary_event"]
 
 EVENT_PREFIX = "com.tencentcloud.lighthouse.blueprint"
 Outcome = Literal["created", "ready", "failed", "skipped", "pruned"]
@@ -50,13 +50,27 @@ class Result:
     would_delete: tuple[str, ...] = ()
     dry_run: bool = False
     restarted: bool = False
+    # The image was found already made for this slot (a retry, a repeated tick, a race's loser): its events
+    # are sent again with the ids they had the first time (at least once, stable ids).
+    resent: bool = False
+    # Still being made when the function's time ran out (a Wait follow-up takes over).
+    pending: bool = False
+    # The queue message this result answers (queue trigger).
+    message_id: str | None = None
     started: float | None = field(default=None, compare=False)
     finished: float | None = field(default=None, compare=False)
 
     @property
     def type(self) -> str:
-        """The CloudEvents type."""
+        """The CloudEvents type of the result's final outcome."""
         return f"{EVENT_PREFIX}.{self.outcome}"
+
+    def outcomes(self) -> tuple[Outcome, ...]:
+        """Every event the result stands for, in order: an image that is ready (or that failed after the
+        cloud accepted it) was created first, and `.created` is sent too, with its own stable id."""
+        if self.outcome == "ready" or (self.outcome == "failed" and self.blueprint_id and not self.dry_run):
+            return ("created", self.outcome)
+        return (self.outcome,)
 
     @property
     def retryable(self) -> bool:
@@ -94,6 +108,10 @@ class Result:
             data["Pruned"] = list(self.pruned)
         if self.restarted:
             data["InstanceRestarted"] = True
+        if self.resent:
+            data["Resent"] = True
+        if self.message_id is not None:
+            data["MessageId"] = self.message_id
         if self.dry_run:
             data["DryRun"] = True
             data["WouldDelete"] = list(self.would_delete)
@@ -101,10 +119,11 @@ class Result:
             data["Duration"] = self.duration
         return data
 
-    def event_id(self) -> str:
-        """Deterministic: the same instance, slot and type always give the same id."""
-        key = f"pruned|{self.blueprint_id}" if self.outcome == "pruned" else \
-            f"{self.outcome}|{self.region}|{self.instance_id}|{self.slot_key}"
+    def event_id(self, outcome: Outcome | None = None) -> str:
+        """Deterministic: the same instance, slot and type always give the same id (per image for `.pruned`)."""
+        kind = outcome or self.outcome
+        key = f"pruned|{self.blueprint_id}" if kind == "pruned" else \
+            f"{kind}|{self.region}|{self.instance_id}|{self.slot_key}"
         return str(uuid.uuid5(_ID_NAMESPACE, key))
 
 
@@ -151,7 +170,7 @@ def _iso(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _envelope(event_id: str, source: Source, event_type: str, subject: str, data: dict[str, Any], *,
+def _envelope(event_id: str, source: Source, event_type: str, subject: str | None, data: dict[str, Any], *,
               now: datetime | None, correlation_id: str | None) -> dict[str, Any]:
     """CloudEvents 1.0 structured mode: required attributes, then optional ones, then extensions."""
     event: dict[str, Any] = {
@@ -159,10 +178,12 @@ def _envelope(event_id: str, source: Source, event_type: str, subject: str, data
         "id": event_id,
         "source": source.uri(),
         "type": event_type,
-        "subject": subject,
         "time": _iso(now or datetime.now(timezone.utc)),
         "datacontenttype": "application/json",
     }
+    if subject:
+        # Optional in CloudEvents; a refusal that names no instance has none.
+        event["subject"] = subject
     correlation = correlation_id if correlation_id is not None else logs.current("correlation_id")
     if correlation:
         event[CORRELATION_ATTRIBUTE] = str(correlation)
@@ -171,13 +192,23 @@ def _envelope(event_id: str, source: Source, event_type: str, subject: str, data
 
 
 def cloud_event(result: Result, source: Source, *, now: datetime | None = None,
-                correlation_id: str | None = None) -> dict[str, Any]:
-    """The CloudEvents 1.0 structured-mode envelope for one result.
+                correlation_id: str | None = None, outcome: Outcome | None = None) -> dict[str, Any]:
+    """The CloudEvents 1.0 structured-mode envelope for one result (of its final outcome, or of `outcome`).
 
     `correlation_id` defaults to the one bound to the current invocation's logs (`logs.bind`).
     """
-    return _envelope(result.event_id(), source, result.type, result.instance_id, result.data(), now=now,
-                     correlation_id=correlation_id)
+    kind = outcome or result.outcome
+    data = result.data()
+    if kind == "created" and result.outcome != "created":
+        # The `.created` of an image that is ready or failed by now: what was known when it was accepted.
+        data = {k: v for k, v in data.items() if k not in ("Error", "Duration", "InstanceRestarted")}
+    return _envelope(result.event_id(kind), source, f"{EVENT_PREFIX}.{kind}", result.instance_id or None, data,
+                     now=now, correlation_id=correlation_id)
+
+
+def result_events(result: Result, source: Source, *, correlation_id: str | None = None) -> list[dict[str, Any]]:
+    """Every CloudEvent one result stands for (`.created` then `.ready`, for a ready image)."""
+    return [cloud_event(result, source, correlation_id=correlation_id, outcome=kind) for kind in result.outcomes()]
 
 
 def summary_event(report: RunReport, source: Source, *, now: datetime | None = None,

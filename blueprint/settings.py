@@ -12,7 +12,7 @@ import ipaddress
 import re
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import urllib3.util
 from pydantic import (
@@ -69,6 +69,13 @@ def _instance_ids(ids: tuple[str, ...]) -> tuple[str, ...]:
     if bad:
         raise ValueError(f"expected instance ids (lhins- and 8 of a-z0-9); item(s) {bad} are not")
     return ids
+
+
+def _state_names(states: tuple[str, ...]) -> tuple[str, ...]:
+    bad = [n + 1 for n, item in enumerate(states) if not re.fullmatch(r"[A-Z][A-Z_]{0,39}", item)]
+    if bad:
+        raise ValueError(f"expected upper-case state names (like CREATING); item(s) {bad} are not")
+    return states
 
 
 def _strong(secrets: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
@@ -236,6 +243,10 @@ class Settings(BaseModel):
     # A fan-out child or follow-up that starts later than this after it was sent makes no image (SCF keeps
     # async events for up to 6 hours by default; a later run of the schedule covers the instance).
     child_ttl: float = Field(21_600, gt=0, le=86_400, validation_alias="BLUEPRINT_CHILD_TTL")
+    # The state an image shows while it is being made is not documented (the emulator says CREATING): Wait
+    # follows images in these states (and SYNCING) until NORMAL; any other undocumented state ends the wait.
+    in_progress_states: Annotated[tuple[str, ...], BeforeValidator(split_list), AfterValidator(_state_names)] = Field(
+        ("CREATING",), validation_alias="BLUEPRINT_IN_PROGRESS_STATES")
     # Whether Lighthouse starts an instance again after a ForcePowerOff image is not documented: with Wait,
     # the function starts an instance that was running before and is stopped once its image is done.
     restart_instance: bool = Field(True, validation_alias="BLUEPRINT_RESTART_INSTANCE")
@@ -279,8 +290,11 @@ class Settings(BaseModel):
         if self.webhook_url:
             parts = urlsplit(self.webhook_url)
             values += [self.webhook_url, parts.query, parts.password or ""]
+            # Robot keys: WeCom's `key=`, DingTalk's `access_token=`, any other query value, on their own too.
+            values += [value for _, value in parse_qsl(parts.query, keep_blank_values=True) if len(value) >= 8]
             if len(parts.path) >= 16:  # Slack, Feishu: the path is the key
                 values.append(parts.path)
+                values += [segment for segment in parts.path.split("/") if len(segment) >= 16]
         return [v for v in values if v]
 
 

@@ -64,7 +64,10 @@ def test_partial_failure_then_rerun_redoes_only_the_failed(make_app, emu, receiv
     app.handle(event, context())
     assert len(emu.calls_of("CreateBlueprint")) - before == 5
     assert len(managed_sources(emu)) == 120
-    assert received_events(receiver)[-1]["data"]["Counts"] == {"created": 5, "skipped": 115}
+    # The rerun reports the 115 it found again (same event ids) and the 5 it made.
+    assert received_events(receiver)[-1]["data"]["Counts"] == {"created": 120}
+    rerun = [e for e in received_events(receiver)[-121:-1] if e["type"].endswith(".created")]
+    assert sum(bool(e["data"].get("Resent")) for e in rerun) == 115
 
 
 def test_retryable_failures_make_the_timer_raise(make_app, emu) -> None:
@@ -118,7 +121,9 @@ def test_fan_out_dispatches_one_child_per_instance_and_they_complete(make_app, e
     assert emu.scf.wait_idle(timeout=300)
     assert sorted(managed_sources(emu)) == sorted(wanted)
     created = [e for e in received_events(receiver) if e["type"].endswith(".created")]
-    assert len(created) == tagged
+    # The rerun's children report the images again under the same ids: one id per instance.
+    assert len({e["id"] for e in created}) == tagged
+    assert len(created) == 2 * tagged
 
 
 def test_automatic_fan_out_above_the_threshold(make_app, emu) -> None:
@@ -133,13 +138,15 @@ def test_automatic_fan_out_above_the_threshold(make_app, emu) -> None:
 
 def test_a_child_that_starts_after_its_deadline_makes_no_image(make_app, emu, receiver) -> None:
     app = make_app()
-    late = {"Job": {"InstanceId": "lhins-web00001", "Region": "ap-guangzhou"}, "SlotKey": "timer:daily:x",
-            "CorrelationId": "corr-1", "Deadline": "2020-01-01T00:00:00Z",
+    late = {"Chained": 1, "Kind": "child", "Job": {}, "SlotKey": "timer|tick|daily|x", "CorrelationId": "corr-1",
+            "Targets": [{"Region": "ap-guangzhou", "InstanceId": "lhins-web00001", "BlueprintName": "n"}],
+            "Deadline": "2020-01-01T00:00:00Z",
             "Trigger": {"Type": "timer", "Name": "daily", "Time": "2019-12-31T03:00:00Z"}}
     answer = app.handle(late, context())  # not retryable: reported, not raised
-    assert answer["Results"][0]["Error"]["Code"] == "FailedOperation.SlotExpired"
+    assert answer["Error"]["Code"] == "FailedOperation.SlotExpired"
     assert emu.calls_of("CreateBlueprint") == []
-    assert received_events(receiver)[0]["type"].endswith(".failed")
+    failed = received_events(receiver)[0]
+    assert failed["type"].endswith(".failed") and failed["subject"] == "lhins-web00001"
 
 
 def test_children_carry_slot_deadline_and_correlation_id(make_app, emu) -> None:
@@ -152,9 +159,12 @@ def test_children_carry_slot_deadline_and_correlation_id(make_app, emu) -> None:
     children = [orjson.loads(i["ClientContext"]) for i in emu.scf.invocations]
     assert len(children) == 2
     assert {c["CorrelationId"] for c in children} == {"parent-1"}
-    assert {c["SlotKey"] for c in children} == {"timer:daily:2026-11-27T03:00:00Z"}
+    assert {c["SlotKey"] for c in children} == {"timer|tick|daily|2026-11-27T03:00:00Z"}
     assert all(c["Deadline"] > "2026-" for c in children)
-    assert sorted(c["Job"]["InstanceId"] for c in children) == ["lhins-db000001", "lhins-web00001"]
+    assert sorted(t["InstanceId"] for c in children for t in c["Targets"]) == ["lhins-db000001", "lhins-web00001"]
+    # Names travel rendered (plain data), never as a template for the child to fill in again.
+    assert {t["BlueprintName"] for c in children for t in c["Targets"]} == {
+        "lhins-db000001-20261127-030000", "lhins-web00001-20261127-030000"}
 
 
 def test_inline_run_short_of_time_hands_the_rest_to_children(make_app, emu, receiver) -> None:

@@ -32,7 +32,8 @@ def test_a_running_instance_is_started_again_after_its_image(make_app, emu, rece
     assert [c.params["InstanceIds"] for c in emu.calls_of("StartInstances")] == [["lhins-web00001"]]
     emu.advance(60)
     assert state(emu) == "RUNNING"
-    assert received_events(receiver)[0]["data"]["InstanceRestarted"] is True
+    ready = [e for e in received_events(receiver) if e["type"].endswith(".ready")]
+    assert ready[0]["data"]["InstanceRestarted"] is True
 
 
 def test_a_stopped_instance_stays_stopped(make_app, emu) -> None:

@@ -4,6 +4,8 @@ ever deletes images this function made."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import orjson
 import pytest
 
@@ -108,8 +110,10 @@ def test_queue_record_is_refused(make_app, emu) -> None:
 def test_a_forged_chained_call_is_checked_again(make_app, emu) -> None:
     """Children of a fan-out re-check: a direct caller cannot skip the allowlist by posing as one."""
     app = make_app(BLUEPRINT_ALLOWED_TAGS="env=prod")
-    call = {"Job": {"InstanceId": "lhins-db000001"}, "SlotKey": "forged", "CorrelationId": "c",
-            "Trigger": {"Type": "timer", "Name": "t", "Time": "2026-11-27T03:00:00Z"}}
+    deadline = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    call = {"Chained": 1, "Kind": "child", "Job": {}, "SlotKey": "forged", "CorrelationId": "c",
+            "Targets": [{"Region": "ap-guangzhou", "InstanceId": "lhins-db000001", "BlueprintName": "x"}],
+            "Deadline": deadline, "Trigger": {"Type": "timer", "Name": "t", "Time": "2026-11-27T03:00:00Z"}}
     answer = app.handle(call, context())
     assert answer["Results"][0]["Error"]["Code"] == DENIED
     assert emu.calls_of("CreateBlueprint") == []
@@ -168,11 +172,12 @@ def test_a_request_cannot_set_the_managed_tags(make_app, emu) -> None:
     assert emu.calls_of("CreateBlueprint") == []
 
 
-def test_get_reads_but_nothing_deletes_a_named_image(make_app, emu, foreign_images) -> None:
+def test_get_does_not_read_and_nothing_deletes_a_foreign_image(make_app, emu, foreign_images) -> None:
     app = make_app()
     for image in foreign_images:
+        # Reads are scoped like writes: an image this function did not make does not exist for its callers.
         response = app.handle(http_event("GET", f"/blueprints/{image}"), context())
-        assert response["statusCode"] == 200
+        assert response["statusCode"] == 404
         for method in ("DELETE", "POST", "PUT"):
             assert app.handle(http_event(method, f"/blueprints/{image}"), context())["statusCode"] == 405
     assert emu.calls_of("DeleteBlueprints") == []
