@@ -48,7 +48,7 @@ from blueprint.events import (
     parse_json,
 )
 from blueprint.functions import FunctionRef, Functions
-from blueprint.http import Authenticator, HttpApi, error_response, generic_error
+from blueprint.http import Authenticator, HttpApi, error_response, generic_error, retry_headers
 from blueprint.images import PER_INSTANCE_BUDGET, ImageMaker, Target, is_managed
 from blueprint.lighthouse import Lighthouse, LighthouseService
 from blueprint.policy import Policy
@@ -406,12 +406,12 @@ class App:
             report, _ = self.maker.run(job, [], trigger=spec.trigger, slot_key=spec.key, deadline=inv.work,
                                        multi=spec.multi, refused=plan.refused)
             report.matched += len(targets)
-            self._send(report, chain, targets, "child", inv)
+            self._send(report, chain, targets, inv, why="")
             return report
         report, overflow = self.maker.run(job, targets, trigger=spec.trigger, slot_key=spec.key, deadline=inv.work,
                                           multi=spec.multi, refused=plan.refused, prefetched=plan.slot_images)
         if overflow:
-            self._send(report, chain, overflow, "child", inv)
+            self._send(report, chain, overflow, inv, why="the function's time ran out before this instance; ")
         if job.Wait and not job.DryRun:
             self._follow(report, chain, inv)
         return report
@@ -425,18 +425,17 @@ class App:
             return True
         return "Dispatch" not in job.model_fields_set and count > self.settings.dispatch_threshold
 
-    def _send(self, report: RunReport, chain: Chain, targets: list[Target], kind: chained.Kind,
-              inv: Invocation) -> None:
-        """Hand instances to chained calls (fan-out, or what this run had no time for)."""
+    def _send(self, report: RunReport, chain: Chain, targets: list[Target], inv: Invocation, *, why: str) -> None:
+        """Hand instances to child calls (fan-out, or what this run had no time for: `why` says so)."""
         calls = [ChainTarget(Region=t.ref.Region, InstanceId=t.ref.InstanceId,
                              BlueprintName=self.maker.name_for(chain.job, t, chain.trigger),
                              WasRunning=t.was_running or t.ref.InstanceId in report.was_running) for t in targets]
-        for call, err in self.dispatcher.send(inv.self_function(), chain, calls, kind=kind, report=report,
+        for call, err in self.dispatcher.send(inv.self_function(), chain, calls, kind="child", report=report,
                                               deadline=inv.work):
             report.results.append(Result(
                 outcome="failed", instance_id=call.InstanceId, region=call.Region, trigger=chain.trigger,
                 slot_key=chain.slot_key, force_power_off=self.maker.force_power_off(chain.job),
-                blueprint_name=call.BlueprintName, error=_not_started(err)))
+                blueprint_name=call.BlueprintName, error=_not_started(err, why)))
 
     def _follow(self, report: RunReport, chain: Chain, inv: Invocation) -> None:
         """Images still being made when time ran out: a chained call of this function follows each one. One
@@ -500,7 +499,7 @@ class _HttpJobs:
             result = main[0]
             if result.outcome == "failed" and result.error is not None and not result.blueprint_id:
                 body = {"Error": result.error.as_dict(), "RequestId": self.inv.request_id, **extra}
-                return result.error.status, body, headers
+                return result.error.status, body, retry_headers(result.error) | headers
             return 202, {**result.data(), **extra}, headers
         return 202, [r.data() | extra for r in main], headers
 
@@ -529,11 +528,9 @@ class _HttpJobs:
         return policy.refusal(instance_id, found[0].tags if found else {}) is None
 
 
-def _not_started(err: BlueprintError) -> BlueprintError:
-    """An instance handed on whose call could not be sent: not started, and a retry can start it."""
-    if err.retryable:
-        return err
-    return type(err)(f"not started: handing it to another invocation failed ({err.message})", code=err.code)
+def _not_started(err: BlueprintError, why: str) -> BlueprintError:
+    """An instance handed on whose call could not be sent: not started (the error says whether a retry helps)."""
+    return type(err)(f"not started: {why}{err.message}", code=err.code, request_id=err.request_id)
 
 
 def _not_followed(err: BlueprintError) -> BlueprintError:

@@ -74,6 +74,19 @@ ERROR_TABLE: dict[str, type[CloudError] | type[BadRequest] | type[AccessDenied] 
     "ResourceNotFound.BlueprintIdNotFound": NotFound,
     "ResourceNotFound.Function": NotFound,
     "ResourceNotFound": NotFound,
+    # Documented as "try again later" (Lighthouse errorcodes: DescribeBlueprints, DescribeInstances).
+    "FailedOperation.DescribeBlueprintsFailed": CloudUnavailable,
+    "FailedOperation.DescribeInstanceStatus": CloudUnavailable,
+    # TDMQ CMQ: the queue or topic is momentarily unavailable ("The resource is unavailable"); unlike
+    # ResourceUnavailable.FundRequired / .InsufficientBalance (top up first), waiting can fix it.
+    "ResourceUnavailable": CloudUnavailable,
+    "ResourceUnavailable.FundRequired": CloudRejected,
+    "ResourceUnavailable.InsufficientBalance": CloudRejected,
+    "FailedOperation.OperateLater": CloudUnavailable,
+    "FailedOperation.CloudService": CloudUnavailable,
+    "FailedOperation.SendMessageTimeoutError": CloudUnavailable,
+    # SCF Invoke: "Operation failed. The function is deploying." The deployment finishes on its own.
+    "FailedOperation.FunctionStatusError": CloudUnavailable,
 }
 # Families of codes not named above.
 _PREFIXES: tuple[tuple[str, type[CloudError] | type[BadRequest] | type[AccessDenied] | type[NotFound]], ...] = (

@@ -48,8 +48,8 @@ class Dispatcher:
         for target in targets:
             try:
                 if me is None:
-                    raise CloudUnavailable("the function does not know its own name (context function_name), so "
-                                           "it cannot hand this instance to another invocation; retry later",
+                    raise CloudUnavailable("it could not be handed to another invocation: the function does not "
+                                           "know its own name (context function_name); retry later",
                                            code="FailedOperation.Dispatch")
                 payload = chained.build(kind=kind, job=chain.job, targets=[target], trigger=chain.trigger,
                                         slot_key=chain.slot_key, correlation_id=chain.correlation_id,

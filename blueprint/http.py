@@ -29,7 +29,7 @@ from blueprint.errors import (
 from blueprint.events import HttpRequest, parse_job, parse_json
 from blueprint.logs import log, redact
 
-__all__ = ["MAX_BODY", "Authenticator", "HttpApi", "error_response", "generic_error", "respond"]
+__all__ = ["MAX_BODY", "Authenticator", "HttpApi", "error_response", "generic_error", "respond", "retry_headers"]
 
 MAX_BODY = 64 * 1024
 # \Z, not $: `$` also matches before a trailing newline, so "lhbp-12345678\n" would pass.
@@ -65,10 +65,12 @@ def error_response(err: BlueprintError, request_id: str, headers: dict[str, str]
 
     An error a retry can fix says when to retry (`Retry-After`), so a client neither hammers nor gives up.
     """
-    extra = dict(headers or {})
-    if err.retryable:
-        extra.setdefault("Retry-After", str(RETRY_AFTER.get(err.status, 5)))
-    return respond(err.status, {"Error": err.as_dict(), "RequestId": request_id}, extra)
+    return respond(err.status, {"Error": err.as_dict(), "RequestId": request_id}, retry_headers(err) | (headers or {}))
+
+
+def retry_headers(err: BlueprintError) -> dict[str, str]:
+    """`Retry-After` for an error a retry can fix (none otherwise)."""
+    return {"Retry-After": str(RETRY_AFTER.get(err.status, 5))} if err.retryable else {}
 
 
 def generic_error(request_id: str) -> dict[str, Any]:

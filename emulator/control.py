@@ -29,9 +29,11 @@ def _faults(emu: Emulator, body: dict[str, Any]) -> Any:
     if kind == "clear":
         emu.faults.clear()
     elif kind == "fail":
-        emu.faults.fail(action, body["code"], times=body.get("times", 1), message=body.get("message"))
+        emu.faults.fail(action, body["code"], times=body.get("times", 1), message=body.get("message"),
+                        skip=int(body.get("skip", 0)))
     elif kind == "drop":
-        emu.faults.drop(action, times=body.get("times", 1), after=bool(body.get("after", False)))
+        emu.faults.drop(action, times=body.get("times", 1), after=bool(body.get("after", False)),
+                        skip=int(body.get("skip", 0)))
     elif kind == "delay":
         emu.faults.delay(action, float(body["seconds"]), times=body.get("times"))
     elif kind == "http_status":

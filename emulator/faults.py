@@ -20,6 +20,8 @@ class _Rule:
     after: bool = False
     seconds: float = 0.0
     status: int = 0
+    # Calls of the action that pass untouched before this rule starts to apply.
+    skip: int = 0
 
 
 @dataclass
@@ -47,21 +49,22 @@ class Faults:
         with self._lock:
             self._rules.setdefault(action, []).append(rule)
 
-    def fail(self, action: str, code: str, *, times: int = 1, message: str | None = None) -> None:
-        """Answer the next `times` calls of `action` with the error `code`.
+    def fail(self, action: str, code: str, *, times: int = 1, message: str | None = None, skip: int = 0) -> None:
+        """Answer the next `times` calls of `action` with the error `code` (after `skip` untouched calls).
 
         Raises:
             ValueError: when `times` < 1.
         """
-        self._add(action, _Rule("fail", times, code=code, message=message))
+        self._add(action, _Rule("fail", times, code=code, message=message, skip=skip))
 
-    def drop(self, action: str, *, times: int = 1, after: bool = False) -> None:
+    def drop(self, action: str, *, times: int = 1, after: bool = False, skip: int = 0) -> None:
         """Close the connection with no answer; `after=True` runs the action first (it took effect).
+        The first `skip` calls of the action pass untouched.
 
         Raises:
             ValueError: when `times` < 1.
         """
-        self._add(action, _Rule("drop", times, after=after))
+        self._add(action, _Rule("drop", times, after=after, skip=skip))
 
     def delay(self, action: str, seconds: float, *, times: int | None = None) -> None:
         """Sleep `seconds` (real time) before answering; `times=None` for every call.
@@ -100,6 +103,9 @@ class Faults:
                     if rule.kind in taken:
                         continue
                     taken.add(rule.kind)
+                    if rule.skip > 0:
+                        rule.skip -= 1
+                        continue
                     _apply(plan, rule)
                     _consume(rules, rule)
         return plan

@@ -128,6 +128,8 @@ class Lighthouse:
         self.in_progress_state = in_progress_state
         self.restart_after_image = restart_after_image
         self.default_quota = quota
+        # UNVERIFIED: how `tag:<key>` reads a key that holds a colon; True cuts the key at its first colon.
+        self.tag_split_colon = False
         self._instances: dict[str, dict[str, Any]] = {}
         self._blueprints: dict[str, dict[str, Any]] = {}
         self._quotas: dict[str, int] = {}
@@ -278,6 +280,15 @@ class Lighthouse:
             public = [{**bp, "Region": r, "InstanceId": None} for r in regions for bp in resources.public_blueprints()]
             return public + found
 
+    def set_blueprint_state(self, blueprint_id: str, state: str) -> None:
+        """Force an image's BlueprintState (e.g. DELETING, OFFLINE, or an undocumented state).
+
+        Raises:
+            KeyError: for an unknown image.
+        """
+        with self._world.lock:
+            self._blueprints[blueprint_id]["BlueprintState"] = state
+
     def fail_next_image(self, instance_id: str | None = None, times: int = 1) -> None:
         """Make the next `times` images (of `instance_id`, or of any instance) end CREATEFAILED."""
         with self._world.lock:
@@ -393,7 +404,7 @@ class Lighthouse:
         items = self._region_blueprints(ctx.region)
         if "BlueprintIds" in params:
             items = [bp for bp in items if bp["BlueprintId"] in params["BlueprintIds"]]
-        total, shown = page(apply_filters(items, filters, _BLUEPRINT_FILTERS), params)
+        total, shown = page(apply_filters(items, filters, _BLUEPRINT_FILTERS, split_colon=self.tag_split_colon), params)
         return {
             "TotalCount": total,
             "BlueprintSet": [resources.api_view(bp, resources.BLUEPRINT_INTERNAL) for bp in shown],
@@ -437,7 +448,7 @@ class Lighthouse:
         items = [i for i in self._instances.values() if i["Region"] == ctx.region]
         if "InstanceIds" in params:
             items = [i for i in items if i["InstanceId"] in params["InstanceIds"]]
-        total, shown = page(apply_filters(items, filters, _INSTANCE_FILTERS), params)
+        total, shown = page(apply_filters(items, filters, _INSTANCE_FILTERS, split_colon=self.tag_split_colon), params)
         return {
             "TotalCount": total,
             "InstanceSet": [resources.api_view(i, resources.INSTANCE_INTERNAL) for i in shown],

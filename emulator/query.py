@@ -59,18 +59,29 @@ def tag_getters() -> dict[str, Getter]:
     }
 
 
-def _matches(item: dict[str, Any], name: str, values: Sequence[str], getters: Mapping[str, Getter]) -> bool:
+def _matches(item: dict[str, Any], name: str, values: Sequence[str], getters: Mapping[str, Getter],
+             split_colon: bool = False) -> bool:
     if name.startswith("tag:"):
         key = name[4:]
+        if split_colon:
+            # How the cloud parses `tag:<key>` when the key holds a colon is undocumented; this reading keeps
+            # only the part before it, so `tag:scf-blueprint:slot` looks for a key `scf-blueprint`.
+            key = key.split(":", 1)[0]
         return any(tag["Key"] == key and tag["Value"] in values for tag in item.get("Tags") or [])
     return any(value in values for value in getters[name](item))
 
 
 def apply_filters(
-    items: Sequence[dict[str, Any]], filters: Sequence[Mapping[str, Any]], getters: Mapping[str, Getter]
+    items: Sequence[dict[str, Any]],
+    filters: Sequence[Mapping[str, Any]],
+    getters: Mapping[str, Getter],
+    *,
+    split_colon: bool = False,
 ) -> list[dict[str, Any]]:
     """AND across filters, OR within one filter's values; exact matches only."""
-    return [item for item in items if all(_matches(item, f["Name"], f["Values"], getters) for f in filters)]
+    return [
+        item for item in items if all(_matches(item, f["Name"], f["Values"], getters, split_colon) for f in filters)
+    ]
 
 
 def page(items: Sequence[dict[str, Any]], params: Mapping[str, Any]) -> tuple[int, list[dict[str, Any]]]:

@@ -23,7 +23,7 @@ from urllib.parse import quote_plus
 
 import orjson
 
-__all__ = ["FORMATS", "RobotReply", "format_chat", "read_reply", "summary_lines"]
+__all__ = ["FORMATS", "RobotReply", "format_chat", "inert", "read_reply", "summary_lines"]
 
 FORMATS = ("wecom", "dingtalk", "feishu", "slack")
 # The smallest text limit of the four robots (WeCom markdown: 4096 bytes), with room for the title.
@@ -37,23 +37,44 @@ _TITLES = {
 }
 
 
+# Characters a chat's markdown or mention syntax acts on (bold, links, code, headings, quotes, mentions such as
+# WeCom's <@user>, Feishu's <at user_id="all">, DingTalk's @phone, Slack's <!channel>), replaced by look-alikes
+# it does not act on. Applied to every value taken from a result, never to the message's own layout.
+_INERT = str.maketrans({"*": "\uff0a", "_": "\uff3f", "~": "\uff5e", "`": "\uff40", "[": "\uff3b", "]": "\uff3d",
+                        "(": "\uff08", ")": "\uff09", "<": "\uff1c", ">": "\uff1e", "#": "\uff03", "@": "\uff20",
+                        "|": "\uff5c", "!": "\uff01", "&": "\uff06", "\\": "\uff3c"})
+
+
+def inert(value: object) -> str:
+    """A value as plain text for a chat message: no markup, no mention, no link, one line."""
+    text = "".join(ch if ch.isprintable() else " " for ch in str(value))
+    # Chat clients turn scheme://host into a link on their own.
+    return text.translate(_INERT).replace("://", ":\uff0f\uff0f")
+
+
 def summary_lines(event: dict[str, Any]) -> tuple[str, list[str]]:
-    """A title and `key: value` lines for one event: instance, image, state, duration, error."""
+    """A title and `key: value` lines for one event: instance, image, state, duration, error.
+
+    Every value comes from the result (names, error messages: text that callers and the cloud control) and
+    passes through `inert`, so a name like `[click](https://evil)` or `<@all>` reads as text.
+    """
     kind = str(event.get("type", "")).rsplit(".", 1)[-1]
     data = event.get("data") or {}
     title = f"Lighthouse {_TITLES.get(kind, kind)}"
     if kind == "completed":
-        counts = ", ".join(f"{k} {v}" for k, v in sorted((data.get("Counts") or {}).items()))
-        return title, [f"instances: {data.get('Matched')}", f"results: {counts or 'none'}",
-                       *(f"failed: {f.get('InstanceId')} ({(f.get('Error') or {}).get('Code')})"
+        counts = ", ".join(f"{inert(k)} {inert(v)}" for k, v in sorted((data.get("Counts") or {}).items()))
+        return title, [f"instances: {inert(data.get('Matched'))}", f"results: {counts or 'none'}",
+                       *(f"failed: {inert(f.get('InstanceId'))} ({inert((f.get('Error') or {}).get('Code'))})"
                          for f in data.get("Failures", [])[:10])]
-    lines = [f"instance: {data.get('InstanceId')} ({data.get('Region')})",
-             f"image: {data.get('BlueprintId') or '-'} {data.get('BlueprintName') or ''}".rstrip(),
-             f"state: {data.get('State') or '-'}"]
+    lines = [f"instance: {inert(data.get('InstanceId'))} ({inert(data.get('Region'))})",
+             f"image: {inert(data.get('BlueprintId') or '-')} {inert(data.get('BlueprintName') or '')}".rstrip(),
+             f"state: {inert(data.get('State') or '-')}"]
+    if data.get("Resent"):
+        lines.append("re-sent: this image was reported before (a retry found it)")
     if data.get("Duration") is not None:
-        lines.append(f"duration: {data['Duration']} s")
+        lines.append(f"duration: {inert(data['Duration'])} s")
     if data.get("Error"):
-        lines.append(f"error: {data['Error'].get('Code')}: {data['Error'].get('Message')}")
+        lines.append(f"error: {inert(data['Error'].get('Code'))}: {inert(data['Error'].get('Message'))}")
     return title, lines
 
 
