@@ -37,7 +37,7 @@ from blueprint.errors import (
     QuotaExceeded,
 )
 from blueprint.events import InstanceRef, Job, TriggerInfo
-from blueprint.lighthouse import DELETABLE_STATES, Created, Image, Lighthouse
+from blueprint.lighthouse import DELETABLE_STATES, FAILED_STATES, GONE_STATES, Created, Image, Lighthouse
 from blueprint.logs import log
 from blueprint.policy import Policy
 from blueprint.results import Outcome, Result, RunReport
@@ -549,6 +549,12 @@ class ImageMaker:
 
     def _wait(self, run: _Run, region: str) -> None:
         """Follow this region's images until NORMAL, failed or gone, within the deadline."""
+        for index, result in enumerate(run.report.results):
+            # What the listing after creating already said: an image that is gone or in an odd state is not
+            # polled until the deadline.
+            if result.region == region and result.outcome == "created" and result.blueprint_id and result.state \
+                    and result.state not in self.policy.in_progress_states:
+                run.report.results[index] = self._waited(result, result.blueprint_id, result.state)
         delay = self.policy.poll_first
         while True:
             pending = {str(r.blueprint_id): n for n, r in enumerate(run.report.results) if self._following(r, region)}
@@ -560,7 +566,8 @@ class ImageMaker:
                                            deadline=run.deadline), run.deadline)
             for image in found:
                 if image.id in pending:
-                    run.report.results[pending[image.id]] = self._waited(run.report.results[pending[image.id]], image)
+                    index = pending[image.id]
+                    run.report.results[index] = self._waited(run.report.results[index], image.id, image.state)
         for index, result in enumerate(run.report.results):
             if self._following(result, region):
                 run.report.results[index] = result.but(pending=True,
@@ -572,22 +579,22 @@ class ImageMaker:
                 and not result.dry_run and not result.pending
                 and (not result.state or result.state in self.policy.in_progress_states))
 
-    def _waited(self, result: Result, image: Image) -> Result:
-        """What one poll says about an image being followed."""
-        if image.ready:
-            return result.but(outcome="ready", state=image.state, finished=self.clock.monotonic(), reason=None)
-        if image.failed or image.gone:
-            why = "could not make" if image.failed else f"reports {image.state} for"
-            return result.but(outcome="failed", state=image.state, finished=self.clock.monotonic(),
-                              error=BlueprintError(f"the cloud {why} image {image.id}; it will not become NORMAL",
-                                                   code="FailedOperation.CreateBlueprintFailed" if image.failed
+    def _waited(self, result: Result, image_id: str, state: str) -> Result:
+        """What the cloud's latest word on an image being followed means for its result."""
+        if state == "NORMAL":
+            return result.but(outcome="ready", state=state, finished=self.clock.monotonic(), reason=None)
+        if state in FAILED_STATES or state in GONE_STATES:
+            failed = state in FAILED_STATES
+            why = "could not make" if failed else f"reports {state} for"
+            return result.but(outcome="failed", state=state, finished=self.clock.monotonic(),
+                              error=BlueprintError(f"the cloud {why} image {image_id}; it will not become NORMAL",
+                                                   code="FailedOperation.CreateBlueprintFailed" if failed
                                                    else "FailedOperation.BlueprintUnavailable"))
-        if image.state and image.state not in self.policy.in_progress_states:
-            return result.but(state=image.state, reason=(
-                f"the cloud reports state {image.state[:40]}, which is not documented as leading to NORMAL: "
-                "the function stopped following the image (add it to BLUEPRINT_IN_PROGRESS_STATES if it is "
-                "the creating state)"))
-        return result.but(state=image.state)
+        if state and state not in self.policy.in_progress_states:
+            return result.but(state=state, reason=(
+                f"the cloud reports state {state[:40]}, which is not documented as leading to NORMAL: the function "
+                "stopped following the image (add it to BLUEPRINT_IN_PROGRESS_STATES if it is the creating state)"))
+        return result.but(state=state)
 
     def _retrying(self, fn: Callable[[], T], deadline: Deadline) -> T:
         return self.retry.call(fn, deadline=deadline)

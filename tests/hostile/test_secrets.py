@@ -209,3 +209,65 @@ def _raiser(message: str) -> Callable[..., Any]:
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(message)
     return boom
+
+
+# ---- issue 12: the raised exception's whole chain, rotated tokens, robot keys ---------------------------
+
+def _chain_text(err: BaseException) -> str:
+    """Everything SCF's runtime would print for a raised exception: the chained traceback, causes, contexts."""
+    import traceback
+
+    texts = ["".join(traceback.format_exception(type(err), err, err.__traceback__))]
+    seen: set[int] = set()
+    node: BaseException | None = err
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        texts += [str(node), repr(node), repr(getattr(node, "message", ""))]
+        node = node.__cause__ or node.__context__
+    return "\n".join(texts)
+
+
+@pytest.mark.parametrize("code", ["InternalError", "RequestLimitExceeded"])
+def test_no_secret_in_the_chain_of_what_the_handler_raises(app, cloud, code) -> None:
+    cloud.faults.fail("CreateBlueprint", code, times=20, message=LEAKY)
+    with pytest.raises(BlueprintError) as caught:
+        app.handle(timer_event(JOB), context())
+    err = caught.value
+    assert err.__cause__ is None and err.__context__ is None
+    assert_clean(_chain_text(err))
+
+
+def test_no_secret_in_the_chain_of_a_delivery_failure(app, cloud, receiver) -> None:
+    receiver.then(*[__import__("blueprint.localrun", fromlist=["Answer"]).Answer(
+        503, body=LEAKY.encode()) for _ in range(20)])
+    with pytest.raises(BlueprintError) as caught:
+        app.handle(timer_event(JOB), context())
+    assert caught.value.__context__ is None
+    assert_clean(_chain_text(caught.value))
+
+
+def test_a_rotated_session_token_is_redacted_too(env, cloud, log_stream, monkeypatch) -> None:
+    app = build_app(env, clock=EmuClock(cloud))
+    app.handle(timer_event(JOB), context())
+    rotated = "ST-rotated-session-77aa88bb99cc"
+    app.env = {**env, "TENCENTCLOUD_SESSIONTOKEN": rotated}  # SCF rotated the role's keys in this container
+    cloud.faults.fail("CreateBlueprint", "InternalError", times=20, message=f"token {rotated} expired")
+    with pytest.raises(BlueprintError) as caught:
+        app.handle(timer_event({"InstanceId": "lhins-db000001"}), context())
+    assert rotated not in _chain_text(caught.value)
+    assert rotated not in log_stream.getvalue()
+
+
+def test_a_robot_key_is_redacted_on_its_own(receiver, cloud, log_stream) -> None:
+    from blueprint import logs
+
+    key = "0a1b2c3d-4e5f-6789-abcd-ef0123456789"
+    build_app({"TENCENTCLOUD_SECRETID": SECRET_ID, "TENCENTCLOUD_SECRETKEY": SECRET_KEY,
+               "BLUEPRINT_API_ENDPOINT": cloud.url, "BLUEPRINT_WEBHOOK_FORMAT": "wecom",
+               "BLUEPRINT_WEBHOOK_URL": receiver.url + f"?key={key}&debug=1"}, clock=EmuClock(cloud))
+    assert key not in logs.redact(f"the robot refused key {key}")
+    slack = "XXXXxxxxYYYYyyyyZZZZzzzz"
+    build_app({"TENCENTCLOUD_SECRETID": SECRET_ID, "TENCENTCLOUD_SECRETKEY": SECRET_KEY,
+               "BLUEPRINT_API_ENDPOINT": cloud.url, "BLUEPRINT_WEBHOOK_FORMAT": "slack",
+               "BLUEPRINT_WEBHOOK_URL": f"https://hooks.slack.com/services/T0000/B0000/{slack}"}, clock=EmuClock(cloud))
+    assert slack not in logs.redact(f"invalid_token {slack}")

@@ -111,3 +111,21 @@ def test_slack_errors_come_as_http_4xx(make_app, hook) -> None:
     with pytest.raises(DeliveryError):
         app.handle(timer_event(JOB), context())
     assert len(hook.received) == 1
+
+
+HOSTILE_NAME = "[pay](https://evil.example) <@all> **x** @13800000000"
+
+
+@pytest.mark.parametrize("fmt", ["wecom", "dingtalk", "feishu", "slack"])
+def test_caller_text_is_inert_in_every_chat_format(make_app, hook, emu, fmt) -> None:
+    """Names, descriptions and error messages come from callers and the cloud: no link, mention or markup
+    of theirs reaches a team's chat."""
+    hook.default = Answer(200, {"Content-Type": "application/json"}, reply(fmt, "ok"))
+    emu.faults.fail("CreateBlueprint", "FailedOperation.CreateBlueprintFailed", message="see <!channel> `rm` #x")
+    app = make_app(BLUEPRINT_WEBHOOK_URL=hook.url + "?access_token=abc", BLUEPRINT_WEBHOOK_FORMAT=fmt)
+    app.handle(timer_event({**JOB, "BlueprintName": HOSTILE_NAME[:60]}), context())
+    [request] = hook.accepted()
+    text = request["body"].decode()
+    for fragment in ("](", "https://", "<@", "**x**", "<!channel>", "`rm`", "@138", "#x"):
+        assert fragment not in text, (fmt, fragment)
+    assert "pay" in text and "evil.example" in text  # still readable as text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -256,3 +257,85 @@ def test_retry_stops_when_the_deadline_is_near(clock) -> None:
     with pytest.raises(Throttled):
         policy.call(always, deadline=Deadline.after(clock, 4))
     assert sum(clock.slept) < 4
+
+
+# ---- issue 12: tests that guard the guarantees (each one catches a small planted bug) ---------------------
+
+class ListingLeaks(FakeLighthouse):
+    """A listing that returns images it should not (a cloud-side filter bug, or a tag filter read loosely)."""
+
+    def find_images(self, region, *, deadline, tags=None, tag_key=None, ids=None, name=None, at_least=0):
+        self._maybe_fail("DescribeBlueprints")
+        return [i for i in self.images if not ids or i.id in ids]
+
+
+def foreign(n: int, tags: dict[str, str]) -> Image:
+    return Image(id=f"lhbp-f{n:07d}", name=f"user{n}", state="NORMAL", region="ap-guangzhou",
+                 created=T0 - timedelta(days=30 + n), tags=tags)
+
+
+@pytest.mark.parametrize("tags", [{}, {INSTANCE_TAG: "lhins-web00001"}, {SLOT_TAG: "x"},
+                                  {INSTANCE_TAG: "lhins-other001", SLOT_TAG: "x"}, {"scf-blueprint": "lhins-web00001"}])
+def test_retention_never_deletes_an_image_without_both_managed_tags_whatever_a_listing_returns(clock, tags) -> None:
+    fake = ListingLeaks()
+    fake.images = [foreign(n, tags) for n in range(3)]
+    maker = ImageMaker(fake, clock=clock, policy=Policy(keep=1))
+    run(maker, {"InstanceId": "lhins-web00001"}, clock)
+    assert fake.calls.count("DeleteBlueprints") == 0
+    assert len([i for i in fake.images if i.id.startswith("lhbp-f")]) == 3
+
+
+def test_retention_still_prunes_its_own_images(clock) -> None:
+    fake = ListingLeaks()
+    fake.images = [replace(image(n, slot=f"old{n}"), created=T0 - timedelta(days=10 - n)) for n in range(3)]
+    report, _ = run(ImageMaker(fake, clock=clock, policy=Policy(keep=2)), {"InstanceId": "lhins-web00001"}, clock)
+    assert sorted(r.blueprint_id for r in report.results if r.outcome == "pruned") == ["lhbp-00000000", "lhbp-00000001"]
+
+
+class TwinLandsFirst(FakeLighthouse):
+    """The cloud accepted a twin invocation's create too: it shows up only after ours, with an older or newer
+    CreatedTime."""
+
+    def __init__(self, twin_age: timedelta) -> None:
+        super().__init__()
+        self.twin_age = twin_age
+
+    def create_blueprint(self, region, *, name, instance_id, description, force_power_off, tags, deadline):
+        made = super().create_blueprint(region, name=name, instance_id=instance_id, description=description,
+                                        force_power_off=force_power_off, tags=tags, deadline=deadline)
+        mine = next(i for i in self.images if i.id == made.blueprint_id)
+        self.images.append(Image(id="lhbp-twin0000", name="twin", state="CREATING", region=region,
+                                 created=mine.created + self.twin_age, tags=dict(tags)))
+        return made
+
+
+def test_a_race_is_won_by_the_oldest_image_of_the_slot(clock) -> None:
+    fake = TwinLandsFirst(twin_age=-timedelta(seconds=5))  # the twin's image is older: it wins
+    report, _ = run(ImageMaker(fake, clock=clock), {"InstanceId": "lhins-web00001"}, clock)
+    [result] = report.results
+    assert (result.outcome, result.blueprint_id, result.resent) == ("created", "lhbp-twin0000", True)
+
+
+def test_a_race_keeps_our_image_when_it_is_the_oldest(clock) -> None:
+    fake = TwinLandsFirst(twin_age=timedelta(seconds=5))  # the twin is younger: it loses, we keep ours
+    report, _ = run(ImageMaker(fake, clock=clock), {"InstanceId": "lhins-web00001"}, clock)
+    [result] = report.results
+    assert result.blueprint_id == "lhbp-00000000" and not result.resent
+
+
+def test_both_allowlists_must_admit_an_instance(clock) -> None:
+    class Tagged(FakeLighthouse):
+        def find_instances(self, region, *, deadline, ids=None, tags=None):
+            from blueprint.lighthouse import Instance
+
+            return [Instance(id=i, name=i, state="RUNNING", region=region,
+                             tags={"env": "prod"} if i == "lhins-db000001" else {}) for i in ids or []]
+
+    fake = Tagged()
+    policy = Policy(allowed_instances=frozenset({"lhins-web00001", "lhins-db000001"}),
+                    allowed_tags=(("env", "prod"),))
+    report, _ = run(ImageMaker(fake, clock=clock, policy=policy),
+                    {"InstanceIds": ["lhins-web00001", "lhins-db000001", "lhins-zzz00001"]}, clock)
+    outcomes = {r.instance_id: r.error.code if r.error else r.outcome for r in report.results}
+    assert outcomes == {"lhins-web00001": "UnauthorizedOperation.InstanceNotAllowed",
+                        "lhins-db000001": "created", "lhins-zzz00001": "UnauthorizedOperation.InstanceNotAllowed"}
