@@ -9,6 +9,7 @@ is lost and nothing is silent. What the handler raises carries no secret, not ev
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import uuid
@@ -67,6 +68,8 @@ from blueprint.slots import (
 )
 
 __all__ = ["App", "Invocation", "Spec", "answer_config_error", "build_app", "get_app"]
+
+_CORRELATION = re.compile(r"[A-Za-z0-9._:|-]{1,100}")
 
 
 @dataclass(frozen=True)
@@ -192,10 +195,11 @@ class App:
         source = Source(region=str(context.get("tencentcloud_region") or self.settings.region),
                         namespace=str(context.get("namespace") or "default"),
                         function=str(context.get("function_name") or "lighthouse-blueprint"))
+        # A correlation id is copied into every log line and event: only a plain token is taken from an event.
+        plain = isinstance(correlation, str) and _CORRELATION.fullmatch(correlation) is not None
         return Invocation(request_id=request_id, context=context, work=work,
                           delivery=Deadline.after(self.clock, max(limit - 0.5, 0.5)),
-                          correlation_id=str(correlation)[:100] if isinstance(correlation, str) and correlation
-                          else request_id, source=source)
+                          correlation_id=str(correlation) if plain else request_id, source=source)
 
     def _dispatch(self, event: Any, inv: Invocation) -> Any:
         try:

@@ -17,7 +17,8 @@ from typing import IO, Any
 
 import orjson
 
-__all__ = ["bind", "current", "log", "log_exception", "redact", "register_secrets", "set_level", "set_stream", "unbind"]
+__all__ = ["bind", "clean", "current", "log", "log_exception", "redact", "register_secrets", "set_level", "set_stream",
+           "unbind"]
 
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("blueprint_log_context", default={})  # noqa: B039
@@ -97,6 +98,12 @@ def _dumps(record: dict[str, Any]) -> str:
         return orjson.dumps(record, default=str).decode()
     except (TypeError, orjson.JSONEncodeError):
         return orjson.dumps(_clean(record), default=repr).decode()
+
+
+def clean(value: Any, depth: int = 0) -> Any:
+    """A JSON-safe copy: strings that are not valid UTF-8 (lone surrogates) spelled with escapes, odd objects
+    as their text, deep nesting cut."""
+    return _clean(value, depth)
 
 
 def _clean(value: Any, depth: int = 0) -> Any:

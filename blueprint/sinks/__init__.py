@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import orjson
 
 from blueprint.errors import BlueprintError
-from blueprint.logs import log, log_exception
+from blueprint.logs import clean, log, log_exception
 from blueprint.retry import Deadline
 
 __all__ = ["FACTORIES", "Delivery", "Sink", "SinkContext", "build_sinks", "deliver"]
@@ -104,7 +104,7 @@ def deliver(sinks: Sequence[Sink], events: Sequence[dict[str, Any]], deadline: D
     summaries: list[tuple[dict[str, Any], bytes]] = []
     for event in events:
         last = str(event.get("type", "")).endswith(".run.completed")
-        (summaries if last else singles).append((event, orjson.dumps(event)))
+        (summaries if last else singles).append(_serialised(event))
 
     def send_all(item: tuple[dict[str, Any], bytes]) -> None:
         for sink in sinks:
@@ -122,6 +122,16 @@ def deliver(sinks: Sequence[Sink], events: Sequence[dict[str, Any]], deadline: D
     for item in summaries:
         send_all(item)
     return delivery
+
+
+def _serialised(event: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """The event and its JSON. Text from an event (a trigger name, say) that is not valid UTF-8 is sent with
+    escapes, not lost."""
+    try:
+        return event, orjson.dumps(event)
+    except (TypeError, orjson.JSONEncodeError):
+        safe: dict[str, Any] = clean(event)
+        return safe, orjson.dumps(safe)
 
 
 def _deliver_one(sink: Sink, event: dict[str, Any], body: bytes, *, deadline: Deadline, delivery: Delivery,

@@ -128,7 +128,13 @@ def other_events(draw: st.DrawFn) -> object:
             | json_like
         return {"Records": draw(st.lists(record, max_size=3) | json_like)}
     if kind == "chained":
-        return {"Job": draw(jobs), "SlotKey": draw(text | json_like), "CorrelationId": draw(text),
+        target = st.fixed_dictionaries({"Region": st.just("ap-guangzhou") | text,
+                                        "InstanceId": st.just("lhins-web00001") | text,
+                                        "BlueprintName": st.just("n") | text | json_like})
+        return {"Chained": draw(st.just(1) | json_like), "Kind": draw(st.sampled_from(["child", "follow"]) | text),
+                "Job": draw(jobs | json_like), "SlotKey": draw(text | json_like), "CorrelationId": draw(text),
+                "Targets": draw(st.lists(target, max_size=3) | json_like),
+                "Deadline": draw(st.sampled_from(["2099-01-01T00:00:00Z", "2026-12-01T00:00:00", "x"]) | json_like),
                 "Trigger": draw(st.just({"Type": "timer", "Name": "t", "Time": "2026-11-27T03:00:00Z"}) | json_like)}
     if kind == "invoke":
         return draw(job)

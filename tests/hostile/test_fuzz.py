@@ -184,3 +184,13 @@ def test_other_triggers(fuzz_app: tuple[App, io.StringIO], event: object) -> Non
 @given(event=other_events())
 def test_other_triggers_long(fuzz_app: tuple[App, io.StringIO], event: object) -> None:
     _check_async(fuzz_app[0], event)
+
+
+@pytest.mark.parametrize("event", [
+    {"Chained": 1, "Job": {}, "SlotKey": "", "CorrelationId": "\ud800", "Trigger": {}},
+    {"Type": "Timer", "TriggerName": "t\ud800", "Time": "2026-11-27T03:00:00Z", "Message": "{}"},
+    {"Records": [{"CMQ": {"msgId": "\udfff", "msgBody": "x"}}]},
+])
+def test_text_that_is_not_utf8_is_reported_not_a_crash(fuzz_app: tuple[App, io.StringIO], event: object) -> None:
+    answer = fuzz_app[0].handle(event, context())
+    assert "internal error" not in orjson.dumps(answer, default=str).decode()
