@@ -124,7 +124,7 @@ class _Run:
     def deploy(self) -> int:
         opts = self.options
         deployment = load_deployment(opts.config, stage=opts.stage, region=opts.region, env=self.env, root=ROOT)
-        deployment, generated = _with_token(deployment, generate=opts.generate_token)
+        deployment, generated = _with_token(deployment, generate=opts.generate_token, file=opts.config.name)
         self.role = deployment.function.role
         endpoint = _endpoint(self.env)
         clients = ClientCache(endpoint, timeout=60)
@@ -208,7 +208,7 @@ def _token_mode(deployment: Deployment) -> bool:
     return deployment.function.environment.get("BLUEPRINT_HTTP_AUTH", "token").strip().lower() == "token"
 
 
-def _with_token(deployment: Deployment, *, generate: bool) -> tuple[Deployment, str | None]:
+def _with_token(deployment: Deployment, *, generate: bool, file: str) -> tuple[Deployment, str | None]:
     """The deployment with the HTTP token it needs; the token when it was generated here.
 
     Raises:
@@ -219,16 +219,17 @@ def _with_token(deployment: Deployment, *, generate: bool) -> tuple[Deployment, 
     url = deployment.url
     mode = fn.environment.get("BLUEPRINT_HTTP_AUTH", "token").strip().lower()
     if url is not None and url.auth_type == "NONE" and mode == "none":
-        raise ConfigFileError("inputs.environment.variables.BLUEPRINT_HTTP_AUTH",
+        raise ConfigFileError(f"{file}: inputs.environment.variables.BLUEPRINT_HTTP_AUTH",
                               "`none` with a Function URL of AuthType NONE lets anyone make images: use token "
                               "(the default) or hmac, or set authType: CAM")
     generated = secrets.token_urlsafe(32) if generate else None
     token = generated or fn.environment.get(TOKEN_VARIABLE, "")
     if url is not None and mode == "token" and not token:
-        raise ConfigFileError(TOKEN_FIELD, "the Function URL checks a bearer token and none is set: export "
-                                           f"{TOKEN_VARIABLE} in this shell, or pass --generate-token")
+        raise ConfigFileError(f"{file}: {TOKEN_FIELD}", "the Function URL checks a bearer token and none is set: "
+                              f"export {TOKEN_VARIABLE} in this shell, or pass --generate-token")
     if token and any(len(part.strip()) < MIN_SECRET_CHARS or " " in part.strip() for part in token.split(",")):
-        raise ConfigFileError(TOKEN_FIELD, f"each token needs at least {MIN_SECRET_CHARS} characters and no spaces")
+        raise ConfigFileError(f"{file}: {TOKEN_FIELD}",
+                              f"each token needs at least {MIN_SECRET_CHARS} characters and no spaces")
     if not generated:
         return deployment, None
     environment = {**fn.environment, TOKEN_VARIABLE: generated}
