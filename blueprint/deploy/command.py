@@ -22,6 +22,7 @@ from blueprint.deploy.package import PackageError, load_package, make_package
 from blueprint.deploy.plan import Plan, PlanError, make_plan
 from blueprint.deploy.scf import ScfService, find_credentials
 from blueprint.errors import BlueprintError, CloudUnavailable, ConfigError
+from blueprint.logs import register_secrets
 from blueprint.packaging import ROOT, NetworkUnavailable, PackagingError
 from blueprint.settings import MIN_SECRET_CHARS, is_loopback_url
 
@@ -128,7 +129,11 @@ class _Run:
         self.role = deployment.function.role
         endpoint = _endpoint(self.env)
         clients = ClientCache(endpoint, timeout=60)
-        clients.use(find_credentials(self.env, self.home))
+        credentials = find_credentials(self.env, self.home)
+        # A cloud error message that quotes a secret is redacted before it is printed (blueprint.cloud.translate).
+        register_secrets([credentials.secret_key, credentials.token,
+                          *(deployment.function.environment.get(name) for name in deployment.secrets)])
+        clients.use(credentials)
         self.service = ScfService(clients, deployment.region)
         with tempfile.TemporaryDirectory(prefix="blueprint-deploy-") as tmp:
             package = self._package(deployment, Path(tmp))

@@ -184,6 +184,12 @@ def test_token_rules(emu: Emulator, config: Path, built_package: Package) -> Non
 
 
 def test_cloud_errors_say_what_to_do(emu: Emulator, config: Path, built_package: Package) -> None:
+    emu.faults.fail("CreateFunction", "InvalidParameterValue.Environment",
+                    message=f"value {TOKEN} of BLUEPRINT_HTTP_TOKEN, signed with {SECRET_KEY}, refused")
+    quoted = deploy(emu, config, built_package)
+    assert quoted.returncode == 1 and TOKEN not in quoted.stderr and SECRET_KEY not in quoted.stderr
+    assert quoted.stderr.splitlines()[1] == "next: serverless.yml has a value SCF refuses (the message names it)"
+
     emu.faults.fail("CreateFunction", "UnauthorizedOperation.CAM",
                     message="you are not authorized to perform operation (scf:CreateFunction)")
     denied = deploy(emu, config, built_package)
