@@ -1,4 +1,4 @@
-"""`python -m blueprint invoke EVENT_FILE [--emulate]` and friends (CONTRACT §7)."""
+"""`python -m blueprint invoke EVENT_FILE [--emulate]`, `serve`, `package` and `deploy`."""
 
 from __future__ import annotations
 
@@ -101,7 +101,28 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-remote", action="store_true", help="listen on a non-loopback host on purpose")
     pkg = sub.add_parser("package", help="build the deployment zip")
     pkg.add_argument("--output", default="dist/blueprint-fn.zip")
+    dep = sub.add_parser("deploy", help="apply serverless.yml through the SCF API (create or update, triggers)")
+    dep.add_argument("--stage", help="the ${stage} of serverless.yml (default: its `stage`, else dev)")
+    dep.add_argument("--region", help="deploy to this region instead of inputs.region")
+    dep.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+    dep.add_argument("--generate-token", action="store_true",
+                     help="make a new BLUEPRINT_HTTP_TOKEN for the function and print it once")
+    dep.add_argument("--config", default="serverless.yml", help="the serverless.yml to read")
+    dep.add_argument("--package", help="deploy this zip (built by `python -m blueprint package`) instead of "
+                                       "building one")
     return parser
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    # Imported here: the deploy tool needs PyYAML (requirements-deploy.txt), the other commands do not.
+    try:
+        from blueprint.deploy.command import Options, deploy  # noqa: PLC0415
+    except ModuleNotFoundError as err:
+        sys.stderr.write(f"error: {err.name} is missing: pip install -r requirements-deploy.txt\n")
+        return 2
+    options = Options(config=Path(args.config), stage=args.stage, region=args.region, dry_run=args.dry_run,
+                      generate_token=args.generate_token, package=Path(args.package) if args.package else None)
+    return deploy(options, env=os.environ, home=Path.home(), out=sys.stdout, err=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -113,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from blueprint.devserver import serve  # noqa: PLC0415
 
         return serve(host=args.host, port=args.port, emulate=args.emulate, allow_remote=args.allow_remote)
+    if args.command == "deploy":
+        return _deploy(args)
     from blueprint.packaging import build  # noqa: PLC0415
 
     return build(args.output)

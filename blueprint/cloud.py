@@ -85,8 +85,35 @@ ERROR_TABLE: dict[str, type[CloudError] | type[BadRequest] | type[AccessDenied] 
     "FailedOperation.OperateLater": CloudUnavailable,
     "FailedOperation.CloudService": CloudUnavailable,
     "FailedOperation.SendMessageTimeoutError": CloudUnavailable,
-    # SCF Invoke: "Operation failed. The function is deploying." The deployment finishes on its own.
-    "FailedOperation.FunctionStatusError": CloudUnavailable,
+    # SCF, as `python -m blueprint deploy` meets it (tencentcloud-sdk-go scf/v20180416/client.go error lists).
+    "ResourceNotFound.FunctionName": NotFound,
+    "ResourceNotFound.Trigger": NotFound,
+    "ResourceNotFound.Namespace": NotFound,
+    "ResourceNotFound.Role": NotFound,
+    "ResourceInUse.Function": CloudRejected,
+    "ResourceInUse.FunctionName": CloudRejected,
+    "ResourceInUse.Trigger": CloudRejected,
+    "ResourceInUse.TriggerName": CloudRejected,
+    # The function is being deployed (Creating / Updating): a later call, once it is Active, succeeds
+    # (Invoke's "Operation failed. The function is deploying." included).
+    "FailedOperation.FunctionStatusError": InstanceBusy,
+    "FailedOperation.FunctionNameStatusError": InstanceBusy,
+    "FailedOperation.UpdateFunctionCode": InstanceBusy,
+    "FailedOperation.UpdateFunctionConfiguration": InstanceBusy,
+    "FailedOperation.CreateTrigger": InstanceBusy,
+    "FailedOperation.DeleteTrigger": InstanceBusy,
+    "FailedOperation.UpdateTrigger": InstanceBusy,
+    "FailedOperation.QcsRoleNotFound": CloudRejected,
+    "LimitExceeded.Function": CloudRejected,
+    "LimitExceeded.Trigger": CloudRejected,
+    "LimitExceeded.Memory": BadRequest,
+    "LimitExceeded.Timeout": BadRequest,
+    "UnsupportedOperation.Trigger": BadRequest,
+    "UnauthorizedOperation.Role": AccessDenied,
+    # Bad keys: the deploying user's (or the role's) credentials are wrong, not the cloud.
+    "AuthFailure.SecretIdNotFound": AccessDenied,
+    "AuthFailure.SignatureFailure": AccessDenied,
+    "AuthFailure.InvalidSecretId": AccessDenied,
 }
 # Families of codes not named above.
 _PREFIXES: tuple[tuple[str, type[CloudError] | type[BadRequest] | type[AccessDenied] | type[NotFound]], ...] = (

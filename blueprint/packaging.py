@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["DEV_ONLY", "RUNTIME_PYTHON", "NetworkUnavailable", "Package", "PackagingError", "build", "build_zip",
-           "function_modules"]
+           "dev_only", "function_modules"]
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_PYTHON = (3, 10)
 PLATFORM = "manylinux2014_x86_64"
-# Local tools that the deployed function never needs (shipped anyway if the function path imports them).
-DEV_ONLY = frozenset({"blueprint.localrun", "blueprint.devserver", "blueprint.packaging"})
+# Local tools that the deployed function never needs (shipped anyway if the function path imports them); a
+# package (blueprint.deploy) stands for all its modules.
+DEV_ONLY = frozenset({"blueprint.localrun", "blueprint.devserver", "blueprint.packaging", "blueprint.deploy"})
 # Directories and files that are never useful on the runtime.
 _DROP_DIRS = frozenset({"__pycache__", "tests", "test"})
 _DROP_SUFFIXES = (".pyc", ".pyo")
@@ -138,15 +139,22 @@ def _prune(site: Path) -> None:
             path.unlink()
 
 
+def dev_only(module: str) -> bool:
+    """True for a local tool's module (one of DEV_ONLY, or inside a DEV_ONLY package)."""
+    return any(module == name or module.startswith(name + ".") for name in DEV_ONLY)
+
+
 def _copy_sources(root: Path, stage: Path) -> list[str]:
     """Copy handler.py and the blueprint package (minus dev-only modules the function never imports)."""
     used = function_modules(root)
-    skipped = sorted(DEV_ONLY - used)
+    skipped = []
     shutil.copy2(root / "handler.py", stage / "handler.py")
     for source in sorted((root / "blueprint").rglob("*.py")):
         relative = source.relative_to(root)
-        module = ".".join(relative.with_suffix("").parts)
-        if module in skipped or "__pycache__" in relative.parts:
+        parts = relative.with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        if (dev_only(module) and module not in used) or "__pycache__" in relative.parts:
+            skipped.append(module)
             continue
         destination = stage / relative
         destination.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""A local Tencent Cloud API 3.0 endpoint (Lighthouse, TDMQ CMQ, SCF Invoke) for development and tests."""
+"""A local Tencent Cloud API 3.0 endpoint (Lighthouse, TDMQ CMQ, SCF functions and Invoke) for development and tests."""
 
 from emulator.core import SECRET_ID, SECRET_KEY, Call, Emulator
 from emulator.errors import ApiError

@@ -20,7 +20,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every call")
     parser.add_argument("--image-seconds", type=float, default=30.0, help="emulated seconds to make an image")
     parser.add_argument("--quota", type=int, default=20, help="default custom-image quota per region")
+    parser.add_argument("--function-seconds", type=float, default=1.0,
+                        help="emulated seconds an SCF function stays Creating/Updating")
+    parser.add_argument("--runtime", action="append", default=[], metavar="NAME=PYTHON",
+                        help="interpreter for an SCF runtime, e.g. Python3.10=/usr/bin/python3.10 (default: PATH)")
     return parser
+
+
+def _runtimes(items: Sequence[str]) -> dict[str, str]:
+    runtimes = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"--runtime wants NAME=PYTHON, got {item!r}")
+        runtimes[name] = path
+    return runtimes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         latency=args.latency,
         image_seconds=args.image_seconds,
         quota=args.quota,
+        function_seconds=args.function_seconds,
+        runtimes=_runtimes(args.runtime),
     )
     stop = threading.Event()
     # SIGTERM from a test harness should end as cleanly as Ctrl-C.

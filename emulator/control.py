@@ -5,6 +5,8 @@ GET  /_emulator/state                      -> instances, blueprints, messages, i
 POST /_emulator/faults   {"kind": "fail"|"drop"|"delay"|"http_status"|"clear", "action": ..., ...}
 POST /_emulator/advance  {"seconds": 30}   -> {"now": ...}
 POST /_emulator/reset    {}                -> back to the initial state
+POST /_emulator/scf/timer {"FunctionName": ..., "TriggerName": ..., "Namespace": "default"}
+                                           -> {"FunctionRequestId": ...} (the timer fired, invocation async)
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from emulator.errors import ApiError
 from emulator.server import JSON, HttpRequest, Reply
 
 if TYPE_CHECKING:
@@ -53,6 +56,12 @@ def _reset(emu: Emulator, body: dict[str, Any]) -> Any:
     return {"ok": True}
 
 
+def _timer(emu: Emulator, body: dict[str, Any]) -> Any:
+    request_id = emu.scf.fire_timer(str(body["FunctionName"]), str(body["TriggerName"]),
+                                    namespace=str(body.get("Namespace", "default")))
+    return {"FunctionRequestId": request_id}
+
+
 _GET: dict[str, Callable[[Emulator], Any]] = {
     "calls": lambda emu: emu.calls_json(),
     "state": lambda emu: emu.snapshot(),
@@ -61,6 +70,7 @@ _POST: dict[str, Callable[[Emulator, dict[str, Any]], Any]] = {
     "faults": _faults,
     "advance": _advance,
     "reset": _reset,
+    "scf/timer": _timer,
 }
 
 
@@ -75,6 +85,8 @@ def handle(emu: Emulator, request: HttpRequest) -> Reply:
             if not isinstance(body, dict):
                 raise ValueError("the body must be a JSON object")
             return _json(_POST[name](emu, body))
+    except ApiError as err:
+        return _json({"error": f"{err.code}: {err.message}"}, status=409)
     except (ValueError, KeyError, TypeError) as err:
         return _json({"error": f"{type(err).__name__}: {err}"}, status=400)
     return _json({"error": f"no control endpoint {request.method} {request.path}"}, status=404)

@@ -59,7 +59,7 @@ class _Pending:
 
 
 class Emulator:
-    """A local Tencent Cloud API 3.0 endpoint for Lighthouse, TDMQ CMQ and SCF Invoke."""
+    """A local Tencent Cloud API 3.0 endpoint for Lighthouse, TDMQ CMQ and SCF (functions, triggers, Invoke)."""
 
     def __init__(
         self,
@@ -77,6 +77,8 @@ class Emulator:
         credentials: Mapping[str, str] | None = None,
         time_limit_ms: int = 900_000,
         retry_events: bool = True,
+        function_seconds: float = 1.0,
+        runtimes: Mapping[str, str] | None = None,
     ) -> None:
         self._initial = load_state(state)
         self._host, self._port = host, port
@@ -94,7 +96,15 @@ class Emulator:
             quota=quota,
         )
         self.tdmq = Tdmq(self.world)
-        self.scf = Scf(self.world, time_limit_ms=time_limit_ms, retry_events=retry_events)
+        self.scf = Scf(
+            self.world,
+            time_limit_ms=time_limit_ms,
+            retry_events=retry_events,
+            function_seconds=function_seconds,
+            runtimes=runtimes,
+            base_url=self._base_url,
+            credentials=(SECRET_ID, SECRET_KEY),
+        )
         services: tuple[Service, ...] = (self.lighthouse, self.tdmq, self.scf)
         self.services: dict[str, Service] = {s.name: s for s in services}
         self._calls: list[Call] = []
@@ -158,6 +168,10 @@ class Emulator:
         """
         return f"http://{self.endpoint}"
 
+    def _base_url(self) -> str:
+        """Where functions reach the emulator (and Function URLs live); a placeholder before start()."""
+        return self.url if self._server is not None else "http://127.0.0.1:0"
+
     # ---- clock and calls -------------------------------------------------------------------------------
 
     def now(self) -> float:
@@ -207,6 +221,18 @@ class Emulator:
     def handle_control(self, request: HttpRequest) -> Reply:
         """Answer a `/_emulator/...` call (see emulator.control)."""
         return control.handle(self, request)
+
+    def handle_function_url(self, request: HttpRequest) -> Reply:
+        """Answer a request to a Function URL (`/_fn/<url-id>/...`, see emulator.furl)."""
+        return self.scf.serve_url(request, cam_signed=lambda: self._cam_signed(request))
+
+    def _cam_signed(self, request: HttpRequest) -> bool:
+        """True when the request carries a valid TC3 signature by a known key (AuthType CAM URLs)."""
+        try:
+            verify(_signed(request), self.keys, time.time())
+        except ApiError:
+            return False
+        return True
 
     def handle_api(self, request: HttpRequest) -> Reply:
         """Answer one cloud API call: always HTTP 200 with the envelope, unless a fault says otherwise."""
@@ -289,6 +315,7 @@ class Emulator:
             "blueprints": self.lighthouse.blueprints(),
             "quotas": {region: self.lighthouse.quota(region) for region in self.world.regions},
             **self.tdmq.snapshot(),
+            "functions": self.scf.functions(),
             "invocations": self.scf.invocations,
             "faults": self.faults.pending(),
         }

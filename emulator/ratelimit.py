@@ -7,7 +7,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 
-# Documented limits (reference §3.4, §4, §5); actions not listed are unlimited.
+# Documented limits (Lighthouse, TDMQ and SCF API pages); actions not listed are unlimited.
 DEFAULT_LIMITS: dict[str, int] = {
     "CreateBlueprint": 20,
     "DescribeBlueprints": 10,
@@ -16,6 +16,13 @@ DEFAULT_LIMITS: dict[str, int] = {
     "SendCmqMsg": 20,
     "PublishCmqMsg": 20,
     "Invoke": 100,
+    # SCF deploy calls (current API pages; older pages said CreateFunction 10/s and UpdateFunctionCode 20/s).
+    # UpdateFunctionConfiguration, ListFunctions, ListTriggers, UpdateTrigger and DeleteFunction: not found.
+    "CreateFunction": 100,
+    "GetFunction": 100,
+    "UpdateFunctionCode": 100,
+    "CreateTrigger": 100,
+    "DeleteTrigger": 100,
 }
 
 

@@ -1,6 +1,7 @@
 """Per-action request schemas: field -> (type, required), checked the way the gateway does.
 
-Types: "str", "int", "bool", "float", "str[]", "tag[]", "filter[]". GET requests arrive as
+Types: "str", "int", "bool", "float", "str[]", "tag[]", "filter[]", plus nested objects and lists of objects a
+service declares with `define_object` / `define_list` (SCF's `Code`, `Environment`). GET requests arrive as
 flat strings (`Filters.0.Values.1=x`, booleans `True`); `unflatten` rebuilds the JSON shape and
 `validate` coerces those strings, so POST and GET share one code path.
 """
@@ -88,9 +89,25 @@ def _object(field: str, value: Any, shape: Schema, from_query: bool) -> dict[str
 _TAG: Schema = {"Key": ("str", True), "Value": ("str", True)}
 _FILTER: Schema = {"Name": ("str", True), "Values": ("str[]", True)}
 _ELEMENTS: dict[str, Schema | str] = {"str[]": "str", "tag[]": _TAG, "filter[]": _FILTER}
+# Nested objects by type name (a parameter whose value is one JSON object with its own schema).
+_OBJECTS: dict[str, Schema] = {}
+
+
+def define_object(kind: str, shape: Schema) -> str:
+    """Declare a nested-object type `kind` checked against `shape`; returns `kind` for use in schemas."""
+    _OBJECTS[kind] = shape
+    return kind
+
+
+def define_list(kind: str, element: Schema) -> str:
+    """Declare a list-of-objects type `kind` whose items are checked against `element`; returns `kind`."""
+    _ELEMENTS[kind] = element
+    return kind
 
 
 def _field(field: str, kind: str, value: Any, from_query: bool) -> Any:
+    if kind in _OBJECTS:
+        return _object(field, value, _OBJECTS[kind], from_query)
     element = _ELEMENTS.get(kind)
     if element is None:
         return _scalar(field, kind, value, from_query)

@@ -1,10 +1,10 @@
-"""HTTP front: a threaded loopback server that hands API calls and control calls to the emulator."""
+"""HTTP front: a threaded loopback server that hands API calls, control calls and Function URL traffic on."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 log = logging.getLogger("emulator")
 
 CONTROL_PREFIX = "/_emulator/"
+FUNCTION_URL_PREFIX = "/_fn/"
 JSON = "application/json"  # exactly this: the SDK ignores errors under any other value (§2.4)
 
 
@@ -23,6 +24,7 @@ class Reply:
     body: bytes = b""
     content_type: str = JSON
     drop: bool = False
+    headers: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class HttpRequest:
     query: str
     headers: dict[str, str]
     body: bytes
+    client: str = ""
 
 
 class App(Protocol):
@@ -45,6 +48,10 @@ class App(Protocol):
 
     def handle_control(self, request: HttpRequest) -> Reply:
         """Answer a `/_emulator/...` control call."""
+        ...
+
+    def handle_function_url(self, request: HttpRequest) -> Reply:
+        """Answer a request to a Function URL (`/_fn/<url-id>/...`)."""
         ...
 
 
@@ -60,26 +67,53 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._serve()
 
+    # Function URLs take any method; the API and the control path only GET and POST.
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def do_PATCH(self) -> None:
+        self._serve()
+
+    def do_HEAD(self) -> None:
+        self._serve()
+
+    def do_OPTIONS(self) -> None:
+        self._serve()
+
     def _read(self) -> HttpRequest:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         parts = urlsplit(self.path)
         headers = {name.lower(): value for name, value in self.headers.items()}
-        return HttpRequest(self.command, parts.path, parts.query, headers, body)
+        return HttpRequest(self.command, parts.path, parts.query, headers, body, str(self.client_address[0]))
+
+    def _route(self, request: HttpRequest) -> Reply:
+        app = self.server.app
+        if request.path.startswith(FUNCTION_URL_PREFIX):
+            return app.handle_function_url(request)
+        if request.method not in ("GET", "POST"):
+            return Reply(status=405, body=b'{"error": "method not allowed"}')
+        if request.path.startswith(CONTROL_PREFIX):
+            return app.handle_control(request)
+        return app.handle_api(request)
 
     def _serve(self) -> None:
         request = self._read()
-        app = self.server.app
-        control = request.path.startswith(CONTROL_PREFIX)
-        reply = app.handle_control(request) if control else app.handle_api(request)
+        reply = self._route(request)
         if reply.drop:
             self.close_connection = True  # the socket closes with nothing written
             return
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(reply.body)))
+        for name, value in reply.headers:
+            self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(reply.body)
+        if request.method != "HEAD":
+            self.wfile.write(reply.body)
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("%s " + format, self.address_string(), *args)

@@ -1,4 +1,5 @@
-"""deploy/cam-policy.json grants exactly the cloud API actions the code can call, found by reading the code.
+"""deploy/cam-policy.json grants exactly the cloud API actions the function can call, and
+deploy/cam-deploy-policy.json exactly those `python -m blueprint deploy` calls, both found by reading the code.
 
 The scan follows how the code reaches the SDK (blueprint/*.py, sinks included):
 - a client comes from `<cache>.get("<service>", region, <module>.<Name>Client)`; a variable bound to it is a
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from blueprint.lighthouse import LighthouseService
+from blueprint.packaging import dev_only
 
 ROOT = Path(__file__).resolve().parents[2]
 CAM_NAMES = {("scf", "Invoke"): "scf:InvokeFunction"}
@@ -80,18 +82,34 @@ def sdk_actions(path: Path) -> set[tuple[str, str]]:
     return actions
 
 
-def code_actions() -> set[str]:
+def _module(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def code_actions(*, deploy_tool: bool = False) -> set[str]:
+    """CAM actions of the function's code, or (`deploy_tool`) of the local deploy command's code.
+
+    The local tools (blueprint.deploy, ...) call the cloud as the deploying user, not as the run role.
+    """
     found: set[tuple[str, str]] = set()
     for path in sorted((ROOT / "blueprint").rglob("*.py")):
-        found |= sdk_actions(path)
+        module = _module(path)
+        in_deploy_tool = module == "blueprint.deploy" or module.startswith("blueprint.deploy.")
+        if in_deploy_tool if deploy_tool else not dev_only(module):
+            found |= sdk_actions(path)
     return {CAM_NAMES.get(pair, f"{pair[0]}:{pair[1]}") for pair in found}
+
+
+def _load(name: str) -> dict[str, object]:
+    data = json.loads((ROOT / "deploy" / name).read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
 
 
 @pytest.fixture(scope="module")
 def policy() -> dict[str, object]:
-    data = json.loads((ROOT / "deploy" / "cam-policy.json").read_text(encoding="utf-8"))
-    assert isinstance(data, dict)
-    return data
+    return _load("cam-policy.json")
 
 
 def policy_actions(policy: dict[str, object]) -> set[str]:
@@ -128,3 +146,20 @@ def test_policy_shape(policy: dict[str, object]) -> None:
         if resources == ["*"]:
             # Only list/describe actions, which CAM does not scope to resources.
             assert all(a.split(":")[1].startswith("Describe") for a in statement["action"])
+
+
+def test_the_deploying_users_policy_grants_exactly_what_the_deploy_command_calls() -> None:
+    policy = _load("cam-deploy-policy.json")
+    scanned = code_actions(deploy_tool=True)
+    assert {"scf:GetFunction", "scf:CreateFunction", "scf:UpdateFunctionCode", "scf:CreateTrigger"} <= scanned
+    # A function with a run role needs cam:PassRole on that role (the code never calls CAM itself).
+    needed = scanned | {"cam:PassRole"}
+    granted = policy_actions(policy)
+    assert not needed - granted, f"missing from the policy: {sorted(needed - granted)}"
+    assert not granted - needed, f"granted but never called: {sorted(granted - needed)}"
+    assert not code_actions() & {a for a in scanned if a != "scf:InvokeFunction"}, "the run role needs none of them"
+    for statement in policy["statement"]:  # type: ignore[attr-defined]
+        assert statement["effect"] == "allow"
+        assert all(r.startswith("qcs::") and len(r.split(":")) == 6 for r in statement["resource"])
+    docs = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    assert all(f"`{action}`" in docs for action in needed), "docs/deploy.md lists the deploying user's actions"

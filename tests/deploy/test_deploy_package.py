@@ -9,18 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from blueprint.packaging import DEV_ONLY, NetworkUnavailable, Package, build_zip, function_modules
+from blueprint.packaging import DEV_ONLY, Package, dev_only, function_modules
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 10 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def package(tmp_path_factory: pytest.TempPathFactory) -> Package:
-    try:
-        return build_zip(tmp_path_factory.mktemp("dist") / "fn.zip")
-    except NetworkUnavailable as err:
-        pytest.skip(f"the package index is unreachable, cannot download the runtime's wheels: {err}")
+def package(built_package: Package) -> Package:
+    """The session's zip (tests/deploy/conftest.py builds it once for every worker)."""
+    return built_package
 
 
 def test_zip_contents(package: Package) -> None:
@@ -36,6 +34,7 @@ def test_zip_contents(package: Package) -> None:
     assert not any("/tests/" in n or "/test/" in n for n in names)
     for module in DEV_ONLY:
         assert f"{module.replace('.', '/')}.py" not in names
+    assert not any(n.startswith("blueprint/deploy/") for n in names), "the deploy tool is not part of the function"
     pycs = [n for n in names if n.endswith(".pyc")]
     if sys.version_info[:2] == (3, 10):
         assert "__pycache__/handler.cpython-310.pyc" in names
@@ -54,3 +53,5 @@ def test_dev_modules_are_off_the_function_path() -> None:
     used = function_modules(ROOT)
     assert {"blueprint.app", "blueprint.http", "blueprint.sinks"} <= used
     assert not used & DEV_ONLY
+    assert not [m for m in used if dev_only(m)], "handler.py reaches a local tool (blueprint.deploy...)"
+    assert dev_only("blueprint.deploy.plan") and not dev_only("blueprint.deployed")
