@@ -153,14 +153,14 @@ def test_a_wait_follow_up_that_cannot_be_scheduled_fails_the_run(make_app, emu, 
     emu.faults.fail("Invoke", "InternalError", times=10)
     app = make_app()
     with pytest.raises(BlueprintError, match="retry"):
-        app.handle(timer_event({"InstanceId": "lhins-web00001", "Wait": True}), context(time_limit_in_ms=12_000))
+        app.handle(timer_event({"InstanceId": "lhins-web00001", "Wait": True}), context(time_limit_in_ms=20_000))
     events = received_events(receiver)
     assert [e["type"].rsplit(".", 1)[-1] for e in events] == ["created", "failed"]
     assert events[1]["data"]["Error"]["Code"] == "FailedOperation.FollowUp"
     assert events[1]["data"]["BlueprintId"] == managed(emu)["lhins-web00001"][0]["BlueprintId"]
     # The platform's retry finds the image (no second one) and schedules the follow-up.
     emu.faults.clear()
-    app.handle(timer_event({"InstanceId": "lhins-web00001", "Wait": True}), context(time_limit_in_ms=12_000))
+    app.handle(timer_event({"InstanceId": "lhins-web00001", "Wait": True}), context(time_limit_in_ms=20_000))
     assert len(managed(emu)["lhins-web00001"]) == 1
     assert len(recorded_calls(emu)) == 1
 
@@ -168,7 +168,7 @@ def test_a_wait_follow_up_that_cannot_be_scheduled_fails_the_run(make_app, emu, 
 def test_a_follow_up_follows_the_image_to_ready_end_to_end(make_app, emu, receiver) -> None:
     emu.scf.add_function(FN)
     app = make_app()
-    first = app.handle(timer_event({"InstanceId": "lhins-web00001", "Wait": True}), context(time_limit_in_ms=12_000))
+    first = app.handle(timer_event({"InstanceId": "lhins-web00001", "Wait": True}), context(time_limit_in_ms=20_000))
     assert first["Dispatched"] == 1 and "still in progress" in first["Results"][0]["Reason"]
     [call] = recorded_calls(emu)
     assert call["event"]["Kind"] == "follow"

@@ -109,7 +109,8 @@ def test_dry_run_lists_the_plan(make_app, emu) -> None:
 def test_fan_out_dispatches_one_child_per_instance_and_they_complete(make_app, emu, receiver, tagged: int) -> None:
     wanted = add_fleet(emu, total=tagged * 2, tagged=tagged)
     app = make_app(BLUEPRINT_MAX_INSTANCES="500")
-    emu.scf.register("lighthouse-blueprint", app.handle)
+    # Children run in other warm containers: their own App and clock (their waits are not the parent's).
+    emu.scf.register("lighthouse-blueprint", make_app().handle)
     answer = app.handle(timer_event({"Selector": SELECTOR, "Dispatch": "invoke"}), context())
     assert answer["Dispatched"] == tagged
     assert emu.scf.wait_idle(timeout=300)
@@ -129,7 +130,8 @@ def test_fan_out_dispatches_one_child_per_instance_and_they_complete(make_app, e
 def test_automatic_fan_out_above_the_threshold(make_app, emu) -> None:
     add_fleet(emu, total=12, tagged=12)
     app = make_app(BLUEPRINT_DISPATCH_THRESHOLD="5")
-    emu.scf.register("lighthouse-blueprint", app.handle)
+    # Children run in other warm containers: their own App and clock (their waits are not the parent's).
+    emu.scf.register("lighthouse-blueprint", make_app().handle)
     answer = app.handle(timer_event({"Selector": SELECTOR}), context())
     assert answer["Dispatched"] == 12
     assert emu.scf.wait_idle(timeout=60)
@@ -170,7 +172,8 @@ def test_children_carry_slot_deadline_and_correlation_id(make_app, emu) -> None:
 def test_inline_run_short_of_time_hands_the_rest_to_children(make_app, emu, receiver) -> None:
     add_fleet(emu, total=5, tagged=5)
     app = make_app()
-    emu.scf.register("lighthouse-blueprint", app.handle)
+    # Children run in other warm containers: their own App and clock (their waits are not the parent's).
+    emu.scf.register("lighthouse-blueprint", make_app().handle)
     # 7 s limit minus the 3 s margin leaves less than one instance's budget: nothing starts inline.
     answer = app.handle(timer_event({"Selector": SELECTOR}), context(time_limit_in_ms=7_000))
     assert answer["Dispatched"] == 5

@@ -240,8 +240,9 @@ def test_a_failed_image_of_the_slot_does_not_block_a_retry(make_app, emu) -> Non
 
 def test_deadline_shorter_than_the_image_ends_cleanly_and_hands_on(make_app, emu, receiver) -> None:
     app = make_app()
-    emu.scf.register("lighthouse-blueprint", app.handle)
-    answer = app.handle(timer_event({**JOB, "Wait": True}), context(time_limit_in_ms=12_000))
+    # Children run in other warm containers: their own App and clock (their waits are not the parent's).
+    emu.scf.register("lighthouse-blueprint", make_app().handle)
+    answer = app.handle(timer_event({**JOB, "Wait": True}), context(time_limit_in_ms=20_000))
     result = answer["Results"][0]
     assert result["State"] == "CREATING"
     assert "still in progress" in result["Reason"]

@@ -56,8 +56,9 @@ def test_no_restart_when_the_image_was_live(make_app, emu) -> None:
 
 def test_the_follow_up_call_restarts_when_time_ran_out(make_app, emu, receiver) -> None:
     app = make_app()
-    emu.scf.register("lighthouse-blueprint", app.handle)
-    answer = app.handle(timer_event(JOB), context(time_limit_in_ms=12_000))
+    # Children run in other warm containers: their own App and clock (their waits are not the parent's).
+    emu.scf.register("lighthouse-blueprint", make_app().handle)
+    answer = app.handle(timer_event(JOB), context(time_limit_in_ms=20_000))
     assert "still in progress" in answer["Results"][0]["Reason"]
     assert emu.scf.wait_idle(timeout=30)
     assert [c.params["InstanceIds"] for c in emu.calls_of("StartInstances")] == [["lhins-web00001"]]
