@@ -1,6 +1,7 @@
 """Per-action request schemas: field -> (type, required), checked the way the gateway does.
 
-Types: "str", "int", "bool", "float", "str[]", "tag[]", "filter[]". GET requests arrive as
+Types: "str", "int", "bool", "float", "obj" (any JSON object, not looked into), "str[]", "tag[]",
+"filter[]", "obj[]", and the Tag service's "tagkv[]" ({TagKey, TagValue}) and "tagfilter[]". GET requests arrive as
 flat strings (`Filters.0.Values.1=x`, booleans `True`); `unflatten` rebuilds the JSON shape and
 `validate` coerces those strings, so POST and GET share one code path.
 """
@@ -87,10 +88,28 @@ def _object(field: str, value: Any, shape: Schema, from_query: bool) -> dict[str
 
 _TAG: Schema = {"Key": ("str", True), "Value": ("str", True)}
 _FILTER: Schema = {"Name": ("str", True), "Values": ("str[]", True)}
-_ELEMENTS: dict[str, Schema | str] = {"str[]": "str", "tag[]": _TAG, "filter[]": _FILTER}
+_TAG_KV: Schema = {"TagKey": ("str", True), "TagValue": ("str", True), "Category": ("str", False)}
+_TAG_FILTER: Schema = {"TagKey": ("str", True), "TagValue": ("str[]", False)}
+_ELEMENTS: dict[str, Schema | str] = {
+    "str[]": "str",
+    "tag[]": _TAG,
+    "filter[]": _FILTER,
+    "obj[]": "obj",
+    "tagkv[]": _TAG_KV,
+    "tagfilter[]": _TAG_FILTER,
+}
+
+
+def _opaque(field: str, value: Any) -> dict[str, Any]:
+    """An object the emulator accepts without looking inside (e.g. ResetInstance's LoginConfiguration)."""
+    if not isinstance(value, dict):
+        raise _bad(field, "object")
+    return value
 
 
 def _field(field: str, kind: str, value: Any, from_query: bool) -> Any:
+    if kind == "obj":
+        return _opaque(field, value)
     element = _ELEMENTS.get(kind)
     if element is None:
         return _scalar(field, kind, value, from_query)
@@ -99,7 +118,9 @@ def _field(field: str, kind: str, value: Any, from_query: bool) -> Any:
     out = []
     for index, item in enumerate(value):
         name = f"{field}.{index}"
-        if isinstance(element, str):
+        if element == "obj":
+            out.append(_opaque(name, item))
+        elif isinstance(element, str):
             out.append(_scalar(name, element, item, from_query))
         else:
             out.append(_object(name, item, element, from_query))
