@@ -22,7 +22,7 @@ from tencentcloud.tdmq.v20200217 import tdmq_client
 from emulator import SECRET_ID, SECRET_KEY, Emulator
 from emulator.signing import authorization_header, canonical_request, signature
 
-VERSIONS = {"lighthouse": "2020-03-24", "tdmq": "2020-02-17", "scf": "2018-04-16"}
+VERSIONS = {"lighthouse": "2020-03-24", "tdmq": "2020-02-17", "scf": "2018-04-16", "tag": "2018-08-13"}
 
 
 def profile(emu: Emulator, method: str = "POST") -> ClientProfile:
