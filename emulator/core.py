@@ -30,7 +30,7 @@ from emulator.tdmq import Tdmq
 
 log = logging.getLogger("emulator")
 
-# Public, fixed test credentials (CONTRACT §7), not secrets.
+# Public, fixed test credentials, not secrets.
 SECRET_ID = "AKIDEMULATOR"  # noqa: S105
 SECRET_KEY = "emulator-secret"  # noqa: S105
 

@@ -1,4 +1,4 @@
-"""Filters and paging shared by the Describe* actions (reference §6 item 6)."""
+"""Filters and paging shared by the Describe* actions."""
 
 from __future__ import annotations
 

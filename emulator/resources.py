@@ -1,4 +1,4 @@
-"""Builders for Lighthouse objects in their API shape (reference §3.5 object tables)."""
+"""Builders for Lighthouse objects in their API shape."""
 
 from __future__ import annotations
 

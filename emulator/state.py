@@ -75,7 +75,7 @@ def _disk(disk_id: str, instance_id: str | None, name: str) -> dict[str, Any]:
 
 
 def sample_state() -> dict[str, Any]:
-    """A fresh copy of the sample state served when no state is given (CONTRACT §7)."""
+    """A fresh copy of the sample state served when no state is given."""
     return {
         "regions": ["ap-guangzhou", "ap-shanghai"],
         "quota": 20,
