@@ -2,6 +2,6 @@
 
 from emulator.core import SECRET_ID, SECRET_KEY, Call, Emulator
 from emulator.errors import ApiError
-from emulator.state import sample_state
+from emulator.state import DEFAULT_UIN, sample_state
 
-__all__ = ["SECRET_ID", "SECRET_KEY", "ApiError", "Call", "Emulator", "sample_state"]
+__all__ = ["DEFAULT_UIN", "SECRET_ID", "SECRET_KEY", "ApiError", "Call", "Emulator", "sample_state"]

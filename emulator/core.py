@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 from emulator import control
 from emulator.errors import ApiError
 from emulator.faults import Faults, Plan
+from emulator.lh_core import Options
 from emulator.lighthouse import Lighthouse
 from emulator.ratelimit import RateLimiter, resolve_limits
 from emulator.scf import Scf
@@ -23,12 +24,13 @@ from emulator.schema import unflatten, validate
 from emulator.server import JSON, HttpRequest, HttpServer, Reply
 from emulator.service import Ctx, Service
 from emulator.signing import SignedRequest, verify
-from emulator.state import World, load_state
+from emulator.state import DEFAULT_UIN, World, load_state
+from emulator.tag import Tag
 from emulator.tdmq import Tdmq
 
 log = logging.getLogger("emulator")
 
-# Public, fixed test credentials (CONTRACT §7), not secrets.
+# Public, fixed test credentials, not secrets.
 SECRET_ID = "AKIDEMULATOR"  # noqa: S105
 SECRET_KEY = "emulator-secret"  # noqa: S105
 
@@ -59,7 +61,7 @@ class _Pending:
 
 
 class Emulator:
-    """A local Tencent Cloud API 3.0 endpoint for Lighthouse, TDMQ CMQ and SCF (functions, triggers, Invoke)."""
+    """A local Tencent Cloud API 3.0 endpoint: Lighthouse, TDMQ CMQ, SCF (functions, triggers, Invoke) and Tag."""
 
     def __init__(
         self,
@@ -75,26 +77,31 @@ class Emulator:
         latency: float | Mapping[str, float] = 0.0,
         rate_limits: Mapping[str, int | None] | bool | None = None,
         credentials: Mapping[str, str] | None = None,
+        accounts: Mapping[str, str] | None = None,
         time_limit_ms: int = 900_000,
         retry_events: bool = True,
         function_seconds: float = 1.0,
         runtimes: Mapping[str, str] | None = None,
+        **lighthouse_options: Any,
     ) -> None:
         self._initial = load_state(state)
         self._host, self._port = host, port
         self.latency = latency
         self.keys = {SECRET_ID: SECRET_KEY, **dict(credentials or {})}
+        # secret id -> account uin; every other secret id belongs to DEFAULT_UIN.
+        self.uins: dict[str, str] = dict(accounts or {})
         self.world = World()
         self.faults = Faults()
         self.limiter = RateLimiter(resolve_limits(rate_limits))
-        self.lighthouse = Lighthouse(
-            self.world,
+        options = Options(
             image_seconds=image_seconds,
             op_seconds=op_seconds,
             in_progress_state=in_progress_state,
             restart_after_image=restart_after_image,
             quota=quota,
+            **lighthouse_options,
         )
+        self.lighthouse = Lighthouse(self.world, options)
         self.tdmq = Tdmq(self.world)
         self.scf = Scf(
             self.world,
@@ -105,7 +112,8 @@ class Emulator:
             base_url=self._base_url,
             credentials=(SECRET_ID, SECRET_KEY),
         )
-        services: tuple[Service, ...] = (self.lighthouse, self.tdmq, self.scf)
+        self.tag = Tag(self.world, self.lighthouse.tag_target, self.lighthouse.taggable)
+        services: tuple[Service, ...] = (self.lighthouse, self.tdmq, self.scf, self.tag)
         self.services: dict[str, Service] = {s.name: s for s in services}
         self._calls: list[Call] = []
         self._calls_lock = threading.Lock()
@@ -143,6 +151,8 @@ class Emulator:
             self.world.regions[:] = list(self._initial.get("regions") or [])
             for service in self.services.values():
                 service.reset(self._initial)
+            for uin in set(self.uins.values()):
+                self.lighthouse.add_account(uin)
         self.faults.clear()
         self.limiter.reset()
         self.reset_calls()
@@ -171,6 +181,20 @@ class Emulator:
     def _base_url(self) -> str:
         """Where functions reach the emulator (and Function URLs live); a placeholder before start()."""
         return self.url if self._server is not None else "http://127.0.0.1:0"
+
+    def add_account(self, secret_id: str, secret_key: str, uin: str) -> None:
+        """Let `secret_id`/`secret_key` sign requests as the (main) account `uin`.
+
+        Raises:
+            ValueError: when `uin` is not all digits.
+        """
+        self.lighthouse.add_account(uin)
+        self.keys[secret_id] = secret_key
+        self.uins[secret_id] = uin
+
+    def uin_of(self, secret_id: str) -> str:
+        """The account a secret id signs as."""
+        return self.uins.get(secret_id, DEFAULT_UIN)
 
     # ---- clock and calls -------------------------------------------------------------------------------
 
@@ -266,7 +290,8 @@ class Emulator:
         if plan.error is not None:
             raise plan.error
         params = validate(raw, service.schemas[action], from_query=request.method == "GET")
-        result = service.call(action, params, Ctx(action, str(pending.region), pending.request_id))
+        ctx = Ctx(action, pending.region or "", pending.request_id, self.uin_of(auth.secret_id))
+        result = service.call(action, params, ctx)
         self._record(pending, None, dropped=plan.drop_after)
         if plan.drop_after:
             return Reply(drop=True)
@@ -285,7 +310,8 @@ class Emulator:
             raise ApiError("NoSuchVersion", f"The version `{version}` of `{service_name}` does not exist.")
         if pending.action not in service.schemas:
             raise ApiError("InvalidAction", f"The action `{pending.action}` of `{service_name}` does not exist.")
-        self._check_region(pending.region)
+        if service.regional or pending.region:
+            self._check_region(pending.region)
         if not self.limiter.allow(pending.action):
             raise ApiError("RequestLimitExceeded", f"`{pending.action}` exceeds its request rate limit.")
         return service
@@ -313,6 +339,11 @@ class Emulator:
             "regions": list(self.world.regions),
             "instances": self.lighthouse.instances(),
             "blueprints": self.lighthouse.blueprints(),
+            "disks": self.lighthouse.disks(),
+            "disk_backups": self.lighthouse.disk_backups(),
+            "resets": self.lighthouse.all_resets(),
+            "accounts": self.lighthouse.accounts(),
+            "unavailable_regions": sorted(self.world.unavailable),
             "quotas": {region: self.lighthouse.quota(region) for region in self.world.regions},
             **self.tdmq.snapshot(),
             "functions": self.scf.functions(),

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-import copy
 import functools
-import heapq
-import itertools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from emulator import resources
-from emulator.clock import iso
 from emulator.errors import ApiError
+from emulator.lh_core import (
+    DELETABLE_STATES,
+    MAX_NAME,
+    MAX_TAGS,
+    LighthouseCore,
+    Options,
+    check_blueprint_id,
+    check_id_list,
+)
+from emulator.lh_disks import DISK_SCHEMAS, DisksMixin
+from emulator.lh_reset import RESET_SCHEMAS, ResetMixin
+from emulator.lh_sharing import SHARING_SCHEMAS, SharingMixin
 from emulator.query import (
-    MAX_IDS,
     Getter,
     apply_filters,
     check_filters,
@@ -23,12 +30,8 @@ from emulator.query import (
 )
 from emulator.schema import Schema
 from emulator.service import Ctx
-from emulator.state import DEFAULT_REGION, World, region_info
+from emulator.state import World, region_info
 
-OPERABLE_STATES = ("RUNNING", "STOPPED")
-DELETABLE_STATES = ("NORMAL", "ISOLATED", "CREATEFAILED", "SYNCING_FAILED")
-MAX_NAME = 60
-MAX_TAGS = 10
 BLUEPRINT_TYPES = ("APP_OS", "PURE_OS", "DOCKER", "PRIVATE", "SHARED", "GAME_PORTAL")
 PLATFORM_TYPES = ("LINUX_UNIX", "WINDOWS")
 # Quota resources DescribeGeneralResourceQuotas knows; only BLUEPRINT follows the state.
@@ -82,6 +85,9 @@ SCHEMAS: dict[str, Schema] = {
     "StartInstances": {"InstanceIds": ("str[]", True)},
     "StopInstances": {"InstanceIds": ("str[]", True), "StopType": ("str", False)},
     "DescribeRegions": {},
+    **SHARING_SCHEMAS,
+    **DISK_SCHEMAS,
+    **RESET_SCHEMAS,
 }
 
 _BLUEPRINT_FILTERS: dict[str, Getter] = {
@@ -105,37 +111,16 @@ _INSTANCE_FILTERS: dict[str, Getter] = {
 }
 
 
-class Lighthouse:
+class Lighthouse(SharingMixin, DisksMixin, ResetMixin, LighthouseCore):
     """Lighthouse state and actions; every method runs under the world lock."""
 
     name = "lighthouse"
     version = "2020-03-24"
+    regional = True
     schemas = SCHEMAS
 
-    def __init__(
-        self,
-        world: World,
-        *,
-        image_seconds: float,
-        op_seconds: float,
-        in_progress_state: str,
-        restart_after_image: bool,
-        quota: int,
-    ) -> None:
-        self._world = world
-        self.image_seconds = image_seconds
-        self.op_seconds = op_seconds
-        self.in_progress_state = in_progress_state
-        self.restart_after_image = restart_after_image
-        self.default_quota = quota
-        # UNVERIFIED: how `tag:<key>` reads a key that holds a colon; True cuts the key at its first colon.
-        self.tag_split_colon = False
-        self._instances: dict[str, dict[str, Any]] = {}
-        self._blueprints: dict[str, dict[str, Any]] = {}
-        self._quotas: dict[str, int] = {}
-        self._fail_images: list[str | None] = []
-        self._timers: list[tuple[float, int, Callable[[], None]]] = []
-        self._seq = itertools.count()
+    def __init__(self, world: World, options: Options | None = None) -> None:
+        super().__init__(world, options or Options())
         self._handlers: dict[str, Callable[[dict[str, Any], Ctx], dict[str, Any]]] = {
             "CreateBlueprint": self._create_blueprint,
             "DescribeBlueprints": self._describe_blueprints,
@@ -145,25 +130,29 @@ class Lighthouse:
             "StartInstances": self._start_instances,
             "StopInstances": self._stop_instances,
             "DescribeRegions": self._describe_regions,
+            **self._sharing_handlers(),
+            **self._disk_handlers(),
+            **self._reset_handlers(),
         }
 
     # ---- lifecycle -------------------------------------------------------------------------
 
     def reset(self, state: dict[str, Any]) -> None:
-        """Forget everything and load instances, blueprints and quotas from `state`."""
+        """Forget everything and load accounts, instances, images, disks, backup points and quotas from `state`."""
         with self._world.lock:
-            self._instances.clear()
-            self._blueprints.clear()
-            self._fail_images.clear()
-            self._timers.clear()
-            self.default_quota = int(state.get("quota", self.default_quota))
+            self._clear()
+            self.default_quota = int(state.get("quota", self.opts.quota))
             self._quotas = {region: int(n) for region, n in (state.get("quotas") or {}).items()}
+            self._world.unavailable.clear()
+            for uin in state.get("accounts") or []:
+                self.add_account(str(uin))
             for item in state.get("instances") or []:
                 fields = dict(item)
                 self.add_instance(fields.pop("InstanceId"), **fields)
             for item in state.get("blueprints") or []:
                 fields = dict(item)
                 self.add_blueprint(fields.pop("BlueprintName"), **fields)
+            self._load_disks(state)
 
     def call(self, action: str, params: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
         """Run a Lighthouse action after the due state transitions."""
@@ -171,212 +160,41 @@ class Lighthouse:
             self.tick()
             return self._handlers[action](params, ctx)
 
-    def tick(self) -> None:
-        """Apply every scheduled transition whose emulated time has come."""
-        with self._world.lock:
-            now = self._world.clock.now()
-            while self._timers and self._timers[0][0] <= now:
-                _, _, action = heapq.heappop(self._timers)
-                action()
-
-    def _schedule(self, delay: float, action: Callable[[], None]) -> None:
-        heapq.heappush(self._timers, (self._world.clock.now() + delay, next(self._seq), action))
-        if delay <= 0:
-            self.tick()
-
-    # ---- Python API for tests ----------------------------------------------------------------
-
-    def add_instance(
-        self,
-        InstanceId: str,
-        *,
-        Region: str = DEFAULT_REGION,
-        InstanceName: str | None = None,
-        InstanceState: str = "RUNNING",
-        Tags: Iterable[Mapping[str, str]] = (),
-        **extra: Any,
-    ) -> dict[str, Any]:
-        """Add (or replace) an instance; returns a copy of it.
-
-        Raises:
-            ValueError: when InstanceId is not `lhins-` + 8 of [a-z0-9].
-        """
-        if not resources.INSTANCE_ID_RE.match(InstanceId):
-            raise ValueError(f"malformed instance id {InstanceId!r}: want lhins- and 8 of [a-z0-9]")
-        with self._world.lock:
-            self._world.add_region(Region)
-            item = resources.instance(
-                InstanceId,
-                Region,
-                self._world.clock.now(),
-                InstanceName=InstanceName,
-                InstanceState=InstanceState,
-                Tags=list(Tags),
-                **extra,
-            )
-            self._instances[InstanceId] = item
-            return copy.deepcopy(item)
-
-    def instances(self, region: str | None = None) -> list[dict[str, Any]]:
-        """Copies of the instances (API shape plus "Region"), optionally of one region."""
-        with self._world.lock:
-            self.tick()
-            return [copy.deepcopy(i) for i in self._instances.values() if region in (None, i["Region"])]
-
-    def set_instance_tags(self, instance_id: str, tags: list[dict[str, str]]) -> None:
-        """Replace an instance's tags.
-
-        Raises:
-            KeyError: for an unknown instance.
-        """
-        with self._world.lock:
-            self._instances[instance_id]["Tags"] = resources.tags_of(tags)
-
-    def set_instance_state(self, instance_id: str, state: str) -> None:
-        """Force an instance's InstanceState (e.g. PENDING to test InvalidInstanceState).
-
-        Raises:
-            KeyError: for an unknown instance.
-        """
-        with self._world.lock:
-            self._instances[instance_id]["InstanceState"] = state
-
-    def add_blueprint(
-        self,
-        BlueprintName: str,
-        *,
-        Region: str = DEFAULT_REGION,
-        BlueprintState: str = "NORMAL",
-        Tags: Iterable[Mapping[str, str]] = (),
-        CreatedTime: str | None = None,
-        BlueprintId: str | None = None,
-        **extra: Any,
-    ) -> dict[str, Any]:
-        """Add a user's own (PRIVATE) image; returns a copy of it.
-
-        Raises:
-            ValueError: when BlueprintId is given and not `lhbp-` + 8 of [a-z0-9].
-        """
-        if BlueprintId is not None and not resources.BLUEPRINT_ID_RE.match(BlueprintId):
-            raise ValueError(f"malformed blueprint id {BlueprintId!r}: want lhbp- and 8 of [a-z0-9]")
-        with self._world.lock:
-            self._world.add_region(Region)
-            bp_id = BlueprintId or resources.new_id("lhbp", self._blueprints)
-            fields: dict[str, Any] = {"BlueprintState": BlueprintState, "Tags": list(Tags), **extra}
-            if CreatedTime is not None:
-                fields["CreatedTime"] = CreatedTime
-            bp = resources.private_blueprint(bp_id, BlueprintName, Region, self._world.clock.now(), **fields)
-            self._blueprints[bp_id] = bp
-            return copy.deepcopy(bp)
-
-    def blueprints(self, region: str | None = None, *, private_only: bool = True) -> list[dict[str, Any]]:
-        """Copies of the images (API shape plus "Region" and source "InstanceId")."""
-        with self._world.lock:
-            self.tick()
-            regions = [region] if region else list(self._world.regions)
-            found = [copy.deepcopy(bp) for bp in self._blueprints.values() if bp["Region"] in regions]
-            if private_only:
-                return found
-            public = [{**bp, "Region": r, "InstanceId": None} for r in regions for bp in resources.public_blueprints()]
-            return public + found
-
-    def set_blueprint_state(self, blueprint_id: str, state: str) -> None:
-        """Force an image's BlueprintState (e.g. DELETING, OFFLINE, or an undocumented state).
-
-        Raises:
-            KeyError: for an unknown image.
-        """
-        with self._world.lock:
-            self._blueprints[blueprint_id]["BlueprintState"] = state
-
-    def fail_next_image(self, instance_id: str | None = None, times: int = 1) -> None:
-        """Make the next `times` images (of `instance_id`, or of any instance) end CREATEFAILED."""
-        with self._world.lock:
-            self._fail_images.extend([instance_id] * times)
-
-    def set_quota(self, region: str, n: int) -> None:
-        """Set the custom-image quota of `region`."""
-        with self._world.lock:
-            self._quotas[region] = n
-
-    def quota(self, region: str) -> int:
-        """The custom-image quota of `region`."""
-        with self._world.lock:
-            return self._quotas.get(region, self.default_quota)
-
-    # ---- shared checks -------------------------------------------------------------------------
-
-    def _instance(self, instance_id: str, region: str) -> dict[str, Any]:
-        if not resources.INSTANCE_ID_RE.match(instance_id):
-            raise ApiError(
-                "InvalidParameterValue.InstanceIdMalformed", f"The instance ID `{instance_id}` is malformed."
-            )
-        found = self._instances.get(instance_id)
-        if found is None or found["Region"] != region:
-            raise ApiError("ResourceNotFound.InstanceIdNotFound", f"The instance `{instance_id}` does not exist.")
-        return found
-
-    @staticmethod
-    def _check_operable(item: dict[str, Any], allowed: Iterable[str] = OPERABLE_STATES) -> None:
-        if item.get("LatestOperationState") == "OPERATING":
-            raise ApiError(
-                "UnsupportedOperation.LatestOperationUnfinished",
-                f"The latest operation `{item['LatestOperation']}` of `{item['InstanceId']}` is unfinished.",
-            )
-        if item["InstanceState"] not in allowed:
-            raise ApiError(
-                "UnsupportedOperation.InvalidInstanceState",
-                f"Instance `{item['InstanceId']}` is `{item['InstanceState']}`: unsupported.",
-            )
-
-    def _begin_operation(self, item: dict[str, Any], operation: str, ctx: Ctx) -> None:
-        item.update(
-            LatestOperation=operation,
-            LatestOperationState="OPERATING",
-            LatestOperationRequestId=ctx.request_id,
-            LatestOperationStartedTime=iso(self._world.clock.now()),
-        )
-
-    def _private_count(self, region: str) -> int:
-        return sum(1 for bp in self._blueprints.values() if bp["Region"] == region)
-
     # ---- CreateBlueprint -------------------------------------------------------------------------
 
     def _create_blueprint(self, params: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
         _check_create_params(params)
         source = None
         if "InstanceId" in params:
-            source = self._instance(params["InstanceId"], ctx.region)
+            source = self._instance(params["InstanceId"], ctx)
             self._check_operable(source)
-        if self._private_count(ctx.region) >= self.quota(ctx.region):
+        if self._private_count(ctx.region, ctx.uin) >= self.quota(ctx.region):
             raise ApiError("LimitExceeded.BlueprintQuotaLimitExceeded")
         bp_id = resources.new_id("lhbp", self._blueprints)
+        # The image holds what the system disk holds now (a custom image is the system disk only).
+        data = self._disks[source["SystemDisk"]["DiskId"]]["Data"] if source else f"{bp_id}:empty"
         self._blueprints[bp_id] = resources.private_blueprint(
             bp_id,
             params["BlueprintName"],
             ctx.region,
             self._world.clock.now(),
             source=source,
-            BlueprintState=self.in_progress_state,
+            BlueprintState=self.opts.in_progress_state,
             Description=params.get("Description"),
             Tags=params.get("Tags") or [],
+            OwnerUin=ctx.uin,
+            Data=data,
+            SharedWith={},
         )
-        failed = self._take_failure(source["InstanceId"] if source else None)
+        failed = self._take_failure("image", source["InstanceId"] if source else None)
         restart = False
         if source is not None:
             self._begin_operation(source, "CreateBlueprint", ctx)
             if params.get("ForcePowerOff", True) and source["InstanceState"] == "RUNNING":
                 source["InstanceState"] = "STOPPED"
-                restart = self.restart_after_image
-        self._schedule(self.image_seconds, lambda: self._finish_image(bp_id, source, ctx, failed, restart))
+                restart = self.opts.restart_after_image
+        self._schedule(self.opts.image_seconds, lambda: self._finish_image(bp_id, source, ctx, failed, restart))
         return {"BlueprintId": bp_id}
-
-    def _take_failure(self, instance_id: str | None) -> bool:
-        for index, wanted in enumerate(self._fail_images):
-            if wanted is None or wanted == instance_id:
-                del self._fail_images[index]
-                return True
-        return False
 
     def _finish_image(self, bp_id: str, source: dict[str, Any] | None, ctx: Ctx, failed: bool, restart: bool) -> None:
         bp = self._blueprints.get(bp_id)
@@ -390,18 +208,14 @@ class Lighthouse:
 
     # ---- Describe / Delete blueprints ---------------------------------------------------------------
 
-    def _region_blueprints(self, region: str) -> list[dict[str, Any]]:
-        mine = [bp for bp in self._blueprints.values() if bp["Region"] == region]
-        return resources.public_blueprints() + mine
-
     def _describe_blueprints(self, params: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
         check_ids_or_filters(params, "BlueprintIds")
         for bp_id in params.get("BlueprintIds", []):
-            _check_blueprint_id(bp_id)
+            check_blueprint_id(bp_id)
         filters = params.get("Filters", [])
         check_filters(filters, _BLUEPRINT_FILTERS)
         _check_blueprint_filter_values(filters)
-        items = self._region_blueprints(ctx.region)
+        items = self._visible_blueprints(ctx)
         if "BlueprintIds" in params:
             items = [bp for bp in items if bp["BlueprintId"] in params["BlueprintIds"]]
         total, shown = page(apply_filters(items, filters, _BLUEPRINT_FILTERS, split_colon=self.tag_split_colon), params)
@@ -412,22 +226,28 @@ class Lighthouse:
 
     def _delete_blueprints(self, params: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
         ids = params["BlueprintIds"]
-        _check_id_list(ids, "BlueprintIds")
+        check_id_list(ids, "BlueprintIds")
         for bp_id in ids:
-            _check_blueprint_id(bp_id)
+            check_blueprint_id(bp_id)
         public = {bp["BlueprintId"] for bp in resources.public_blueprints()}
         for bp_id in ids:
-            self._check_deletable(bp_id, ctx.region, public)
+            self._check_deletable(bp_id, ctx, public)
         for bp_id in ids:
             del self._blueprints[bp_id]
         return {}
 
-    def _check_deletable(self, bp_id: str, region: str, public: set[str]) -> None:
-        if bp_id in public:
-            raise ApiError("UnsupportedOperation.NotSupportSharedBlueprint", f"`{bp_id}` is not a custom image.")
+    def _check_deletable(self, bp_id: str, ctx: Ctx, public: set[str]) -> None:
         bp = self._blueprints.get(bp_id)
-        if bp is None or bp["Region"] != region:
+        shared_with_me = bp is not None and bp["Region"] == ctx.region and ctx.uin in bp["SharedWith"]
+        if bp_id in public or shared_with_me:
+            raise ApiError("UnsupportedOperation.NotSupportSharedBlueprint", f"`{bp_id}` is not your custom image.")
+        if bp is None or bp["Region"] != ctx.region or bp["OwnerUin"] != ctx.uin:
             raise ApiError("ResourceNotFound.BlueprintIdNotFound", f"The image `{bp_id}` does not exist.")
+        if bp["SharedWith"] and not self.opts.allow_delete_shared:
+            raise ApiError(
+                "UnsupportedOperation.BlueprintOccupied",
+                f"The image `{bp_id}` is shared with other accounts; cancel the shares first.",
+            )
         if bp["BlueprintState"] not in DELETABLE_STATES:
             raise ApiError(
                 "UnsupportedOperation.BlueprintCurStateInvalid",
@@ -445,7 +265,7 @@ class Lighthouse:
             raise ApiError("MissingParameter.OrderFieldRequired")
         filters = params.get("Filters", [])
         check_filters(filters, _INSTANCE_FILTERS)
-        items = [i for i in self._instances.values() if i["Region"] == ctx.region]
+        items = [i for i in self._instances.values() if i["Region"] == ctx.region and i["OwnerUin"] == ctx.uin]
         if "InstanceIds" in params:
             items = [i for i in items if i["InstanceId"] in params["InstanceIds"]]
         total, shown = page(apply_filters(items, filters, _INSTANCE_FILTERS, split_colon=self.tag_split_colon), params)
@@ -463,14 +283,14 @@ class Lighthouse:
     def _power(self, params: dict[str, Any], ctx: Ctx, operation: str, states: tuple[str, str, str]) -> dict[str, Any]:
         """Start or stop instances: all checked first, then all changed (the call is atomic)."""
         ids = params["InstanceIds"]
-        _check_id_list(ids, "InstanceIds")
-        items = [self._instance(instance_id, ctx.region) for instance_id in ids]
+        check_id_list(ids, "InstanceIds")
+        items = [self._instance(instance_id, ctx) for instance_id in ids]
         for item in items:
             self._check_operable(item, allowed=(states[0],))
         for item in items:
             self._begin_operation(item, operation, ctx)
             item["InstanceState"] = states[1]
-            self._schedule(self.op_seconds, functools.partial(_end_power, item, ctx, states[2]))
+            self._schedule(self.opts.op_seconds, functools.partial(_end_power, item, ctx, states[2]))
         return {}
 
     # ---- quotas and regions ---------------------------------------------------------------------------
@@ -480,13 +300,13 @@ class Lighthouse:
         for name in params["ResourceNames"]:
             if name not in QUOTA_NAMES:
                 raise ApiError("InvalidParameterValue.InvalidResourceQuotaResourceName", f"Unknown resource `{name}`.")
-            rows.append(self._quota_row(name, ctx.region))
+            rows.append(self._quota_row(name, ctx))
         return {"GeneralResourceQuotaSet": rows}
 
-    def _quota_row(self, name: str, region: str) -> dict[str, Any]:
+    def _quota_row(self, name: str, ctx: Ctx) -> dict[str, Any]:
         if name in ("BLUEPRINT", "FREE_BLUEPRINT"):
-            total = self.quota(region)
-            used = self._private_count(region)
+            total = self.quota(ctx.region)
+            used = self._private_count(ctx.region, ctx.uin)
         else:
             total, used = 10, 0
         return {
@@ -496,7 +316,7 @@ class Lighthouse:
         }
 
     def _describe_regions(self, params: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
-        regions = [region_info(region) for region in self._world.regions]
+        regions = [region_info(r, r not in self._world.unavailable) for r in self._world.regions]
         return {"TotalCount": len(regions), "RegionSet": regions}
 
 
@@ -512,18 +332,6 @@ def _check_create_params(params: Mapping[str, Any]) -> None:
             raise ApiError("InvalidParameterValue.TooLong", f"`{field}` is longer than {MAX_NAME} characters.")
     if len(params.get("Tags") or []) > MAX_TAGS:
         raise ApiError("InvalidParameterValue.LimitExceeded", f"At most {MAX_TAGS} tags are allowed.")
-
-
-def _check_blueprint_id(bp_id: str) -> None:
-    if not resources.BLUEPRINT_ID_RE.match(bp_id):
-        raise ApiError("InvalidParameterValue.BlueprintIdMalformed", f"The image ID `{bp_id}` is malformed.")
-
-
-def _check_id_list(ids: list[str], field: str) -> None:
-    if len(ids) > MAX_IDS:
-        raise ApiError("InvalidParameterValue.LimitExceeded", f"`{field}` holds more than {MAX_IDS} values.")
-    if len(set(ids)) != len(ids):
-        raise ApiError("InvalidParameterValue.Duplicated", f"`{field}` holds duplicate values.")
 
 
 _ENUM_FILTERS = {

@@ -1,4 +1,4 @@
-"""Filters and paging shared by the Describe* actions (reference §6 item 6)."""
+"""Filters and paging shared by the Describe* actions."""
 
 from __future__ import annotations
 
@@ -28,8 +28,10 @@ def check_ids_or_filters(params: Mapping[str, Any], ids_field: str) -> None:
         raise ApiError("InvalidParameterValue.LimitExceeded", f"`{ids_field}` holds more than {MAX_IDS} values.")
 
 
-def check_filters(filters: Sequence[Mapping[str, Any]], getters: Mapping[str, Getter]) -> None:
-    """At most 10 filters of at most 100 values, each with a supported name.
+def check_filters(
+    filters: Sequence[Mapping[str, Any]], getters: Mapping[str, Getter], *, max_values: int = MAX_FILTER_VALUES
+) -> None:
+    """At most 10 filters of at most `max_values` values (100 unless the action documents fewer), supported names.
 
     Raises:
         ApiError: InvalidParameterValue.LimitExceeded, InvalidParameter.FilterValueLimitExceeded,
@@ -44,10 +46,10 @@ def check_filters(filters: Sequence[Mapping[str, Any]], getters: Mapping[str, Ge
                 "InvalidParameter.InvalidFilterNotSupportedName",
                 f"The filter name `{name}` is not supported.",
             )
-        if len(item["Values"]) > MAX_FILTER_VALUES:
+        if len(item["Values"]) > max_values:
             raise ApiError(
                 "InvalidParameter.FilterValueLimitExceeded",
-                f"Filter `{name}` has more than {MAX_FILTER_VALUES} values.",
+                f"Filter `{name}` has more than {max_values} values.",
             )
 
 

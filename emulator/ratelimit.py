@@ -7,12 +7,24 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 
-# Documented limits (Lighthouse, TDMQ and SCF API pages); actions not listed are unlimited.
+# Documented limits (the README's rate-limit table names each page); actions not listed are unlimited.
 DEFAULT_LIMITS: dict[str, int] = {
     "CreateBlueprint": 20,
     "DescribeBlueprints": 10,
     "DeleteBlueprints": 20,
     "DescribeInstances": 100,
+    "SyncBlueprint": 20,
+    "ShareBlueprintAcrossAccounts": 20,
+    "CancelShareBlueprintAcrossAccounts": 20,
+    "DescribeBlueprintsShareAcrossAccountInfos": 20,
+    "InquirePriceCreateBlueprint": 20,
+    "ResetInstance": 10,
+    "CreateDiskBackup": 20,
+    "DescribeDiskBackups": 20,
+    "DeleteDiskBackups": 20,
+    "ApplyDiskBackup": 20,
+    "ModifyDisksBackupQuota": 20,
+    "TagResources": 20,
     "SendCmqMsg": 20,
     "PublishCmqMsg": 20,
     "Invoke": 100,

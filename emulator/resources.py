@@ -1,4 +1,4 @@
-"""Builders for Lighthouse objects in their API shape (reference §3.5 object tables)."""
+"""Builders for Lighthouse objects in their API shape."""
 
 from __future__ import annotations
 
@@ -13,9 +13,14 @@ from emulator.clock import iso
 
 INSTANCE_ID_RE = re.compile(r"^lhins-[a-z0-9]{8}$")
 BLUEPRINT_ID_RE = re.compile(r"^lhbp-[a-z0-9]{8}$")
-# Internal keys kept next to the API shape; stripped from API answers.
-INSTANCE_INTERNAL = ("Region",)
-BLUEPRINT_INTERNAL = ("Region", "InstanceId")
+DISK_ID_RE = re.compile(r"^lhdisk-[a-z0-9]{8}$")
+DISK_BACKUP_ID_RE = re.compile(r"^lhbak-[a-z0-9]{8}$")
+# Internal keys kept next to the API shape; stripped from API answers. "Data" is what a disk holds (a
+# marker tests write and read); an image keeps the system-disk data it was made from, a backup point its disk's.
+INSTANCE_INTERNAL = ("Region", "OwnerUin")
+BLUEPRINT_INTERNAL = ("Region", "InstanceId", "OwnerUin", "Data", "SharedWith", "SourceBlueprintId")
+DISK_INTERNAL = ("Region", "OwnerUin", "Data")
+DISK_BACKUP_INTERNAL = ("Region", "OwnerUin", "Data")
 _ID_CHARS = string.ascii_lowercase + string.digits
 
 
@@ -174,3 +179,62 @@ def _copy(value: Any) -> Any:
     if isinstance(value, list):
         return [_copy(item) for item in value]
     return value
+
+
+def disk(disk_id: str, region: str, now: float, **fields: Any) -> dict[str, Any]:
+    """A cloud disk (Disk object) plus "Region", "OwnerUin" and "Data"; `fields` override the defaults."""
+    attached = fields.get("InstanceId") is not None
+    base: dict[str, Any] = {
+        "DiskId": disk_id,
+        "InstanceId": None,
+        "Zone": f"{region}-3",
+        "DiskName": disk_id,
+        "DiskUsage": "DATA_DISK",
+        "DiskType": "CLOUD_PREMIUM",
+        "DiskChargeType": "PREPAID",
+        "DiskSize": 20,
+        "RenewFlag": "NOTIFY_AND_MANUAL_RENEW",
+        "DiskState": "ATTACHED" if attached else "UNATTACHED",
+        "Attached": attached,
+        "DeleteWithInstance": False,
+        "LatestOperation": None,
+        "LatestOperationState": None,
+        "LatestOperationRequestId": None,
+        "CreatedTime": iso(now - 30 * 86400),
+        "ExpiredTime": iso(now + 335 * 86400),
+        "IsolatedTime": None,
+        "DiskBackupCount": 0,
+        "DiskBackupQuota": 0,
+        "Tags": [],
+        "Region": region,
+        "Data": f"{disk_id}:initial",
+    }
+    base.update(fields)
+    base["Tags"] = tags_of(base.get("Tags") or [])
+    if not base.get("DiskName"):
+        base["DiskName"] = disk_id
+    return base
+
+
+def disk_backup(backup_id: str, source: Mapping[str, Any], now: float, **fields: Any) -> dict[str, Any]:
+    """A backup point (DiskBackup object) of the data disk `source`, plus "Region", "OwnerUin", "Data"."""
+    base: dict[str, Any] = {
+        "DiskBackupId": backup_id,
+        "DiskUsage": source["DiskUsage"],
+        "DiskId": source["DiskId"],
+        "DiskSize": source["DiskSize"],
+        "DiskBackupName": backup_id,
+        "DiskBackupState": "NORMAL",
+        "Percent": 100,
+        "LatestOperation": "CreateDiskBackup",
+        "LatestOperationState": "SUCCESS",
+        "LatestOperationRequestId": str(uuid.uuid4()),
+        "CreatedTime": iso(now),
+        "Tags": [],
+        "Region": source["Region"],
+        "OwnerUin": source["OwnerUin"],
+        "Data": source["Data"],
+    }
+    base.update(fields)
+    base["Tags"] = tags_of(base.get("Tags") or [])
+    return base

@@ -114,6 +114,7 @@ class Scf:
 
     name = "scf"
     version = "2018-04-16"
+    regional = True
     schemas = SCHEMAS
 
     def __init__(

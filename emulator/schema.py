@@ -1,8 +1,9 @@
 """Per-action request schemas: field -> (type, required), checked the way the gateway does.
 
-Types: "str", "int", "bool", "float", "str[]", "tag[]", "filter[]", plus nested objects and lists of objects a
-service declares with `define_object` / `define_list` (SCF's `Code`, `Environment`). GET requests arrive as
-flat strings (`Filters.0.Values.1=x`, booleans `True`); `unflatten` rebuilds the JSON shape and
+Types: "str", "int", "bool", "float", "obj" (any JSON object, not looked into), "str[]", "tag[]",
+"filter[]", "obj[]", the Tag service's "tagkv[]" ({TagKey, TagValue}) and "tagfilter[]", plus nested objects and
+lists of objects a service declares with `define_object` / `define_list` (SCF's `Code`, `Environment`).
+GET requests arrive as flat strings (`Filters.0.Values.1=x`, booleans `True`); `unflatten` rebuilds the JSON shape and
 `validate` coerces those strings, so POST and GET share one code path.
 """
 
@@ -88,7 +89,16 @@ def _object(field: str, value: Any, shape: Schema, from_query: bool) -> dict[str
 
 _TAG: Schema = {"Key": ("str", True), "Value": ("str", True)}
 _FILTER: Schema = {"Name": ("str", True), "Values": ("str[]", True)}
-_ELEMENTS: dict[str, Schema | str] = {"str[]": "str", "tag[]": _TAG, "filter[]": _FILTER}
+_TAG_KV: Schema = {"TagKey": ("str", True), "TagValue": ("str", True), "Category": ("str", False)}
+_TAG_FILTER: Schema = {"TagKey": ("str", True), "TagValue": ("str[]", False)}
+_ELEMENTS: dict[str, Schema | str] = {
+    "str[]": "str",
+    "tag[]": _TAG,
+    "filter[]": _FILTER,
+    "obj[]": "obj",
+    "tagkv[]": _TAG_KV,
+    "tagfilter[]": _TAG_FILTER,
+}
 # Nested objects by type name (a parameter whose value is one JSON object with its own schema).
 _OBJECTS: dict[str, Schema] = {}
 
@@ -105,7 +115,16 @@ def define_list(kind: str, element: Schema) -> str:
     return kind
 
 
+def _opaque(field: str, value: Any) -> dict[str, Any]:
+    """An object the emulator accepts without looking inside (e.g. ResetInstance's LoginConfiguration)."""
+    if not isinstance(value, dict):
+        raise _bad(field, "object")
+    return value
+
+
 def _field(field: str, kind: str, value: Any, from_query: bool) -> Any:
+    if kind == "obj":
+        return _opaque(field, value)
     if kind in _OBJECTS:
         return _object(field, value, _OBJECTS[kind], from_query)
     element = _ELEMENTS.get(kind)
@@ -116,7 +135,9 @@ def _field(field: str, kind: str, value: Any, from_query: bool) -> Any:
     out = []
     for index, item in enumerate(value):
         name = f"{field}.{index}"
-        if isinstance(element, str):
+        if element == "obj":
+            out.append(_opaque(name, item))
+        elif isinstance(element, str):
             out.append(_scalar(name, element, item, from_query))
         else:
             out.append(_object(name, item, element, from_query))

@@ -7,15 +7,17 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from emulator.schema import Schema
+from emulator.state import DEFAULT_UIN
 
 
 @dataclass(frozen=True)
 class Ctx:
-    """The request a handler serves: its action, region and RequestId."""
+    """The request a handler serves: its action, region, RequestId and the caller's account (uin)."""
 
     action: str
     region: str
     request_id: str
+    uin: str = DEFAULT_UIN
 
 
 class Service(Protocol):
@@ -29,6 +31,11 @@ class Service(Protocol):
     @property
     def version(self) -> str:
         """The one API version served."""
+        ...
+
+    @property
+    def regional(self) -> bool:
+        """Whether requests must name a region (the Tag service's do not)."""
         ...
 
     @property

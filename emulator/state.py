@@ -12,6 +12,8 @@ from typing import Any
 from emulator.clock import Clock
 
 DEFAULT_REGION = "ap-guangzhou"
+# The account (main-account uin) of every secret id that `accounts=` does not bind elsewhere.
+DEFAULT_UIN = "100000000001"
 
 # Display names for DescribeRegions; unknown regions fall back to their id.
 REGION_NAMES: dict[str, tuple[str, bool]] = {
@@ -20,9 +22,15 @@ REGION_NAMES: dict[str, tuple[str, bool]] = {
     "ap-beijing": ("North China(Beijing)", True),
     "ap-chengdu": ("Southwest China(Chengdu)", True),
     "ap-nanjing": ("East China(Nanjing)", True),
+    "ap-chongqing": ("Southwest China(Chongqing)", True),
     "ap-hongkong": ("Hong Kong, Macau and Taiwan (China)(Hong Kong, China)", False),
     "ap-singapore": ("Southeast Asia(Singapore)", False),
     "ap-tokyo": ("Northeast Asia(Tokyo)", False),
+    "ap-seoul": ("Northeast Asia(Seoul)", False),
+    "ap-bangkok": ("Southeast Asia(Bangkok)", False),
+    "ap-jakarta": ("Southeast Asia(Jakarta)", False),
+    "ap-mumbai": ("South Asia(Mumbai)", False),
+    "na-ashburn": ("East US(Virginia)", False),
     "na-siliconvalley": ("West US(Silicon Valley)", False),
     "eu-frankfurt": ("Europe(Frankfurt)", False),
 }
@@ -35,6 +43,7 @@ class World:
     clock: Clock = field(default_factory=Clock)
     lock: threading.RLock = field(default_factory=threading.RLock)
     regions: list[str] = field(default_factory=list)
+    unavailable: set[str] = field(default_factory=set)
 
     def add_region(self, region: str) -> None:
         """Make `region` known (requests naming it are accepted)."""
@@ -43,18 +52,30 @@ class World:
                 self.regions.append(region)
 
 
-def region_info(region: str) -> dict[str, Any]:
+def is_mainland(region: str) -> bool:
+    """Whether `region` is in the Chinese mainland (unknown regions count as not)."""
+    return REGION_NAMES.get(region, (region, False))[1]
+
+
+def region_info(region: str, available: bool = True) -> dict[str, Any]:
     """A RegionInfo object of DescribeRegions."""
-    name, mainland = REGION_NAMES.get(region, (region, region.startswith("ap-") and region in REGION_NAMES))
-    return {"Region": region, "RegionName": name, "RegionState": "AVAILABLE", "IsChinaMainland": mainland}
+    name = REGION_NAMES.get(region, (region, False))[0]
+    state = "AVAILABLE" if available else "UNAVAILABLE"
+    return {"Region": region, "RegionName": name, "RegionState": state, "IsChinaMainland": is_mainland(region)}
 
 
 def _tags(pairs: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
     return [{"Key": key, "Value": value} for key, value in pairs]
 
 
+def _disk(disk_id: str, instance_id: str | None, name: str) -> dict[str, Any]:
+    # The sample user bought 3 backup points per data disk (the default quota is a knob, UNVERIFIED).
+    return {"DiskId": disk_id, "Region": DEFAULT_REGION, "InstanceId": instance_id, "DiskName": name,
+            "DiskSize": 40, "DiskBackupQuota": 3}
+
+
 def sample_state() -> dict[str, Any]:
-    """A fresh copy of the sample state served when no state is given (CONTRACT §7)."""
+    """A fresh copy of the sample state served when no state is given."""
     return {
         "regions": ["ap-guangzhou", "ap-shanghai"],
         "quota": 20,
@@ -90,6 +111,15 @@ def sample_state() -> dict[str, Any]:
             },
         ],
         "blueprints": [],
+        # Data disks: the timer event's instance (lhins-web00001) has exactly one, db-1 has two, one is spare.
+        "disks": [
+            _disk("lhdisk-webdata1", "lhins-web00001", "web-1-data"),
+            _disk("lhdisk-dbdata01", "lhins-db000001", "db-1-data"),
+            _disk("lhdisk-dbdata02", "lhins-db000001", "db-1-logs"),
+            _disk("lhdisk-spare001", None, "spare"),
+        ],
+        "disk_backups": [],
+        "accounts": [],
         "queues": ["blueprint-results"],
         "topics": ["blueprint-events"],
         "functions": [{"FunctionName": "blueprint-next", "Namespace": "default"}],

@@ -36,6 +36,7 @@ class Tdmq:
 
     name = "tdmq"
     version = "2020-02-17"
+    regional = True
     schemas = SCHEMAS
 
     def __init__(self, world: World) -> None:

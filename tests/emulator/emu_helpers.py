@@ -16,12 +16,13 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.lighthouse.v20200324 import lighthouse_client
 from tencentcloud.scf.v20180416 import scf_client
+from tencentcloud.tag.v20180813 import tag_client
 from tencentcloud.tdmq.v20200217 import tdmq_client
 
 from emulator import SECRET_ID, SECRET_KEY, Emulator
 from emulator.signing import authorization_header, canonical_request, signature
 
-VERSIONS = {"lighthouse": "2020-03-24", "tdmq": "2020-02-17", "scf": "2018-04-16"}
+VERSIONS = {"lighthouse": "2020-03-24", "tdmq": "2020-02-17", "scf": "2018-04-16", "tag": "2018-08-13"}
 
 
 def profile(emu: Emulator, method: str = "POST") -> ClientProfile:
@@ -31,10 +32,31 @@ def profile(emu: Emulator, method: str = "POST") -> ClientProfile:
     )
 
 
-def lighthouse(emu: Emulator, region: str = "ap-guangzhou", *, token: str | None = None, method: str = "POST") -> Any:
-    """A real LighthouseClient."""
-    cred = credential.Credential(SECRET_ID, SECRET_KEY, token)
+def lighthouse(
+    emu: Emulator,
+    region: str = "ap-guangzhou",
+    *,
+    token: str | None = None,
+    method: str = "POST",
+    secret_id: str = SECRET_ID,
+    secret_key: str = SECRET_KEY,
+) -> Any:
+    """A real LighthouseClient (of another account when given that account's secret id and key)."""
+    cred = credential.Credential(secret_id, secret_key, token)
     return lighthouse_client.LighthouseClient(cred, region, profile(emu, method))
+
+
+def tag(emu: Emulator, region: str = "", *, secret_id: str = SECRET_ID, secret_key: str = SECRET_KEY) -> Any:
+    """A real TagClient; the Tag service takes no region."""
+    return tag_client.TagClient(credential.Credential(secret_id, secret_key), region, profile(emu))
+
+
+def call(client: Any, action: str, **params: Any) -> Any:
+    """Call `action` with `params` through the SDK's own request model."""
+    module = __import__(type(client).__module__.rsplit(".", 1)[0] + ".models", fromlist=["models"])
+    request = getattr(module, f"{action}Request")()
+    request.from_json_string(json.dumps(params))
+    return getattr(client, action)(request)
 
 
 def tdmq(emu: Emulator, region: str = "ap-guangzhou") -> Any:
