@@ -24,6 +24,7 @@ from emulator.server import JSON, HttpRequest, HttpServer, Reply
 from emulator.service import Ctx, Service
 from emulator.signing import SignedRequest, verify
 from emulator.state import World, load_state
+from emulator.tat import Tat
 from emulator.tdmq import Tdmq
 
 log = logging.getLogger("emulator")
@@ -59,7 +60,7 @@ class _Pending:
 
 
 class Emulator:
-    """A local Tencent Cloud API 3.0 endpoint for Lighthouse, TDMQ CMQ and SCF Invoke."""
+    """A local Tencent Cloud API 3.0 endpoint for Lighthouse, TAT, TDMQ CMQ and SCF Invoke."""
 
     def __init__(
         self,
@@ -77,6 +78,8 @@ class Emulator:
         credentials: Mapping[str, str] | None = None,
         time_limit_ms: int = 900_000,
         retry_events: bool = True,
+        command_seconds: float = 1.0,
+        deliver_seconds: float = 0.0,
     ) -> None:
         self._initial = load_state(state)
         self._host, self._port = host, port
@@ -93,9 +96,12 @@ class Emulator:
             restart_after_image=restart_after_image,
             quota=quota,
         )
+        self.tat: Tat = Tat(
+            self.world, self.lighthouse, command_seconds=command_seconds, deliver_seconds=deliver_seconds
+        )
         self.tdmq = Tdmq(self.world)
         self.scf = Scf(self.world, time_limit_ms=time_limit_ms, retry_events=retry_events)
-        services: tuple[Service, ...] = (self.lighthouse, self.tdmq, self.scf)
+        services: tuple[Service, ...] = (self.lighthouse, self.tat, self.tdmq, self.scf)
         self.services: dict[str, Service] = {s.name: s for s in services}
         self._calls: list[Call] = []
         self._calls_lock = threading.Lock()
@@ -165,7 +171,7 @@ class Emulator:
         return self.world.clock.now()
 
     def advance(self, seconds: float) -> None:
-        """Move emulated time forward and apply the transitions that became due.
+        """Move emulated time forward and apply the transitions that became due (TAT tasks follow the clock).
 
         Raises:
             ValueError: when `seconds` is negative.
@@ -286,10 +292,14 @@ class Emulator:
             "now": self.now(),
             "regions": list(self.world.regions),
             "instances": self.lighthouse.instances(),
+            "instanceStates": {
+                i["InstanceId"]: self.lighthouse.state_history(i["InstanceId"]) for i in self.lighthouse.instances()
+            },
             "blueprints": self.lighthouse.blueprints(),
             "quotas": {region: self.lighthouse.quota(region) for region in self.world.regions},
             **self.tdmq.snapshot(),
             "invocations": self.scf.invocations,
+            "tat": self.tat.snapshot(),
             "faults": self.faults.pending(),
         }
 

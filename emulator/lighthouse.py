@@ -131,6 +131,8 @@ class Lighthouse:
         self._instances: dict[str, dict[str, Any]] = {}
         self._blueprints: dict[str, dict[str, Any]] = {}
         self._quotas: dict[str, int] = {}
+        # Every InstanceState an instance took, with its emulated time (tests: "never stopped").
+        self._history: dict[str, list[tuple[float, str]]] = {}
         self._fail_images: list[str | None] = []
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
@@ -151,6 +153,7 @@ class Lighthouse:
         """Forget everything and load instances, blueprints and quotas from `state`."""
         with self._world.lock:
             self._instances.clear()
+            self._history.clear()
             self._blueprints.clear()
             self._fail_images.clear()
             self._timers.clear()
@@ -213,6 +216,7 @@ class Lighthouse:
                 **extra,
             )
             self._instances[InstanceId] = item
+            self._history[InstanceId] = [(self._world.clock.now(), item["InstanceState"])]
             return copy.deepcopy(item)
 
     def instances(self, region: str | None = None) -> list[dict[str, Any]]:
@@ -220,6 +224,23 @@ class Lighthouse:
         with self._world.lock:
             self.tick()
             return [copy.deepcopy(i) for i in self._instances.values() if region in (None, i["Region"])]
+
+    def instance(self, instance_id: str) -> dict[str, Any] | None:
+        """A copy of one instance (API shape plus "Region"), or None when it does not exist."""
+        with self._world.lock:
+            self.tick()
+            found = self._instances.get(instance_id)
+            return copy.deepcopy(found) if found is not None else None
+
+    def state_history(self, instance_id: str) -> list[tuple[float, str]]:
+        """(emulated time, InstanceState) for every state the instance took, oldest first.
+
+        Raises:
+            KeyError: for an unknown instance.
+        """
+        with self._world.lock:
+            self.tick()
+            return list(self._history[instance_id])
 
     def set_instance_tags(self, instance_id: str, tags: list[dict[str, str]]) -> None:
         """Replace an instance's tags.
@@ -237,7 +258,7 @@ class Lighthouse:
             KeyError: for an unknown instance.
         """
         with self._world.lock:
-            self._instances[instance_id]["InstanceState"] = state
+            self._set_state(self._instances[instance_id], state)
 
     def add_blueprint(
         self,
@@ -292,6 +313,11 @@ class Lighthouse:
         """The custom-image quota of `region`."""
         with self._world.lock:
             return self._quotas.get(region, self.default_quota)
+
+    def _set_state(self, item: dict[str, Any], state: str) -> None:
+        if item["InstanceState"] != state:
+            self._history.setdefault(item["InstanceId"], []).append((self._world.clock.now(), state))
+        item["InstanceState"] = state
 
     # ---- shared checks -------------------------------------------------------------------------
 
@@ -355,7 +381,7 @@ class Lighthouse:
         if source is not None:
             self._begin_operation(source, "CreateBlueprint", ctx)
             if params.get("ForcePowerOff", True) and source["InstanceState"] == "RUNNING":
-                source["InstanceState"] = "STOPPED"
+                self._set_state(source, "STOPPED")
                 restart = self.restart_after_image
         self._schedule(self.image_seconds, lambda: self._finish_image(bp_id, source, ctx, failed, restart))
         return {"BlueprintId": bp_id}
@@ -375,7 +401,7 @@ class Lighthouse:
             return
         source["LatestOperationState"] = "FAILED" if failed else "SUCCESS"
         if restart:
-            source["InstanceState"] = "RUNNING"
+            self._set_state(source, "RUNNING")
 
     # ---- Describe / Delete blueprints ---------------------------------------------------------------
 
@@ -458,9 +484,14 @@ class Lighthouse:
             self._check_operable(item, allowed=(states[0],))
         for item in items:
             self._begin_operation(item, operation, ctx)
-            item["InstanceState"] = states[1]
-            self._schedule(self.op_seconds, functools.partial(_end_power, item, ctx, states[2]))
+            self._set_state(item, states[1])
+            self._schedule(self.op_seconds, functools.partial(self._end_power, item, ctx, states[2]))
         return {}
+
+    def _end_power(self, item: dict[str, Any], ctx: Ctx, final: str) -> None:
+        if item.get("LatestOperationRequestId") == ctx.request_id:
+            self._set_state(item, final)
+            item["LatestOperationState"] = "SUCCESS"
 
     # ---- quotas and regions ---------------------------------------------------------------------------
 
@@ -487,12 +518,6 @@ class Lighthouse:
     def _describe_regions(self, params: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
         regions = [region_info(region) for region in self._world.regions]
         return {"TotalCount": len(regions), "RegionSet": regions}
-
-
-def _end_power(item: dict[str, Any], ctx: Ctx, final: str) -> None:
-    if item.get("LatestOperationRequestId") == ctx.request_id:
-        item["InstanceState"] = final
-        item["LatestOperationState"] = "SUCCESS"
 
 
 def _check_create_params(params: Mapping[str, Any]) -> None:

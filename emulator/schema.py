@@ -1,8 +1,8 @@
 """Per-action request schemas: field -> (type, required), checked the way the gateway does.
 
-Types: "str", "int", "bool", "float", "str[]", "tag[]", "filter[]". GET requests arrive as
-flat strings (`Filters.0.Values.1=x`, booleans `True`); `unflatten` rebuilds the JSON shape and
-`validate` coerces those strings, so POST and GET share one code path.
+Types: "str", "int", "bool", "float", "str[]", "tag[]", "filter[]", "paramconf[]" (TAT's
+DefaultParameterConf). GET requests arrive as flat strings (`Filters.0.Values.1=x`, booleans
+`True`); `unflatten` rebuilds the JSON shape and `validate` coerces those strings, so POST and GET share one code path.
 """
 
 from __future__ import annotations
@@ -87,7 +87,12 @@ def _object(field: str, value: Any, shape: Schema, from_query: bool) -> dict[str
 
 _TAG: Schema = {"Key": ("str", True), "Value": ("str", True)}
 _FILTER: Schema = {"Name": ("str", True), "Values": ("str[]", True)}
-_ELEMENTS: dict[str, Schema | str] = {"str[]": "str", "tag[]": _TAG, "filter[]": _FILTER}
+_PARAM_CONF: Schema = {
+    "ParameterName": ("str", True),
+    "ParameterValue": ("str", False),
+    "ParameterDescription": ("str", False),
+}
+_ELEMENTS: dict[str, Schema | str] = {"str[]": "str", "tag[]": _TAG, "filter[]": _FILTER, "paramconf[]": _PARAM_CONF}
 
 
 def _field(field: str, kind: str, value: Any, from_query: bool) -> Any:
