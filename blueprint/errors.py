@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "AccessDenied",
+    "AgentUnavailable",
     "BadRequest",
     "BlueprintError",
     "CloudError",
@@ -177,6 +178,13 @@ class InvalidInstanceState(CloudError):
 
     status = 409
     code = "UnsupportedOperation.InvalidInstanceState"
+
+
+class AgentUnavailable(CloudError):
+    """The instance's automation agent (TAT) is offline or not installed: no command can run there now."""
+
+    status = 409
+    code = "ResourceUnavailable.AgentStatusNotOnline"
 
 
 class QuotaExceeded(CloudError):
