@@ -20,6 +20,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every call")
     parser.add_argument("--image-seconds", type=float, default=30.0, help="emulated seconds to make an image")
     parser.add_argument("--quota", type=int, default=20, help="default custom-image quota per region")
+    parser.add_argument("--command-seconds", type=float, default=1.0, help="emulated seconds a TAT command runs")
+    parser.add_argument(
+        "--deliver-seconds", type=float, default=0.0, help="emulated seconds before a TAT task starts running"
+    )
     return parser
 
 
@@ -33,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         latency=args.latency,
         image_seconds=args.image_seconds,
         quota=args.quota,
+        command_seconds=args.command_seconds,
+        deliver_seconds=args.deliver_seconds,
     )
     stop = threading.Event()
     # SIGTERM from a test harness should end as cleanly as Ctrl-C.

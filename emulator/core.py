@@ -292,7 +292,7 @@ class Emulator:
             "now": self.now(),
             "regions": list(self.world.regions),
             "instances": self.lighthouse.instances(),
-            "instanceStates": {
+            "instance_states": {
                 i["InstanceId"]: self.lighthouse.state_history(i["InstanceId"]) for i in self.lighthouse.instances()
             },
             "blueprints": self.lighthouse.blueprints(),

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from emu_helpers import error_code, lighthouse, tat
+from tencentcloud.common import credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+from tencentcloud.common.profile.client_profile import ClientProfile
+from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.lighthouse.v20200324 import models as lh_models
-from tencentcloud.tat.v20201028 import models
+from tencentcloud.tat.v20201028 import models, tat_client
 
-from emulator import Emulator
+from emulator import SECRET_ID, SECRET_KEY, Emulator
 
 WEB = "lhins-web00001"
 DB = "lhins-db000001"
@@ -501,8 +507,28 @@ def test_control_path_scripts_agents_and_commands(emu: Emulator) -> None:
     )
     assert state["agents"][DB]["AgentStatus"] == "Offline" and state["commands"][0]["CommandName"] == "hi"
     assert control(emu, "state")["tat"]["runs"] == state["runs"]
-    assert control(emu, "state")["instanceStates"][WEB][0][1] == "RUNNING"
+    assert control(emu, "state")["instance_states"][WEB][0][1] == "RUNNING"
     control(emu, "tat/clear", {})
     assert control(emu, "tat")["scripts"] == []
     bad = requests.post(f"{emu.url}/_emulator/tat/script", json={"instance": WEB, "exitcode": 1}, timeout=5)
     assert bad.status_code == 400
+
+
+def test_python_m_emulator_command_seconds_flag() -> None:
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-m", "emulator", "--port", "0", "--command-seconds", "0"]
+    proc = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True)  # noqa: S603
+    try:
+        assert proc.stdout is not None
+        endpoint = proc.stdout.readline().strip().rsplit("/", 1)[-1]
+        profile = ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=endpoint, reqTimeout=5))
+        client = tat_client.TatClient(credential.Credential(SECRET_ID, SECRET_KEY), "ap-guangzhou", profile)
+        req = models.RunCommandRequest()
+        req.Content, req.InstanceIds = b64("true"), [WEB]
+        invocation_id = client.RunCommand(req).InvocationId
+        describe = models.DescribeInvocationsRequest()
+        describe.InvocationIds = [invocation_id]
+        assert client.DescribeInvocations(describe).InvocationSet[0].InvocationStatus == "SUCCESS"
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
