@@ -698,9 +698,19 @@ class Tat:
         tasks = [t for inv in self._invocations.values() if inv.region == ctx.region for t in inv.tasks]
         if "InvocationTaskIds" in params:
             tasks = [t for t in tasks if t.task_id in params["InvocationTaskIds"]]
-        views = [t.view(now, hide) for t in tasks]
-        total, shown = checks.page(apply_filters(views, params.get("Filters", []), _TASK_FILTERS), params)
-        return {"TotalCount": total, "InvocationTaskSet": shown}
+        # Filter on the ids alone and build full views only for the page: fleets poll this a lot.
+        keys = [
+            {
+                "InvocationId": t.invocation_id,
+                "InvocationTaskId": t.task_id,
+                "InstanceId": t.instance_id,
+                "CommandId": t.command_id,
+                "index": n,
+            }
+            for n, t in enumerate(tasks)
+        ]
+        total, shown = checks.page(apply_filters(keys, params.get("Filters", []), _TASK_FILTERS), params)
+        return {"TotalCount": total, "InvocationTaskSet": [tasks[key["index"]].view(now, hide) for key in shown]}
 
     def _describe_invocations(self, params: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
         checks.check_list(params, "DescribeInvocations", _INVOCATION_FILTERS)
