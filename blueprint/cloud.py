@@ -20,6 +20,7 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 
 from blueprint.errors import (
     AccessDenied,
+    AgentUnavailable,
     BadRequest,
     CloudError,
     CloudRejected,
@@ -114,6 +115,20 @@ ERROR_TABLE: dict[str, type[CloudError] | type[BadRequest] | type[AccessDenied] 
     "AuthFailure.SecretIdNotFound": AccessDenied,
     "AuthFailure.SignatureFailure": AccessDenied,
     "AuthFailure.InvalidSecretId": AccessDenied,
+    # TAT (automation agent) 2020-10-28, codes from the Go SDK's per-action lists.
+    # The agent is offline or missing: nothing runs until someone fixes the instance, so no retry.
+    "ResourceUnavailable.AgentStatusNotOnline": AgentUnavailable,
+    "ResourceUnavailable.AgentNotInstalled": AgentUnavailable,
+    "ResourceUnavailable.InstanceStateNotRunning": InvalidInstanceState,
+    "ResourceNotFound.CommandNotFound": NotFound,
+    "ResourceNotFound.InvocationNotFound": NotFound,
+    # TAT could not reach the Lighthouse (or CVM) service behind it: their side, a retry can help.
+    "FailedOperation.LighthouseError": CloudUnavailable,
+    "FailedOperation.CVMError": CloudUnavailable,
+    # TAT's wording for an expired or bad session token, like AuthFailure.TokenFailure above.
+    "UnauthorizedOperation.InvalidToken": CloudUnavailable,
+    "UnauthorizedOperation.CamAuthFailed": AccessDenied,
+    "ResourceUnavailable.LighthouseUnsupportedRegion": BadRequest,
 }
 # Families of codes not named above.
 _PREFIXES: tuple[tuple[str, type[CloudError] | type[BadRequest] | type[AccessDenied] | type[NotFound]], ...] = (

@@ -11,6 +11,7 @@ from blueprint.logs import redact
 
 __all__ = [
     "AccessDenied",
+    "AgentUnavailable",
     "BadRequest",
     "BlueprintError",
     "CloudError",
@@ -180,6 +181,13 @@ class InvalidInstanceState(CloudError):
 
     status = 409
     code = "UnsupportedOperation.InvalidInstanceState"
+
+
+class AgentUnavailable(CloudError):
+    """The instance's automation agent (TAT) is offline or not installed: no command can run there now."""
+
+    status = 409
+    code = "ResourceUnavailable.AgentStatusNotOnline"
 
 
 class QuotaExceeded(CloudError):

@@ -24,6 +24,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="emulated seconds an SCF function stays Creating/Updating")
     parser.add_argument("--runtime", action="append", default=[], metavar="NAME=PYTHON",
                         help="interpreter for an SCF runtime, e.g. Python3.10=/usr/bin/python3.10 (default: PATH)")
+    parser.add_argument("--command-seconds", type=float, default=1.0, help="emulated seconds a TAT command runs")
+    parser.add_argument(
+        "--deliver-seconds", type=float, default=0.0, help="emulated seconds before a TAT task starts running"
+    )
     return parser
 
 
@@ -49,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         quota=args.quota,
         function_seconds=args.function_seconds,
         runtimes=_runtimes(args.runtime),
+        command_seconds=args.command_seconds,
+        deliver_seconds=args.deliver_seconds,
     )
     stop = threading.Event()
     # SIGTERM from a test harness should end as cleanly as Ctrl-C.

@@ -7,6 +7,11 @@ POST /_emulator/advance  {"seconds": 30}   -> {"now": ...}
 POST /_emulator/reset    {}                -> back to the initial state
 POST /_emulator/scf/timer {"FunctionName": ..., "TriggerName": ..., "Namespace": "default"}
                                            -> {"FunctionRequestId": ...} (the timer fired, invocation async)
+GET  /_emulator/tat                        -> TAT runs, invocations, commands, agents, scripts
+POST /_emulator/tat/script  {"instance": "lhins-..." | "*", "exit_code": 0, "output": "", "duration": 1, ...}
+POST /_emulator/tat/agent   {"instance": "lhins-...", "agent_status": "Offline", "installed": true, ...}
+POST /_emulator/tat/command {"Content": "plain script", "CommandName": ..., "Region": ..., "CommandId": ...}
+POST /_emulator/tat/clear   {}             -> forget the scripted outcomes
 """
 
 from __future__ import annotations
@@ -62,15 +67,51 @@ def _timer(emu: Emulator, body: dict[str, Any]) -> Any:
     return {"FunctionRequestId": request_id}
 
 
+_SCRIPT_FIELDS = ("exit_code", "output", "duration", "status", "error_info", "match", "times")
+_AGENT_FIELDS = ("agent_status", "installed", "environment", "version", "support_features")
+
+
+def _only(body: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
+    unknown = set(body) - set(allowed) - {"instance"}
+    if unknown:
+        raise ValueError(f"unknown fields {sorted(unknown)}")
+    return {key: body[key] for key in allowed if key in body}
+
+
+def _tat_script(emu: Emulator, body: dict[str, Any]) -> Any:
+    emu.tat.script(body.get("instance", "*"), **_only(body, _SCRIPT_FIELDS))
+    return emu.tat.snapshot()["scripts"]
+
+
+def _tat_agent(emu: Emulator, body: dict[str, Any]) -> Any:
+    emu.tat.set_agent(body["instance"], **_only(body, _AGENT_FIELDS))
+    return emu.tat.snapshot()["agents"]
+
+
+def _tat_command(emu: Emulator, body: dict[str, Any]) -> Any:
+    fields = dict(body)
+    return emu.tat.add_command(fields.pop("Content"), **fields)
+
+
+def _tat_clear(emu: Emulator, body: dict[str, Any]) -> Any:
+    emu.tat.clear_scripts()
+    return {"ok": True}
+
+
 _GET: dict[str, Callable[[Emulator], Any]] = {
     "calls": lambda emu: emu.calls_json(),
     "state": lambda emu: emu.snapshot(),
+    "tat": lambda emu: emu.tat.snapshot(),
 }
 _POST: dict[str, Callable[[Emulator, dict[str, Any]], Any]] = {
     "faults": _faults,
     "advance": _advance,
     "reset": _reset,
     "scf/timer": _timer,
+    "tat/script": _tat_script,
+    "tat/agent": _tat_agent,
+    "tat/command": _tat_command,
+    "tat/clear": _tat_clear,
 }
 
 

@@ -26,6 +26,7 @@ from emulator.service import Ctx, Service
 from emulator.signing import SignedRequest, verify
 from emulator.state import DEFAULT_UIN, World, load_state
 from emulator.tag import Tag
+from emulator.tat import Tat
 from emulator.tdmq import Tdmq
 
 log = logging.getLogger("emulator")
@@ -61,7 +62,7 @@ class _Pending:
 
 
 class Emulator:
-    """A local Tencent Cloud API 3.0 endpoint: Lighthouse, TDMQ CMQ, SCF (functions, triggers, Invoke) and Tag."""
+    """A local Tencent Cloud API 3.0 endpoint: Lighthouse, TAT, TDMQ CMQ, SCF (functions, triggers, Invoke), Tag."""
 
     def __init__(
         self,
@@ -82,6 +83,8 @@ class Emulator:
         retry_events: bool = True,
         function_seconds: float = 1.0,
         runtimes: Mapping[str, str] | None = None,
+        command_seconds: float = 1.0,
+        deliver_seconds: float = 0.0,
         **lighthouse_options: Any,
     ) -> None:
         self._initial = load_state(state)
@@ -102,6 +105,9 @@ class Emulator:
             **lighthouse_options,
         )
         self.lighthouse = Lighthouse(self.world, options)
+        self.tat: Tat = Tat(
+            self.world, self.lighthouse, command_seconds=command_seconds, deliver_seconds=deliver_seconds
+        )
         self.tdmq = Tdmq(self.world)
         self.scf = Scf(
             self.world,
@@ -113,7 +119,7 @@ class Emulator:
             credentials=(SECRET_ID, SECRET_KEY),
         )
         self.tag = Tag(self.world, self.lighthouse.tag_target, self.lighthouse.taggable)
-        services: tuple[Service, ...] = (self.lighthouse, self.tdmq, self.scf, self.tag)
+        services: tuple[Service, ...] = (self.lighthouse, self.tat, self.tdmq, self.scf, self.tag)
         self.services: dict[str, Service] = {s.name: s for s in services}
         self._calls: list[Call] = []
         self._calls_lock = threading.Lock()
@@ -203,7 +209,7 @@ class Emulator:
         return self.world.clock.now()
 
     def advance(self, seconds: float) -> None:
-        """Move emulated time forward and apply the transitions that became due.
+        """Move emulated time forward and apply the transitions that became due (TAT tasks follow the clock).
 
         Raises:
             ValueError: when `seconds` is negative.
@@ -338,6 +344,9 @@ class Emulator:
             "now": self.now(),
             "regions": list(self.world.regions),
             "instances": self.lighthouse.instances(),
+            "instance_states": {
+                i["InstanceId"]: self.lighthouse.state_history(i["InstanceId"]) for i in self.lighthouse.instances()
+            },
             "blueprints": self.lighthouse.blueprints(),
             "disks": self.lighthouse.disks(),
             "disk_backups": self.lighthouse.disk_backups(),
@@ -348,6 +357,7 @@ class Emulator:
             **self.tdmq.snapshot(),
             "functions": self.scf.functions(),
             "invocations": self.scf.invocations,
+            "tat": self.tat.snapshot(),
             "faults": self.faults.pending(),
         }
 

@@ -60,6 +60,8 @@ class LighthouseCore:
         # UNVERIFIED: how `tag:<key>` reads a key that holds a colon; True cuts the key at its first colon.
         self.tag_split_colon = False
         self._instances: dict[str, dict[str, Any]] = {}
+        # Every InstanceState an instance took, with its emulated time (tests: "never stopped").
+        self._history: dict[str, list[tuple[float, str]]] = {}
         self._blueprints: dict[str, dict[str, Any]] = {}
         self._disks: dict[str, dict[str, Any]] = {}
         self._backups: dict[str, dict[str, Any]] = {}
@@ -71,7 +73,8 @@ class LighthouseCore:
         self._seq = itertools.count()
 
     def _clear(self) -> None:
-        for store in (self._instances, self._blueprints, self._disks, self._backups, self._failures, self._resets):
+        for store in (self._instances, self._history, self._blueprints, self._disks, self._backups, self._failures,
+                      self._resets):
             store.clear()
         self._accounts = {DEFAULT_UIN: True}
         self._timers.clear()
@@ -159,8 +162,31 @@ class LighthouseCore:
                 **extra,
             )
             self._instances[InstanceId] = item
+            self._history[InstanceId] = [(self._now(), item["InstanceState"])]
             self._add_system_disk(item)
             return copy.deepcopy(item)
+
+    def instance(self, instance_id: str) -> dict[str, Any] | None:
+        """A copy of one instance (API shape plus "Region"), or None when it does not exist."""
+        with self._world.lock:
+            self.tick()
+            found = self._instances.get(instance_id)
+            return copy.deepcopy(found) if found is not None else None
+
+    def state_history(self, instance_id: str) -> list[tuple[float, str]]:
+        """(emulated time, InstanceState) for every state the instance took, oldest first.
+
+        Raises:
+            KeyError: for an unknown instance.
+        """
+        with self._world.lock:
+            self.tick()
+            return list(self._history[instance_id])
+
+    def _set_state(self, item: dict[str, Any], state: str) -> None:
+        if item["InstanceState"] != state:
+            self._history.setdefault(item["InstanceId"], []).append((self._now(), state))
+        item["InstanceState"] = state
 
     def _add_system_disk(self, item: Mapping[str, Any]) -> None:
         system = item["SystemDisk"]
@@ -201,7 +227,7 @@ class LighthouseCore:
             KeyError: for an unknown instance.
         """
         with self._world.lock:
-            self._instances[instance_id]["InstanceState"] = state
+            self._set_state(self._instances[instance_id], state)
 
     def add_blueprint(
         self,

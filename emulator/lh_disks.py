@@ -340,7 +340,7 @@ class DisksMixin(LighthouseCore):
         restart = False
         if instance is not None and instance["InstanceState"] == "RUNNING":
             # "相关RUNNING 状态的实例会强制关机，然后回滚云硬盘备份点" (ApplyDiskBackup docstring).
-            instance["InstanceState"] = "STOPPED"
+            self._set_state(instance, "STOPPED")
             restart = self.opts.restart_after_rollback
         backup.update(DiskBackupState="ROLLBACKING", Percent=0)
         _begin(backup, "ApplyDiskBackup", ctx)
@@ -361,7 +361,7 @@ class DisksMixin(LighthouseCore):
         if not failed:
             disk["Data"] = backup["Data"]
         if restart is not None and restart["InstanceState"] == "STOPPED":
-            restart["InstanceState"] = "RUNNING"
+            self._set_state(restart, "RUNNING")
 
     # ---- ModifyDisksBackupQuota -------------------------------------------------------------------------
 

@@ -57,7 +57,7 @@ class ResetMixin(LighthouseCore):
         _check_fits(item, image)
         before = item["InstanceState"]
         self._begin_operation(item, "ResetInstance", ctx)
-        item["InstanceState"] = self.opts.reset_state
+        self._set_state(item, self.opts.reset_state)
         record: dict[str, Any] = {
             "BlueprintId": image["BlueprintId"],
             "RequestId": ctx.request_id,
@@ -99,12 +99,12 @@ class ResetMixin(LighthouseCore):
             return
         item["LatestOperationState"] = record["Result"]
         if failed:
-            item["InstanceState"] = before
+            self._set_state(item, before)
             return
         for field in ("OsName", "Platform", "PlatformType"):
             item[field] = image[field]
         item["BlueprintId"] = image["BlueprintId"]
-        item["InstanceState"] = self.opts.reset_final_state
+        self._set_state(item, self.opts.reset_final_state)
         # The system disk keeps its id (a reinstall formats it in place) and now holds the image's data.
         self._disks[item["SystemDisk"]["DiskId"]]["Data"] = image["Data"]
 

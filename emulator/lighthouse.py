@@ -191,7 +191,7 @@ class Lighthouse(SharingMixin, DisksMixin, ResetMixin, LighthouseCore):
         if source is not None:
             self._begin_operation(source, "CreateBlueprint", ctx)
             if params.get("ForcePowerOff", True) and source["InstanceState"] == "RUNNING":
-                source["InstanceState"] = "STOPPED"
+                self._set_state(source, "STOPPED")
                 restart = self.opts.restart_after_image
         self._schedule(self.opts.image_seconds, lambda: self._finish_image(bp_id, source, ctx, failed, restart))
         return {"BlueprintId": bp_id}
@@ -204,7 +204,7 @@ class Lighthouse(SharingMixin, DisksMixin, ResetMixin, LighthouseCore):
             return
         source["LatestOperationState"] = "FAILED" if failed else "SUCCESS"
         if restart:
-            source["InstanceState"] = "RUNNING"
+            self._set_state(source, "RUNNING")
 
     # ---- Describe / Delete blueprints ---------------------------------------------------------------
 
@@ -289,9 +289,14 @@ class Lighthouse(SharingMixin, DisksMixin, ResetMixin, LighthouseCore):
             self._check_operable(item, allowed=(states[0],))
         for item in items:
             self._begin_operation(item, operation, ctx)
-            item["InstanceState"] = states[1]
-            self._schedule(self.opts.op_seconds, functools.partial(_end_power, item, ctx, states[2]))
+            self._set_state(item, states[1])
+            self._schedule(self.opts.op_seconds, functools.partial(self._end_power, item, ctx, states[2]))
         return {}
+
+    def _end_power(self, item: dict[str, Any], ctx: Ctx, final: str) -> None:
+        if item.get("LatestOperationRequestId") == ctx.request_id:
+            self._set_state(item, final)
+            item["LatestOperationState"] = "SUCCESS"
 
     # ---- quotas and regions ---------------------------------------------------------------------------
 
@@ -318,12 +323,6 @@ class Lighthouse(SharingMixin, DisksMixin, ResetMixin, LighthouseCore):
     def _describe_regions(self, params: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
         regions = [region_info(r, r not in self._world.unavailable) for r in self._world.regions]
         return {"TotalCount": len(regions), "RegionSet": regions}
-
-
-def _end_power(item: dict[str, Any], ctx: Ctx, final: str) -> None:
-    if item.get("LatestOperationRequestId") == ctx.request_id:
-        item["InstanceState"] = final
-        item["LatestOperationState"] = "SUCCESS"
 
 
 def _check_create_params(params: Mapping[str, Any]) -> None:

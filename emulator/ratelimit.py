@@ -7,7 +7,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 
-# Documented limits (the README's rate-limit table names each page); actions not listed are unlimited.
+# Documented limits, with their sources in emulator/README.md (TAT: the API overview
+# https://cloud.tencent.com/document/api/1340/52696 and each action's page); actions not listed are unlimited.
+# Keys are action names alone: no two emulated services share a rate-limited action name.
 DEFAULT_LIMITS: dict[str, int] = {
     "CreateBlueprint": 20,
     "DescribeBlueprints": 10,
@@ -35,6 +37,13 @@ DEFAULT_LIMITS: dict[str, int] = {
     "UpdateFunctionCode": 100,
     "CreateTrigger": 100,
     "DeleteTrigger": 100,
+    "RunCommand": 20,
+    "InvokeCommand": 20,
+    "DescribeInvocationTasks": 20,
+    "DescribeInvocations": 20,
+    "DescribeAutomationAgentStatus": 60,
+    "DescribeCommands": 20,
+    "CancelInvocation": 20,
 }
 
 

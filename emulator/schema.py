@@ -1,10 +1,11 @@
 """Per-action request schemas: field -> (type, required), checked the way the gateway does.
 
 Types: "str", "int", "bool", "float", "obj" (any JSON object, not looked into), "str[]", "tag[]",
-"filter[]", "obj[]", the Tag service's "tagkv[]" ({TagKey, TagValue}) and "tagfilter[]", plus nested objects and
-lists of objects a service declares with `define_object` / `define_list` (SCF's `Code`, `Environment`).
-GET requests arrive as flat strings (`Filters.0.Values.1=x`, booleans `True`); `unflatten` rebuilds the JSON shape and
-`validate` coerces those strings, so POST and GET share one code path.
+"filter[]", "obj[]", "paramconf[]" (TAT's DefaultParameterConf), the Tag service's "tagkv[]"
+({TagKey, TagValue}) and "tagfilter[]", plus nested objects and lists of objects a service declares
+with `define_object` / `define_list` (SCF's `Code`, `Environment`). GET requests arrive as flat
+strings (`Filters.0.Values.1=x`, booleans `True`); `unflatten` rebuilds the JSON shape and `validate`
+coerces those strings, so POST and GET share one code path.
 """
 
 from __future__ import annotations
@@ -91,8 +92,14 @@ _TAG: Schema = {"Key": ("str", True), "Value": ("str", True)}
 _FILTER: Schema = {"Name": ("str", True), "Values": ("str[]", True)}
 _TAG_KV: Schema = {"TagKey": ("str", True), "TagValue": ("str", True), "Category": ("str", False)}
 _TAG_FILTER: Schema = {"TagKey": ("str", True), "TagValue": ("str[]", False)}
+_PARAM_CONF: Schema = {
+    "ParameterName": ("str", True),
+    "ParameterValue": ("str", False),
+    "ParameterDescription": ("str", False),
+}
 _ELEMENTS: dict[str, Schema | str] = {
     "str[]": "str",
+    "paramconf[]": _PARAM_CONF,
     "tag[]": _TAG,
     "filter[]": _FILTER,
     "obj[]": "obj",

@@ -21,6 +21,7 @@ import pytest
 
 from blueprint.lighthouse import LighthouseService
 from blueprint.packaging import dev_only
+from blueprint.tat import TatService
 
 ROOT = Path(__file__).resolve().parents[2]
 CAM_NAMES = {("scf", "Invoke"): "scf:InvokeFunction"}
@@ -129,6 +130,9 @@ def test_the_scan_sees_every_kind_of_call() -> None:
     service = LighthouseService.__new__(LighthouseService)
     LighthouseService.__init__(service, clients=None)  # type: ignore[arg-type]
     assert {f"lighthouse:{a}" for a in service._limits} <= found
+    # So is every rate-limited TAT action, although blueprint/tat.py imports its SDK client inside a method.
+    tat = TatService(clients=None)  # type: ignore[arg-type]
+    assert {f"tat:{a}" for a in tat._limits} <= found
 
 
 def test_policy_grants_exactly_what_the_code_calls(policy: dict[str, object]) -> None:

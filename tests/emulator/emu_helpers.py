@@ -17,12 +17,14 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.lighthouse.v20200324 import lighthouse_client
 from tencentcloud.scf.v20180416 import scf_client
 from tencentcloud.tag.v20180813 import tag_client
+from tencentcloud.tat.v20201028 import tat_client
 from tencentcloud.tdmq.v20200217 import tdmq_client
 
 from emulator import SECRET_ID, SECRET_KEY, Emulator
 from emulator.signing import authorization_header, canonical_request, signature
 
-VERSIONS = {"lighthouse": "2020-03-24", "tdmq": "2020-02-17", "scf": "2018-04-16", "tag": "2018-08-13"}
+VERSIONS = {"lighthouse": "2020-03-24", "tdmq": "2020-02-17", "scf": "2018-04-16", "tag": "2018-08-13",
+            "tat": "2020-10-28"}
 
 
 def profile(emu: Emulator, method: str = "POST") -> ClientProfile:
@@ -67,6 +69,11 @@ def tdmq(emu: Emulator, region: str = "ap-guangzhou") -> Any:
 def scf(emu: Emulator, region: str = "ap-guangzhou") -> Any:
     """A real ScfClient."""
     return scf_client.ScfClient(credential.Credential(SECRET_ID, SECRET_KEY), region, profile(emu))
+
+
+def tat(emu: Emulator, region: str = "ap-guangzhou", *, method: str = "POST") -> Any:
+    """A real TatClient."""
+    return tat_client.TatClient(credential.Credential(SECRET_ID, SECRET_KEY), region, profile(emu, method))
 
 
 def signed_post(
