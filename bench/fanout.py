@@ -144,8 +144,11 @@ def _notes(config: Config, runs: list[dict[str, Any]], mid: dict[str, Any]) -> l
         f"{mid['instances']} instances, {mid['webhooks']} webhooks delivered."
         + (f" The parent raised: {mid['parent_error']}." if mid["parent_error"] else ""),
         f"Median run's cloud calls by action: {actions}.",
-        "Calls per image = all cloud calls except Invoke, divided by the images made; throttling = "
-        "RequestLimitExceeded answers as a share of all calls (Invoke included).",
+        "Calls per image = all cloud calls except Invoke (throttled ones included), divided by the images made; "
+        "throttling = RequestLimitExceeded answers as a share of all calls (Invoke included).",
+        "The emulator redelivers a child that raised at once (twice at most); SCF's async retry policy waits about "
+        "a minute between attempts, so on the cloud every run with redeliveries would take a minute or more longer "
+        "than here. The emulator also answers a throttled call at once, without the set latency.",
         "All runs (fresh emulator state each): " + "; ".join(
             f"{r['seconds']:.2f} s, {per_image(r):.2f} calls/image, {r['throttled']} throttled" for r in runs) + ".",
     ]

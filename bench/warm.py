@@ -122,6 +122,20 @@ def _check(answer: Any, calls: Sequence[Any]) -> None:
         raise RuntimeError(f"warm invocation met cloud errors: {[c.error for c in calls if c.error]}")
 
 
+def replay(client: Any, requests: Sequence[tuple[str, Any]], profile: cProfile.Profile | None = None) -> float:
+    """Send the requests on the raw client; returns the seconds spent in the SDK calls."""
+    elapsed = 0.0
+    for action, req in requests:
+        started = time.perf_counter()
+        if profile is not None:
+            profile.enable()
+        getattr(client, action)(req)
+        if profile is not None:
+            profile.disable()
+        elapsed += time.perf_counter() - started
+    return elapsed
+
+
 def measure(config: Config) -> dict[str, Any]:
     """Paired timings (seconds): each paced invocation, then the same calls raw; and the cProfile batch.
 
@@ -131,7 +145,7 @@ def measure(config: Config) -> dict[str, Any]:
     from bench import naive_handler
 
     out: dict[str, Any] = {"function": [], "raw": [], "calls": [], "describe_times": []}
-    profile = cProfile.Profile()
+    profiles = {"function": cProfile.Profile(), "raw": cProfile.Profile()}
     warmup = min(WARMUP, config.warm_calls)
     with local_cloud(webhook=False, rate_limits=False) as (emu, _rx, env), quiet_logs(), function_environ(env):
         client, pacer = naive_handler.make_client(env), Pacer(config.warm_rate)
@@ -140,25 +154,20 @@ def measure(config: Config) -> dict[str, Any]:
             emu.reset()
             profiled = i >= warmup + config.warm_calls
             if profiled:
-                profile.enable()
+                profiles["function"].enable()
             elapsed, answer = _invoke(event)
-            profile.disable()
+            profiles["function"].disable()
             calls = emu.calls
             _check(answer, calls)
             out["describe_times"] += [c.time for c in calls if c.action == "DescribeBlueprints"]
-            if profiled or i < warmup:
-                continue
             requests = raw_requests(calls)
             emu.reset()
-            raw = 0.0
-            for action, req in requests:
-                started = time.perf_counter()
-                getattr(client, action)(req)
-                raw += time.perf_counter() - started
-            out["function"].append(elapsed)
-            out["raw"].append(raw)
-            out["calls"].append(tuple(c.action for c in calls))
-    out["profile"] = pstats.Stats(profile)
+            raw = replay(client, requests, profiles["raw"] if profiled else None)
+            if warmup <= i < warmup + config.warm_calls:
+                out["function"].append(elapsed)
+                out["raw"].append(raw)
+                out["calls"].append(tuple(c.action for c in calls))
+    out["profiles"] = {name: pstats.Stats(profile) for name, profile in profiles.items()}
     return out
 
 
@@ -212,42 +221,62 @@ class Attribution:
         return dict(totals)
 
 
-def _top_functions(attribution: Attribution, calls: int, n: int = 20) -> list[list[str]]:
-    table = attribution.table
-    rows = sorted(((func, v) for func, v in table.items() if _direct_group(func) != WAIT),
+def _where(func: tuple[str, int, str]) -> str:
+    """`name (package/file.py:line)`, or a builtin's name: no absolute path."""
+    filename, line, name = func
+    if filename == "~":
+        return name
+    short = filename.split("site-packages/")[-1].replace(str(ROOT) + "/", "")
+    parts = short.rsplit("/", 2)
+    return f"{name} ({'/'.join(parts[-2:])}:{line})"
+
+
+def _counted(attribution: Attribution, func: Any) -> str:
+    shares = attribution.shares(func)
+    group = max(shares, key=lambda g: shares[g])
+    return group if shares[group] > 0.995 else f"{group} ({shares[group] * 100:.0f} %)"
+
+
+def _top_functions(fn: Attribution, raw: Attribution, calls: int, n: int = 20) -> list[list[str]]:
+    rows = sorted(((func, v) for func, v in fn.table.items() if _direct_group(func) != WAIT),
                   key=lambda item: item[1][2], reverse=True)[:n]
-
-    def where(func: tuple[str, int, str]) -> str:
-        filename, line, name = func
-        if filename == "~":
-            return name
-        short = filename.split("site-packages/")[-1] if "site-packages/" in filename else filename
-        short = short.replace(str(ROOT) + "/", "")
-        return f"{name} ({short.rsplit('/', 2)[-2] + '/' if '/' in short else ''}{short.rsplit('/', 1)[-1]}:{line})"
-
-    def counted(func: Any) -> str:
-        shares = attribution.shares(func)
-        group = max(shares, key=lambda g: shares[g])
-        return group if shares[group] > 0.995 else f"{group} ({shares[group] * 100:.0f} %)"
-
-    return [[f"`{where(func)}`", counted(func), f"{v[2] / calls * 1e6:.0f}", f"{v[1] / calls:.1f}"]
+    return [[f"`{_where(func)}`", _counted(fn, func), f"{v[2] / calls * 1e6:.0f}",
+             f"{raw.table[func][2] / calls * 1e6:.0f}" if func in raw.table else "-", f"{v[1] / calls:.1f}"]
             for func, v in rows]
 
 
-def _profile_tables(stats: pstats.Stats, calls: int) -> list[tuple[str, Sequence[str], list[Sequence[str]]]]:
-    attribution = Attribution(stats)
-    groups = attribution.groups()
+def _top_extra(fn: Attribution, raw: Attribution, calls: int, n: int = 15) -> list[list[str]]:
+    extra = {func: v[2] - (raw.table[func][2] if func in raw.table else 0.0) for func, v in fn.table.items()
+             if _direct_group(func) != WAIT}
+    rows = sorted(extra.items(), key=lambda item: item[1], reverse=True)[:n]
+    return [[f"`{_where(func)}`", _counted(fn, func), f"{value / calls * 1e6:.0f}",
+             f"{fn.table[func][1] / calls:.1f}"] for func, value in rows]
+
+
+def _profile_tables(stats: dict[str, pstats.Stats], calls: int) -> list[tuple[str, Sequence[str],
+                                                                               list[Sequence[str]]]]:
+    fn, raw = Attribution(stats["function"]), Attribution(stats["raw"])
+    groups, raw_groups = fn.groups(), raw.groups()
     work = sum(v for g, v in groups.items() if g != WAIT)
+    raw_work = sum(v for g, v in raw_groups.items() if g != WAIT)
+
+    def per(value: float) -> str:
+        return f"{value / calls * 1000:.3f}"
+
     group_rows: list[Sequence[str]] = [
-        [g, f"{v / calls * 1000:.3f}", f"{v / work * 100:.0f} %" if g != WAIT and work else "-"]
+        [g, per(v), per(raw_groups.get(g, 0.0)), per(v - raw_groups.get(g, 0.0)),
+         f"{v / work * 100:.0f} %" if g != WAIT and work else "-"]
         for g, v in sorted(groups.items(), key=lambda item: item[1], reverse=True)]
-    group_rows.append(["**work (all but waiting)**", f"{work / calls * 1000:.3f}", "100 %"])
+    group_rows.append(["**work (all but waiting)**", per(work), per(raw_work), per(work - raw_work), "100 %"])
     return [
-        (f"cProfile of {calls} warm invocations: own time (tottime) per group, ms per invocation",
-         ["Group", "ms per invocation", "Share of work"], group_rows),
-        ("cProfile: top functions by own time (tottime; waits left out)",
-         ["Function", "Counted for (mostly)", "µs per invocation", "Calls per invocation"],
-         _top_functions(attribution, calls)),
+        (f"cProfile of {calls} warm invocations and of the same calls made raw: own time (tottime) per group, "
+         "ms per invocation", ["Group", "Function", "Same calls raw", "Difference", "Share of the function's work"],
+         group_rows),
+        ("cProfile: the function's top functions by own time (tottime; waits left out), µs per invocation",
+         ["Function", "Counted for (mostly)", "Function", "Same calls raw", "Calls per invocation"],
+         _top_functions(fn, raw, calls)),
+        ("cProfile: functions with the most own time over the raw calls (function minus raw), µs per invocation",
+         ["Function", "Counted for (mostly)", "Extra", "Calls per invocation"], _top_extra(fn, raw, calls)),
     ]
 
 
@@ -267,7 +296,7 @@ def run(config: Config) -> list[Section]:
         ["**Overhead**: function - raw, paired per invocation", ms(over.median), ms(over.p99),
          f"{ms(over.low)} to {ms(over.high)}"],
     ]
-    section.extra += _profile_tables(data["profile"], max(1, config.profile_calls))
+    section.extra += _profile_tables(data["profiles"], max(1, config.profile_calls))
     section.notes += [
         f"{config.warm_calls} timed invocations after {min(WARMUP, config.warm_calls)} unmeasured ones, paced at "
         f"{config.warm_rate:g}/s; each followed by the same calls made raw. Emulator latency 0, its rate limits off; "
@@ -276,11 +305,11 @@ def run(config: Config) -> list[Section]:
         f"Client-side limiter: at most {peak} DescribeBlueprints of the function fell in any {LIMITER_WINDOW} s "
         f"window (its limiter allows {DESCRIBE_LIMIT}), so it "
         + ("never waited." if peak <= DESCRIBE_LIMIT else "**had to wait: pace slower (--warm-rate)**."),
-        f"The cProfile batch ({config.profile_calls} more paced invocations, not timed) covers the thread that "
-        "calls the handler; cProfile's own overhead inflates every figure in it, so read it for shares, not "
-        "for the overhead itself. Standard-library and builtin functions count for the code that called them "
-        "(split by cProfile's per-caller time, up the call graph), so `stdlib and the rest` is what the handler's "
-        "caller or an uncalled root spent.",
+        f"The cProfile batch ({config.profile_calls} more paced invocations and their raw replays, not timed) "
+        "covers the thread that calls the handler; cProfile's own overhead inflates every figure in it, so read "
+        "it for shares and differences, not for the overhead itself. Standard-library and builtin functions "
+        "count for the code that called them (split by cProfile's per-caller time, up the call graph), so "
+        "`stdlib and the rest` is what an uncalled root spent.",
     ]
     section.summary.append(
         ["Warm overhead over the same calls made raw (median / p99)", f"{ms(over.median)} / {ms(over.p99)} ms",

@@ -74,7 +74,8 @@ def test_the_whole_benchmark_writes_its_table(tmp_path: Path) -> None:
     assert report.count("4 of 4") >= 2  # every instance got its image, inline and through the fan-out
     assert "Bytecode: every loaded module had a current .pyc." in report
     assert "| Work tree bytecode | compiled before the cold runs" in report
-    assert "**cProfile: top functions by own time" in report
+    assert "**cProfile: the function's top functions by own time" in report
+    assert "**cProfile: functions with the most own time over the raw calls" in report
     assert "Skipped in this run: package." in report
     assert "| Python | CPython 3." in report
     assert not re.search(r"(?<![\w.])/(?:work|tmp|root|home|usr|opt|var)/", report)  # no path outside the project
