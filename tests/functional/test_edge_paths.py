@@ -208,16 +208,22 @@ def test_a_record_whose_report_cannot_be_delivered_makes_the_batch_raise(make_ap
 
 # ---- the cloud's own rules -----------------------------------------------------------------------------------
 
-def test_wait_ends_at_once_when_the_image_cannot_become_normal(make_app, emu, receiver) -> None:
-    app = make_app()
+def images_go(emu, state: str) -> Any:
+    """Every image the cloud accepts from now on shows `state` at once; returns the real CreateBlueprint."""
     real_create = emu.lighthouse._create_blueprint
 
-    def create_then_delete(params, ctx):
+    def create(params, ctx):
         answer = real_create(params, ctx)
-        emu.lighthouse.set_blueprint_state(answer["BlueprintId"], "DELETING")
+        emu.lighthouse.set_blueprint_state(answer["BlueprintId"], state)
         return answer
 
-    emu.lighthouse._handlers["CreateBlueprint"] = create_then_delete
+    emu.lighthouse._handlers["CreateBlueprint"] = create
+    return real_create
+
+
+def test_wait_ends_at_once_when_the_image_cannot_become_normal(make_app, emu, receiver) -> None:
+    app = make_app()
+    images_go(emu, "DELETING")
     answer = app.handle(timer_event({**JOB, "Wait": True}), context())
     result = answer["Results"][0]
     assert (result["State"], result["Error"]["Code"]) == ("DELETING", "FailedOperation.BlueprintUnavailable")
@@ -226,14 +232,7 @@ def test_wait_ends_at_once_when_the_image_cannot_become_normal(make_app, emu, re
 
 def test_an_undocumented_state_ends_the_wait_with_a_clear_reason(make_app, emu, receiver) -> None:
     app = make_app()
-    real_create = emu.lighthouse._create_blueprint
-
-    def create_odd(params, ctx):
-        answer = real_create(params, ctx)
-        emu.lighthouse.set_blueprint_state(answer["BlueprintId"], "MIGRATING")
-        return answer
-
-    emu.lighthouse._handlers["CreateBlueprint"] = create_odd
+    real_create = images_go(emu, "MIGRATING")
     result = app.handle(timer_event({**JOB, "Wait": True}), context())["Results"][0]
     assert result["State"] == "MIGRATING" and "BLUEPRINT_IN_PROGRESS_STATES" in result["Reason"]
     assert [e["type"].rsplit(".", 1)[-1] for e in received_events(receiver)] == ["created"]
