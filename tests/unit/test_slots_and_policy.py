@@ -1,0 +1,65 @@
+"""Slot keys and the operator's policy: pinned formats and boundaries (mutation testing found these gaps).
+
+The slot digest is a stored value: images made by one version are found by the next only if the key and
+digest of a slot never change. These pins fail if anyone changes them by accident.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from blueprint.errors import AccessDenied
+from blueprint.events import parse_job
+from blueprint.policy import LIMIT, Policy
+from blueprint.slots import caller_slot, message_slot, request_slot, slot_digest, tick_slot, webhook_slot
+
+TICK = datetime(2026, 11, 27, 3, tzinfo=timezone.utc)
+
+
+def test_slot_keys_are_pinned() -> None:
+    assert tick_slot("daily", TICK) == "timer|tick|daily|2026-11-27T03:00:00Z"
+    assert caller_slot("http", "k") == "http|key|k"
+    assert request_slot("invoke", "r-1") == "invoke|request|r-1"
+    assert message_slot("m-1") == "queue|message|m-1"
+    assert webhook_slot("msg-1") == "http|webhook|3a0de37932e8b19746f20b22414f862f"
+
+
+def test_slot_digest_is_pinned() -> None:
+    # A changed digest would make every retry across an upgrade miss the image its first try made.
+    assert slot_digest("timer|tick|daily|2026-11-27T03:00:00Z") == "a700216f38a47c7925377dc6"
+
+
+def job(**fields: object):
+    return parse_job({"InstanceId": "lhins-web00001", **fields})
+
+
+def test_keep_at_the_floor_is_allowed_and_below_is_refused_with_the_code() -> None:
+    policy = Policy(keep=3)
+    policy.check_job(job(Keep=3))
+    with pytest.raises(AccessDenied) as caught:
+        policy.check_job(job(Keep=2))
+    assert caught.value.code == LIMIT and "BLUEPRINT_KEEP=3" in caught.value.message
+
+
+def test_max_instances_at_the_ceiling_is_allowed_and_above_is_refused_with_the_code() -> None:
+    policy = Policy(max_instances=5)
+    policy.check_job(job(MaxInstances=5))
+    with pytest.raises(AccessDenied) as caught:
+        policy.check_job(job(MaxInstances=6))
+    assert caught.value.code == LIMIT and "BLUEPRINT_MAX_INSTANCES=5" in caught.value.message
+
+
+@pytest.mark.parametrize(("floor", "asked", "kept"), [(None, 1, 1), (None, None, None), (3, None, 3), (3, 5, 5)])
+def test_keep_for(floor: int | None, asked: int | None, kept: int | None) -> None:
+    fields = {} if asked is None else {"Keep": asked}
+    assert Policy(keep=floor).keep_for(job(**fields)) == kept
+
+
+def test_refusals_say_which_list_refused() -> None:
+    by_ids = Policy(allowed_instances=frozenset({"lhins-db000001"})).refusal("lhins-web00001", {})
+    by_tags = Policy(allowed_tags=(("env", "prod"),)).refusal("lhins-web00001", {"env": "dev"})
+    assert by_ids is not None and "BLUEPRINT_ALLOWED_INSTANCES" in by_ids.message
+    assert by_tags is not None and "BLUEPRINT_ALLOWED_TAGS" in by_tags.message
+    assert Policy(allowed_tags=(("env", "prod"),)).refusal("lhins-web00001", {"env": "prod"}) is None
