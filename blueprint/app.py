@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -25,6 +25,7 @@ from blueprint.chained import ChainTarget
 from blueprint.cloud import ClientCache, read_credentials
 from blueprint.dispatch import Chain, Dispatcher
 from blueprint.errors import (
+    AccessDenied,
     BadRequest,
     BlueprintError,
     ConfigError,
@@ -42,11 +43,14 @@ from blueprint.events import (
     Job,
     QueueEvent,
     QueueRecord,
+    RestoreJob,
     TimerEvent,
     TriggerInfo,
     parse_event,
     parse_job,
     parse_json,
+    parse_request,
+    parse_restore,
 )
 from blueprint.functions import FunctionRef, Functions
 from blueprint.http import Authenticator, HttpApi, error_response, generic_error, retry_headers
@@ -54,7 +58,7 @@ from blueprint.images import PER_INSTANCE_BUDGET, ImageMaker, Target, is_managed
 from blueprint.lighthouse import Lighthouse, LighthouseService
 from blueprint.policy import Policy
 from blueprint.results import Result, RunReport, Source, result_events, summary_event
-from blueprint.retry import Clock, Deadline, SystemClock
+from blueprint.retry import Clock, Deadline, RetryPolicy, SystemClock
 from blueprint.settings import Settings, load_settings
 from blueprint.sinks import Delivery, Sink, SinkContext, build_sinks, deliver
 from blueprint.slots import (
@@ -67,16 +71,21 @@ from blueprint.slots import (
     webhook_slot,
 )
 
+if TYPE_CHECKING:
+    from blueprint.restore import Restorer
+
 __all__ = ["App", "Invocation", "Spec", "answer_config_error", "build_app", "get_app"]
 
 _CORRELATION = re.compile(r"[A-Za-z0-9._:|-]{1,100}")
+_ACCOUNT = re.compile(r"[1-9][0-9]{4,19}")
+RESTORE_OFF = "UnauthorizedOperation.RestoreOff"
 
 
 @dataclass(frozen=True)
 class Spec:
     """One job for one slot: what to do, who asked, and the key that makes it happen once."""
 
-    job: Job
+    job: Job | RestoreJob
     trigger: TriggerInfo
     key: str
     # Chained calls carry a deadline and the names their parent rendered (plain values, never templates).
@@ -91,9 +100,17 @@ class Spec:
     @property
     def multi(self) -> bool:
         """True for a run over several instances (its answer is a list and it sends a run summary)."""
+        if isinstance(self.job, RestoreJob):
+            return False
         if self.chained:
             return len(self.names) > 1
         return self.job.InstanceId is None
+
+    def named(self, default_region: str) -> list[InstanceRef]:
+        """The instances the job names (none for a selector): what a refusal is reported for."""
+        if isinstance(self.job, RestoreJob):
+            return [InstanceRef(Region=self.job.Region or default_region, InstanceId=self.job.InstanceId)]
+        return [] if self.job.Selector is not None else self.job.targets(default_region)
 
 
 @dataclass
@@ -121,6 +138,11 @@ class Invocation:
             failed = set(self.summary.get("delivery_failed", [])) | set(delivery.failed)
             self.summary["delivery_failed"] = sorted(failed)
 
+    def account(self, configured: str | None) -> str | None:
+        """The account id (UIN): SCF's context says it; BLUEPRINT_ACCOUNT_ID where no context does."""
+        value = str(self.context.get("tencentcloud_uin") or configured or "")
+        return value if _ACCOUNT.fullmatch(value) else None
+
     def self_function(self) -> FunctionRef | None:
         """This function, for fan-out and continuations (known from the context, or SCF's variables)."""
         name = self.context.get("function_name") or os.environ.get("SCF_FUNCTIONNAME")
@@ -145,6 +167,9 @@ class App:
     clock: Clock = field(default_factory=SystemClock)
     default_job: Job | None = None
     env: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False)
+    # Restores (None with a fake cloud port in tests), and what authenticates them over HTTP (None: off).
+    restorer: Restorer | None = None
+    restore_auth: Authenticator | None = None
     dispatcher: Dispatcher = field(init=False)
 
     def __post_init__(self) -> None:
@@ -256,7 +281,7 @@ class App:
             return self._chained(payload, inv)
         trigger = TriggerInfo(Type="invoke", Name=None, Time=_now())
         try:
-            job = parse_job(payload)
+            job = parse_request(payload)
         except BadRequest as err:
             return self._refuse(err, inv, trigger, request_slot("invoke", inv.request_id))
         key = caller_slot("invoke", job.IdempotencyKey) if job.IdempotencyKey else request_slot("invoke",
@@ -307,7 +332,7 @@ class App:
         try:
             if record.problem is not None:
                 raise BadRequest(record.problem)
-            job = parse_job(parse_json(record.body, what="record body"), what="record job")
+            job = parse_request(parse_json(record.body, what="record body"), what="record job")
         except BadRequest as err:
             logs.log("ERROR", "queue record refused", error=err.message, code=err.code, message_id=record.message_id)
             try:
@@ -333,8 +358,8 @@ class App:
         except BlueprintError as err:
             if err.retryable:
                 raise
-            named = [] if spec.job.Selector is not None else spec.job.targets(self.settings.region)
-            return self._refuse(err, inv, spec.trigger, spec.key, named, message_id=spec.message_id)
+            return self._refuse(err, inv, spec.trigger, spec.key, spec.named(self.settings.region),
+                                message_id=spec.message_id)
         answer = {"Results": [r.data() for r in report.main_results()], "RequestId": inv.request_id,
                   "Dispatched": len(report.dispatched)}
         if not delivery.ok:
@@ -374,7 +399,7 @@ class App:
     # ---- HTTP -----------------------------------------------------------------------------------------
 
     def _http(self, req: HttpRequest, inv: Invocation) -> dict[str, Any]:
-        api = HttpApi(self.auth, _HttpJobs(self, req, inv))
+        api = HttpApi(self.auth, _HttpJobs(self, req, inv), restore_auth=self.restore_auth)
         try:
             return api.handle(req, inv.request_id)
         except Exception as err:
@@ -389,10 +414,34 @@ class App:
         Raises:
             BlueprintError: planning failed as a whole (bad selection, operator limits, cloud unreachable).
         """
-        report = self.run(spec, inv)
+        report = self._restore(spec, spec.job, inv) if isinstance(spec.job, RestoreJob) else self.run(spec, inv)
         delivery = self._deliver(report, inv)
         inv.count(report, delivery)
         return report, delivery
+
+    def _restore(self, spec: Spec, job: RestoreJob, inv: Invocation) -> RunReport:
+        """A restore (only when turned on); a chained call goes on with it when time runs out.
+
+        Raises:
+            BlueprintError: the restore may not run (off, not allowed, no such image of this instance).
+        """
+        if not self.settings.restore or self.restorer is None:
+            raise AccessDenied("restores are off: BLUEPRINT_RESTORE=on turns them on", code=RESTORE_OFF)
+        report: RunReport = self.restorer.run(job, region=self.settings.region, trigger=spec.trigger,
+                                              slot_key=spec.key, deadline=inv.work,
+                                              account=inv.account(self.settings.account_id))
+        if any(r.pending for r in report.results):
+            deadline = spec.not_after or _now() + timedelta(seconds=self.settings.child_ttl)
+            chain = Chain(job, spec.trigger, spec.key, inv.correlation_id, deadline)
+            target = ChainTarget(Region=job.Region or self.settings.region, InstanceId=job.InstanceId,
+                                 BlueprintName="restore", WasRunning=job.InstanceId in report.was_running)
+            for _, err in self.dispatcher.send(inv.self_function(), chain, [target], kind="restore", report=report,
+                                               deadline=inv.work):
+                report.results.append(Result(outcome="restore.failed", instance_id=job.InstanceId,
+                                             region=target.Region, trigger=spec.trigger, slot_key=spec.key,
+                                             force_power_off=False, blueprint_id=job.BlueprintId,
+                                             error=_not_followed(err)))
+        return report
 
     def run(self, spec: Spec, inv: Invocation) -> RunReport:
         """Plan and run one job; instances handed to other invocations are listed in `Dispatched`.
@@ -401,7 +450,9 @@ class App:
             BlueprintError: planning failed as a whole.
         """
         job = spec.job
-        plan = self.maker.plan(job, self.settings.region, inv.work, slot_key=spec.key)
+        assert isinstance(job, Job)  # noqa: S101 (restores run in `_restore`)
+        account = inv.account(self.settings.account_id)
+        plan = self.maker.plan(job, self.settings.region, inv.work, slot_key=spec.key, account=account)
         targets = [replace(t, blueprint_name=spec.names.get((t.ref.Region, t.ref.InstanceId)),
                            was_running=t.ref.InstanceId in spec.was_running) for t in plan.targets]
         chain = Chain(job, spec.trigger, spec.key, inv.correlation_id,
@@ -413,17 +464,17 @@ class App:
             self._send(report, chain, targets, inv, why="")
             return report
         report, overflow = self.maker.run(job, targets, trigger=spec.trigger, slot_key=spec.key, deadline=inv.work,
-                                          multi=spec.multi, refused=plan.refused, prefetched=plan.slot_images)
+                                          multi=spec.multi, refused=plan.refused, prefetched=plan.slot_images,
+                                          account=account)
         if overflow:
             self._send(report, chain, overflow, inv, why="the function's time ran out before this instance; ")
-        if job.Wait and not job.DryRun:
-            self._follow(report, chain, inv)
+        self._follow(report, chain, inv)
         return report
 
     def _fans_out(self, spec: Spec, count: int) -> bool:
         """Fan out when the job asks for it, or when it is large and did not ask to run inline."""
         job = spec.job
-        if spec.chained or job.DryRun:
+        if isinstance(job, RestoreJob) or spec.chained or job.DryRun:
             return False
         if job.Dispatch == "invoke":
             return True
@@ -431,14 +482,16 @@ class App:
 
     def _send(self, report: RunReport, chain: Chain, targets: list[Target], inv: Invocation, *, why: str) -> None:
         """Hand instances to child calls (fan-out, or what this run had no time for: `why` says so)."""
+        assert isinstance(chain.job, Job)  # noqa: S101 (restores never fan out)
         calls = [ChainTarget(Region=t.ref.Region, InstanceId=t.ref.InstanceId,
                              BlueprintName=self.maker.name_for(chain.job, t, chain.trigger),
                              WasRunning=t.was_running or t.ref.InstanceId in report.was_running) for t in targets]
+        job = chain.job
         for call, err in self.dispatcher.send(inv.self_function(), chain, calls, kind="child", report=report,
                                               deadline=inv.work):
             report.results.append(Result(
                 outcome="failed", instance_id=call.InstanceId, region=call.Region, trigger=chain.trigger,
-                slot_key=chain.slot_key, force_power_off=self.maker.force_power_off(chain.job),
+                slot_key=chain.slot_key, force_power_off=self.maker.force_power_off(job),
                 blueprint_name=call.BlueprintName, error=_not_started(err, why)))
 
     def _follow(self, report: RunReport, chain: Chain, inv: Invocation) -> None:
@@ -477,23 +530,60 @@ class _HttpJobs:
     req: HttpRequest
     inv: Invocation
 
+    def _key(self, own: str | None, header_key: str | None, webhook_id: str | None) -> str:
+        if own:
+            return caller_slot("http", own)
+        if webhook_id is not None:
+            return webhook_slot(webhook_id)
+        if header_key is not None:
+            return caller_slot("http", header_key)
+        return request_slot("http", self.inv.request_id)
+
+    def _trigger(self) -> TriggerInfo:
+        return TriggerInfo(Type="http", Name=self.req.path[:100], Time=_now())
+
+    def restore(self, job_data: object, *, header_key: str | None, webhook_id: str | None) -> tuple[
+            int, Any, dict[str, str]]:
+        """Run a restore; 202 with where it stands (and its safety image), or the failure's own status."""
+        job = parse_restore(job_data)
+        report, delivery = self.app.execute(Spec(job, self._trigger(), self._key(job.IdempotencyKey, header_key,
+                                                                                    webhook_id)), self.inv)
+        headers = {} if delivery.ok else {"X-Blueprint-Delivery": "failed: " + ", ".join(sorted(delivery.failed))}
+        mine = [r for r in report.results if r.outcome.startswith("restore.") or r.dry_run]
+        safety = next((r for r in report.results if r.main and not r.outcome.startswith("restore.")
+                       and not r.dry_run), None)
+        result = mine[-1] if mine else safety
+        if result is None:
+            return 500, {"Error": {"Code": "InternalError", "Message": "the restore left no result"}}, headers
+        body = {**result.data(), **({"SafetyImage": safety.data()} if safety is not None else {})}
+        if not delivery.ok:
+            body["DeliveryFailed"] = sorted(delivery.failed)
+        if result.outcome == "restore.failed" and result.error is not None:
+            return result.error.status, {"Error": result.error.as_dict(), "RequestId": self.inv.request_id,
+                                         **body}, retry_headers(result.error) | headers
+        return 202, body, headers
+
+    def listing(self, instance_id: str, region: str | None) -> list[dict[str, Any]] | None:
+        """The managed images of an instance the allowlists admit (None otherwise: 404)."""
+        where = region or self.app.settings.region
+        if not self._admits(where, instance_id):
+            return None
+        from blueprint.listing import list_images  # noqa: PLC0415 (only listings pay for it)
+
+        restorer = self.app.restorer
+        return list_images(self.app.lighthouse if restorer is None else restorer.cloud,  # type: ignore[arg-type]
+                           None if restorer is None else restorer.tagger, region=where, instance_id=instance_id,
+                           deadline=self.inv.work, retry=self.app.maker.retry)
+
     def submit(self, job_data: object, *, header_key: str | None, webhook_id: str | None) -> tuple[
             int, Any, dict[str, str]]:
         """Run the job; 202 with the result(s), or the failure's own status for a single instance."""
         job = parse_job(job_data)
-        if job.IdempotencyKey:
-            key = caller_slot("http", job.IdempotencyKey)
-        elif webhook_id is not None:
-            key = webhook_slot(webhook_id)
-        elif header_key is not None:
-            key = caller_slot("http", header_key)
-        else:
-            key = request_slot("http", self.inv.request_id)
-        trigger = TriggerInfo(Type="http", Name=self.req.path[:100], Time=_now())
-        report, delivery = self.app.execute(Spec(job, trigger, key), self.inv)
+        key = self._key(job.IdempotencyKey, header_key, webhook_id)
+        report, delivery = self.app.execute(Spec(job, self._trigger(), key), self.inv)
         headers = {} if delivery.ok else {"X-Blueprint-Delivery": "failed: " + ", ".join(sorted(delivery.failed))}
         main = report.main_results()
-        extra = {} if delivery.ok else {"DeliveryFailed": sorted(delivery.failed)}
+        extra: dict[str, Any] = {} if delivery.ok else {"DeliveryFailed": sorted(delivery.failed)}
         if report.dispatched:
             # Instances refused before the fan-out (allowlists) or whose child could not be sent are listed too.
             body = {"Dispatched": report.dispatched, "Matched": report.matched,
@@ -504,6 +594,9 @@ class _HttpJobs:
             if result.outcome == "failed" and result.error is not None and not result.blueprint_id:
                 body = {"Error": result.error.as_dict(), "RequestId": self.inv.request_id, **extra}
                 return result.error.status, body, retry_headers(result.error) | headers
+            beside = report.beside(result)
+            if beside:
+                extra["Beside"] = [r.data() | {"Type": r.type} for r in beside]
             return 202, {**result.data(), **extra}, headers
         return 202, [r.data() | extra for r in main], headers
 
@@ -604,7 +697,8 @@ def build_app(env: Mapping[str, str], *, clock: Clock | None = None, session: re
                     max_instances=settings.max_instances, concurrency=settings.concurrency,
                     allowed_instances=frozenset(settings.allowed_instances), allowed_tags=settings.allowed_tags,
                     restart_instances=settings.restart_instance,
-                    in_progress_states=frozenset({"SYNCING", *settings.in_progress_states}))
+                    in_progress_states=frozenset({"SYNCING", *settings.in_progress_states}),
+                    share_with=settings.share_with, allowed_share_accounts=frozenset(settings.allowed_share_accounts))
     http_session = session or requests.Session()
     default_job = None
     if settings.job:
@@ -614,13 +708,42 @@ def build_app(env: Mapping[str, str], *, clock: Clock | None = None, session: re
             raise ConfigError(f"BLUEPRINT_JOB: {err.message}") from None
     auth = Authenticator(settings.http_auth, tokens=[t.get_secret_value() for t in settings.http_tokens],
                          secrets=[s.get_secret_value() for s in settings.http_secrets], now=clock.time)
+    restore_auth = _restore_auth(settings, clock) if settings.restore else None
     if settings.http_auth == "none":
         logs.log("WARNING", "HTTP authentication is OFF (BLUEPRINT_HTTP_AUTH=none): anyone who can reach the "
                             "HTTP trigger can image instances")
     sinks = build_sinks(SinkContext(settings=settings, clients=clients, session=http_session, clock=clock))
-    maker = ImageMaker(service, policy=policy, clock=clock)
+    maker, restorer = _maker(service, clients, settings, policy, clock)
     return App(settings=settings, clients=clients, lighthouse=service, maker=maker, sinks=sinks,
-               functions=Functions(clients, clock=clock), auth=auth, clock=clock, default_job=default_job, env=env)
+               functions=Functions(clients, clock=clock), auth=auth, clock=clock, default_job=default_job, env=env,
+               restorer=restorer, restore_auth=restore_auth)
+
+
+def _restore_auth(settings: Settings, clock: Clock) -> Authenticator:
+    """Restores over HTTP take their own credentials: BLUEPRINT_RESTORE_TOKEN as a bearer token, or (with
+    BLUEPRINT_HTTP_AUTH=hmac) as the signing secret; never the credentials that make images, not even with
+    BLUEPRINT_HTTP_AUTH=none."""
+    secrets = [t.get_secret_value() for t in settings.restore_tokens]
+    mode = "hmac" if settings.http_auth == "hmac" and secrets else "token"
+    return Authenticator(mode, tokens=secrets, secrets=secrets, now=clock.time, variable="BLUEPRINT_RESTORE_TOKEN")
+
+
+def _maker(service: Lighthouse, clients: ClientCache, settings: Settings, policy: Policy,
+           clock: Clock) -> tuple[ImageMaker, Restorer | None]:
+    """The use case, with what happens after an image is NORMAL (shares, then copies), and restores, when the
+    cloud port can (a fake port in tests makes images only)."""
+    if not isinstance(service, LighthouseService):
+        return ImageMaker(service, policy=policy, clock=clock), None
+    from blueprint.copies import Copies  # noqa: PLC0415
+    from blueprint.restore import Restorer  # noqa: PLC0415
+    from blueprint.shares import Shares  # noqa: PLC0415
+    from blueprint.tags import TagService  # noqa: PLC0415
+
+    tagger = TagService(clients, region=settings.region)
+    shares = Shares(service, policy, RetryPolicy())
+    copies = Copies(service, tagger, policy, RetryPolicy())
+    maker = ImageMaker(service, policy=policy, clock=clock, phases=(shares, copies), release=shares.release)
+    return maker, Restorer(service, maker, tagger, RetryPolicy())
 
 
 def answer_config_error(err: ConfigError, event: Any, context: Any) -> dict[str, Any]:

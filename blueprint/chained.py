@@ -34,17 +34,20 @@ from blueprint.events import (
     REGION_PATTERN,
     AwareUtc,
     InstanceRef,
+    RestoreJob,
     TriggerInfo,
     describe_error,
     parse_job,
+    parse_restore,
     printable,
 )
 from blueprint.events import Job as JobModel
 
 __all__ = ["CALL_CODE", "ChainTarget", "ChainedCall", "Refused", "build", "is_chained", "job_options", "parse",
-           "salvage"]
+           "restore_options", "salvage"]
 
-Kind = Literal["child", "follow"]
+# child: a fan-out or hand-on child; follow: a Wait (or copy) follow-up; restore: a restore going on.
+Kind = Literal["child", "follow", "restore"]
 CALL_CODE = "InvalidParameter.ChainedCall"
 # Fields that belong to the run that sends the call, not to the child's own job.
 _RUN_FIELDS = frozenset({"InstanceId", "InstanceIds", "Selector", "Region", "BlueprintName", "MaxInstances",
@@ -96,6 +99,16 @@ class ChainedCall(_Model):
         refs = [f"{t.Region}:{t.InstanceId}" for t in self.Targets]
         return parse_job({**self.Job, "InstanceIds": refs}, what="chained call Job")
 
+    def restore(self) -> RestoreJob:
+        """The restore a `restore` call goes on with (its one target is the instance).
+
+        Raises:
+            BadRequest: the options do not make a valid restore.
+        """
+        target = self.Targets[0]
+        return parse_restore({**self.Job, "InstanceId": target.InstanceId, "Region": target.Region},
+                             what="chained call Job")
+
     def names(self) -> dict[tuple[str, str], str]:
         """The rendered image name of each target."""
         return {(t.Region, t.InstanceId): t.BlueprintName for t in self.Targets}
@@ -121,15 +134,20 @@ def job_options(job: JobModel) -> dict[str, Any]:
     return job.model_dump(mode="json", exclude=set(_RUN_FIELDS), exclude_none=True)
 
 
-def build(*, kind: Kind, job: JobModel, targets: Sequence[ChainTarget], trigger: TriggerInfo, slot_key: str,
-          correlation_id: str, deadline: datetime) -> str:
+def restore_options(job: RestoreJob) -> dict[str, Any]:
+    """What a restore's follow-up carries: every field but the instance (its target) and the key (its slot)."""
+    return job.model_dump(mode="json", exclude={"InstanceId", "Region", "IdempotencyKey"}, exclude_none=True)
+
+
+def build(*, kind: Kind, options: Mapping[str, Any], targets: Sequence[ChainTarget], trigger: TriggerInfo,
+          slot_key: str, correlation_id: str, deadline: datetime) -> str:
     """The JSON of one chained call (validated by the same model that reads it)."""
-    call = ChainedCall(Kind=kind, Job=job_options(job), Targets=list(targets), Trigger=trigger, SlotKey=slot_key,
+    call = ChainedCall(Kind=kind, Job=dict(options), Targets=list(targets), Trigger=trigger, SlotKey=slot_key,
                        CorrelationId=correlation_id[:100] or "-", Deadline=deadline)
     return orjson.dumps(call.model_dump(mode="json")).decode()
 
 
-def parse(payload: Mapping[str, Any], *, now: datetime, ttl: float) -> tuple[ChainedCall, JobModel]:
+def parse(payload: Mapping[str, Any], *, now: datetime, ttl: float) -> tuple[ChainedCall, JobModel | RestoreJob]:
     """Validate a chained call and the job it carries, before anything is done for it.
 
     Raises:
@@ -149,7 +167,7 @@ def parse(payload: Mapping[str, Any], *, now: datetime, ttl: float) -> tuple[Cha
             f"this call started after its deadline {_iso(call.Deadline)}; no image was made (a later run of the "
             "schedule covers the instance)"))
     try:
-        return call, call.job()
+        return call, call.restore() if call.Kind == "restore" else call.job()
     except BadRequest as err:
         raise _refused(payload, BadRequest(err.message, code=CALL_CODE)) from None
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from blueprint import chained
 from blueprint.chained import ChainTarget
 from blueprint.errors import BlueprintError, CloudUnavailable
-from blueprint.events import Job, TriggerInfo
+from blueprint.events import Job, RestoreJob, TriggerInfo
 from blueprint.functions import FunctionRef, Functions
 from blueprint.logs import log
 from blueprint.results import RunReport
@@ -27,11 +28,17 @@ __all__ = ["Chain", "Dispatcher"]
 class Chain:
     """What every call of one run carries: the job, its trigger and slot, and where it came from."""
 
-    job: Job
+    job: Job | RestoreJob
     trigger: TriggerInfo
     slot_key: str
     correlation_id: str
     deadline: datetime
+
+    def options(self) -> dict[str, Any]:
+        """What each call carries of the job (never its targets or its key)."""
+        if isinstance(self.job, RestoreJob):
+            return chained.restore_options(self.job)
+        return chained.job_options(self.job)
 
 
 @dataclass
@@ -51,7 +58,7 @@ class Dispatcher:
                     raise CloudUnavailable("it could not be handed to another invocation: the function does not "
                                            "know its own name (context function_name); retry later",
                                            code="FailedOperation.Dispatch")
-                payload = chained.build(kind=kind, job=chain.job, targets=[target], trigger=chain.trigger,
+                payload = chained.build(kind=kind, options=chain.options(), targets=[target], trigger=chain.trigger,
                                         slot_key=chain.slot_key, correlation_id=chain.correlation_id,
                                         deadline=chain.deadline)
                 child_id = self.functions.invoke_async(me, payload, deadline=deadline)

@@ -49,6 +49,7 @@ __all__ = [
     "Job",
     "QueueEvent",
     "QueueRecord",
+    "RestoreJob",
     "Tag",
     "TimerEvent",
     "Trigger",
@@ -57,6 +58,8 @@ __all__ = [
     "parse_event",
     "parse_job",
     "parse_json",
+    "parse_request",
+    "parse_restore",
     "printable",
     "read_record",
 ]
@@ -77,6 +80,19 @@ MAX_MESSAGE_CHARS = 64 * 1024
 
 InstanceIdStr = Annotated[str, StringConstraints(pattern=INSTANCE_ID_PATTERN)]
 RegionStr = Annotated[str, StringConstraints(pattern=REGION_PATTERN, max_length=40)]
+BlueprintIdStr = Annotated[str, StringConstraints(pattern=r"^lhbp-[a-z0-9]{8}$")]
+# A Tencent Cloud account id (UIN): digits only (https://www.tencentcloud.com/document/product/378/48586).
+ACCOUNT_ID_PATTERN = r"^[1-9][0-9]{4,19}$"
+AccountIdStr = Annotated[str, StringConstraints(pattern=ACCOUNT_ID_PATTERN)]
+# SyncBlueprint and ShareBlueprintAcrossAccounts take at most 10 regions / accounts.
+MAX_COPY_REGIONS = 10
+MAX_SHARE_ACCOUNTS = 10
+
+
+def _unique(values: list[str] | None) -> list[str] | None:
+    if values is not None and len(set(values)) != len(values):
+        raise ValueError("duplicate values")
+    return values
 
 
 def printable(value: str) -> str:
@@ -206,6 +222,13 @@ class Job(_Model):
                               AfterValidator(lambda v: v if v is None else printable(v))] = None
     MaxInstances: Annotated[int | None, Field(ge=1, le=10_000)] = None
     Dispatch: Literal["inline", "invoke"] = "inline"
+    # Copies in other regions (SyncBlueprint) once the image is NORMAL, and how many copies each keeps.
+    CopyTo: Annotated[list[RegionStr] | None, Field(min_length=1, max_length=MAX_COPY_REGIONS),
+                      AfterValidator(_unique)] = None
+    CopyKeep: Annotated[int | None, Field(ge=1, le=500)] = None
+    # Accounts the image is shared with once NORMAL (BLUEPRINT_ALLOWED_SHARE_ACCOUNTS decides who may be).
+    ShareWith: Annotated[list[AccountIdStr] | None, Field(min_length=1, max_length=MAX_SHARE_ACCOUNTS),
+                         AfterValidator(_unique)] = None
 
     @field_validator("InstanceIds")
     @classmethod
@@ -243,6 +266,46 @@ class Job(_Model):
         return list(refs.values())
 
 
+
+
+class RestoreJob(_Model):
+    """Put an instance back to an image this function made of it. Formats its system disk."""
+
+    InstanceId: InstanceIdStr
+    BlueprintId: BlueprintIdStr
+    Region: RegionStr | None = None
+    # First an image of the instance as it is now (a way back), unless the caller says otherwise.
+    SafetyImage: bool = True
+    DryRun: bool = False
+    IdempotencyKey: Annotated[str | None, StringConstraints(min_length=1, max_length=64),
+                              AfterValidator(lambda v: v if v is None else printable(v))] = None
+
+
+def parse_request(data: object, *, what: str = "job") -> Job | RestoreJob:
+    """A job, or a restore (`{"Restore": {...}}`, the queue and invoke triggers' way to ask for one).
+
+    Raises:
+        BadRequest: neither is valid; the message says why.
+    """
+    if isinstance(data, Mapping) and "Restore" in data:
+        if len(data) != 1:
+            raise BadRequest(f"invalid {what}: a restore is {{\"Restore\": {{...}}}} and nothing beside it")
+        return parse_restore(data["Restore"], what=f"{what} Restore")
+    return parse_job(data, what=what)
+
+
+def parse_restore(data: object, *, what: str = "restore") -> RestoreJob:
+    """Validate a restore (already parsed JSON).
+
+    Raises:
+        BadRequest: not an object, or a field breaks its rule; the message says which.
+    """
+    if not isinstance(data, Mapping):
+        raise BadRequest(f"the {what} must be a JSON object")
+    try:
+        return RestoreJob.model_validate(data)
+    except ValidationError as err:
+        raise BadRequest(describe_error(err, what=what)) from None
 
 
 def _utc(value: datetime) -> datetime:

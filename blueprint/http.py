@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import orjson
 
 from blueprint.errors import (
+    AccessDenied,
     BadRequest,
     BlueprintError,
     MethodNotAllowed,
@@ -26,7 +27,7 @@ from blueprint.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from blueprint.events import HttpRequest, parse_job, parse_json
+from blueprint.events import HttpRequest, parse_job, parse_json, parse_restore
 from blueprint.logs import log, redact
 
 __all__ = ["MAX_BODY", "Authenticator", "HttpApi", "error_response", "generic_error", "respond", "retry_headers"]
@@ -35,6 +36,8 @@ MAX_BODY = 64 * 1024
 # \Z, not $: `$` also matches before a trailing newline, so "lhbp-12345678\n" would pass.
 BLUEPRINT_ID = re.compile(r"lhbp-[a-z0-9]{8}\Z")
 _COLLECTION = re.compile(r"(?:^|/)blueprints/?\Z")
+_RESTORES = re.compile(r"(?:^|/)restores/?\Z")
+INSTANCE_ID = re.compile(r"lhins-[a-z0-9]{8}\Z")
 _ITEM = re.compile(r"(?:^|/)blueprints/([^/]*)/?\Z")
 _REGION = re.compile(r"[a-z]{2,}(-[a-z0-9]+){1,3}\Z")
 SIGNATURE_TOLERANCE = 300
@@ -87,17 +90,19 @@ class Authenticator:
     """
 
     def __init__(self, mode: str, *, tokens: Sequence[str] = (), secrets: Sequence[str] = (),
-                 now: Callable[[], float]) -> None:
+                 now: Callable[[], float], variable: str = "BLUEPRINT_HTTP_TOKEN") -> None:
         if mode not in ("token", "hmac", "none"):
             raise ValueError("mode must be token, hmac or none")
         self.mode = mode
+        self.variable = variable
         self._tokens = [_digest(t) for t in tokens if t]
         self._keys = [key for key in (_secret_key(s) for s in secrets) if key]
         self._now = now
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
         if mode == "token" and not self._tokens:
-            log("WARNING", "HTTP authentication has no token (BLUEPRINT_HTTP_TOKEN): every HTTP request is refused")
+            what = "HTTP request" if variable == "BLUEPRINT_HTTP_TOKEN" else "HTTP restore"
+            log("WARNING", f"HTTP authentication has no token ({variable}): every {what} is refused")
 
     def check(self, req: HttpRequest, body: bytes) -> None:
         """Let the request through or raise.
@@ -111,8 +116,9 @@ class Authenticator:
             self._check_signature(req, body)
             return
         if not self._tokens:
-            raise Unauthorized("HTTP access is not configured: set BLUEPRINT_HTTP_TOKEN "
-                               "(or BLUEPRINT_HTTP_AUTH=none on purpose)")
+            raise Unauthorized(f"HTTP access is not configured: set {self.variable}"
+                               + (" (or BLUEPRINT_HTTP_AUTH=none on purpose)" if self.variable.endswith("HTTP_TOKEN")
+                                  else ""))
         scheme, _, given = (req.header("authorization") or "").strip().partition(" ")
         presented = _digest(given.strip())
         # Equal-length digests, compared against every token: timing says nothing about any of them.
@@ -187,17 +193,31 @@ class Jobs(Protocol):
         status, body and extra headers."""
         ...
 
+    def restore(self, job_data: object, *, header_key: str | None, webhook_id: str | None) -> tuple[
+            int, Any, dict[str, str]]:
+        """Run a restore, keyed like a job; returns status, body and extra headers."""
+        ...
+
     def image(self, blueprint_id: str, region: str | None) -> dict[str, Any] | None:
         """The image as DescribeBlueprints returns it, or None."""
+        ...
+
+    def listing(self, instance_id: str, region: str | None) -> list[dict[str, Any]] | None:
+        """The managed images of an instance, newest first, or None when the instance is not admitted."""
         ...
 
 
 @dataclass
 class HttpApi:
-    """Routes one HTTP request to the application."""
+    """Routes one HTTP request to the application.
+
+    `restore_auth` checks `POST /restores` instead of `auth`: a restore formats a disk, so the token that makes
+    images never allows one. None when restores are off (then an authenticated caller learns so: 403).
+    """
 
     auth: Authenticator
     jobs: Jobs
+    restore_auth: Authenticator | None = None
 
     def handle(self, req: HttpRequest, request_id: str) -> dict[str, Any]:
         """Answer one request; client mistakes become 4xx envelopes, never exceptions.
@@ -208,7 +228,7 @@ class HttpApi:
         try:
             return self._handle(req)
         except MethodNotAllowed as err:
-            return error_response(err, request_id, {"Allow": "POST" if _COLLECTION.search(_route(req)) else "GET"})
+            return error_response(err, request_id, {"Allow": _allow(_route(req))})
         except Unauthorized as err:
             log("WARNING", "HTTP request refused", code=err.code, error=err.message, auth=self.auth.mode)
             return error_response(err, request_id)
@@ -221,38 +241,72 @@ class HttpApi:
         body = req.raw_body()
         if len(body) > MAX_BODY:
             raise PayloadTooLarge(f"the body is over {MAX_BODY} bytes")
-        self.auth.check(req, body)
-        method = req.httpMethod.upper()
         path = _route(req)
+        restoring = _RESTORES.search(path) is not None
+        guard = self.restore_auth if restoring and self.restore_auth is not None else self.auth
+        guard.check(req, body)
+        method = req.httpMethod.upper()
+        if restoring:
+            return self._restore(req, body, method)
         if _COLLECTION.search(path):
-            if method != "POST":
-                raise MethodNotAllowed(f"{method} is not allowed here; use POST")
-            return self._post(req, body)
+            if method not in ("POST", "GET"):
+                raise MethodNotAllowed(f"{method} is not allowed here; use POST (or GET with ?InstanceId=)")
+            return self._post(req, body) if method == "POST" else self._list(req)
         item = _ITEM.search(path)
         if item:
             if method != "GET":
                 raise MethodNotAllowed(f"{method} is not allowed here; use GET")
             return self._get(item.group(1), req)
-        raise NotFound("no such route; the API serves POST /blueprints and GET /blueprints/{BlueprintId}")
+        raise NotFound("no such route; the API serves POST and GET /blueprints, GET /blueprints/{BlueprintId} and "
+                       "POST /restores")
 
-    def _post(self, req: HttpRequest, body: bytes) -> dict[str, Any]:
+    def _keys(self, req: HttpRequest, guard: Authenticator) -> tuple[str | None, str | None]:
+        """The request's idempotency key (header) or, with signed requests, its signed webhook-id."""
+        header_key = req.header("idempotency-key")
+        if header_key is not None and not (0 < len(header_key) <= 64 and header_key.isprintable()):
+            raise BadRequest("the Idempotency-Key header must be 1 to 64 printable characters")
+        if guard.mode == "hmac":
+            # Only signed material names the slot: the webhook-id (or the job's own IdempotencyKey, in the signed
+            # body). An unsigned header could turn a replayed request into a new image in another warm container.
+            return None, req.header("webhook-id") or ""
+        return header_key, None
+
+    def _json_body(self, req: HttpRequest, body: bytes) -> object:
         ctype = (req.header("content-type") or "").split(";", 1)[0].strip().lower()
         if ctype and ctype != "application/json" and not ctype.endswith("+json"):
             raise UnsupportedMediaType("send the job as application/json")
         if not body.strip():
             raise BadRequest("the body is empty: send a job as JSON")
-        header_key = req.header("idempotency-key")
-        if header_key is not None and not (0 < len(header_key) <= 64 and header_key.isprintable()):
-            raise BadRequest("the Idempotency-Key header must be 1 to 64 printable characters")
-        webhook_id = None
-        if self.auth.mode == "hmac":
-            # Only signed material names the slot: the webhook-id (or the job's own IdempotencyKey, in the signed
-            # body). An unsigned header could turn a replayed request into a new image in another warm container.
-            header_key, webhook_id = None, req.header("webhook-id") or ""
-        data = parse_json(body)
+        return parse_json(body)
+
+    def _post(self, req: HttpRequest, body: bytes) -> dict[str, Any]:
+        data = self._json_body(req, body)
         parse_job(data)  # fail fast with a 400 before any cloud call
+        header_key, webhook_id = self._keys(req, self.auth)
         status, answer, headers = self.jobs.submit(data, header_key=header_key, webhook_id=webhook_id)
         return respond(status, answer, headers)
+
+    def _restore(self, req: HttpRequest, body: bytes, method: str) -> dict[str, Any]:
+        if method != "POST":
+            raise MethodNotAllowed(f"{method} is not allowed here; use POST")
+        if self.restore_auth is None:
+            raise AccessDenied("restores are off: BLUEPRINT_RESTORE=on (with BLUEPRINT_RESTORE_TOKEN) turns them on",
+                               code="UnauthorizedOperation.RestoreOff")
+        data = self._json_body(req, body)
+        parse_restore(data)  # fail fast with a 400 before any cloud call
+        header_key, webhook_id = self._keys(req, self.restore_auth)
+        status, answer, headers = self.jobs.restore(data, header_key=header_key, webhook_id=webhook_id)
+        return respond(status, answer, headers)
+
+    def _list(self, req: HttpRequest) -> dict[str, Any]:
+        instance = _query_value(req, "InstanceId")
+        if instance is None or not INSTANCE_ID.match(instance):
+            raise BadRequest("GET /blueprints lists the images of one instance: add ?InstanceId=lhins-xxxxxxxx",
+                             code="InvalidParameterValue.InstanceIdMalformed")
+        found = self.jobs.listing(instance, _query_region(req))
+        if found is None:
+            raise NotFound(f"no images of {instance}", code="ResourceNotFound.InstanceIdNotFound")
+        return respond(200, {"InstanceId": instance, "TotalCount": len(found), "BlueprintSet": found})
 
     def _get(self, blueprint_id: str, req: HttpRequest) -> dict[str, Any]:
         if not BLUEPRINT_ID.match(blueprint_id):
@@ -263,6 +317,19 @@ class HttpApi:
         if image is None:
             raise NotFound(f"no image {blueprint_id}", code="ResourceNotFound.BlueprintIdNotFound")
         return respond(200, image)
+
+
+def _allow(path: str) -> str:
+    if _RESTORES.search(path):
+        return "POST"
+    return "GET, POST" if _COLLECTION.search(path) else "GET"
+
+
+def _query_value(req: HttpRequest, name: str) -> str | None:
+    value = req.queryString.get(name)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return value if isinstance(value, str) else None
 
 
 def _route(req: HttpRequest) -> str:

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from blueprint.errors import (
     BadRequest,
@@ -139,7 +139,7 @@ class Plan:
 
 
 @dataclass
-class _Run:
+class Run:
     """The state of one run, shared by the steps below."""
 
     job: Job
@@ -154,6 +154,12 @@ class _Run:
     was_running: set[str] = field(default_factory=set)
     # Slot lookups made while planning, per region; each is used once, by this run.
     prefetched: dict[str, list[Image]] = field(default_factory=dict)
+    # The account id (UIN), for the Tag API's resource names; None when unknown.
+    account: str | None = None
+    # The run follows its images to NORMAL: the job says Wait, or a phase needs the image NORMAL.
+    follows: bool = False
+    # Instances (region, id) whose phases must look again later (a copy waits for its source): why.
+    later: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def digest(self) -> str:
@@ -163,16 +169,48 @@ class _Run:
         return Result(outcome=outcome, instance_id=target.ref.InstanceId, region=target.ref.Region,
                       trigger=self.trigger, slot_key=self.slot_key, force_power_off=self.force_power_off, **fields)
 
+    def beside(self, main: Result, outcome: Outcome, **fields: Any) -> Result:
+        """A result that rides beside an instance's image (a copy, a share), with the same trigger and slot."""
+        return Result(outcome=outcome, instance_id=main.instance_id, trigger=self.trigger, slot_key=self.slot_key,
+                      force_power_off=main.force_power_off, **{"region": main.region, **fields})
+
+
+class ReadyPhase(Protocol):
+    """Work on an image once it is NORMAL (shares, copies), done again, idempotently, by every invocation that
+    finds the image. `blueprint/shares.py` and `blueprint/copies.py` are the phases; the run calls them in order.
+    """
+
+    def wanted(self, job: Job) -> bool:
+        """True when this job asks for the phase."""
+        ...
+
+    def check(self, job: Job, targets: Sequence[Target], *, deadline: Deadline, account: str | None) -> None:
+        """Refuse, before any cloud write, what the phase could never do for this job.
+
+        Raises:
+            BlueprintError: what the caller must change (a 400 or 403 on HTTP).
+        """
+        ...
+
+    def after_ready(self, run: Run, region: str, ready: Sequence[Result]) -> list[Result]:
+        """Do the phase for these NORMAL images of one region; returns the results beside them."""
+        ...
+
 
 class ImageMaker:
     """Plans and runs jobs against a Lighthouse port. Holds no state between runs."""
 
     def __init__(self, lighthouse: Lighthouse, *, policy: Policy | None = None, retry: RetryPolicy | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, phases: Sequence[ReadyPhase] = (),
+                 release: Callable[[str, Sequence[Image], Deadline], None] | None = None) -> None:
         self.lighthouse = lighthouse
         self.policy = policy or Policy()
         self.retry = retry or RetryPolicy()
         self.clock = clock or SystemClock()
+        # What happens after an image is NORMAL (shares, then copies), in order.
+        self.phases = tuple(phases)
+        # Called with images about to be deleted (shared images are unshared first).
+        self.release = release
 
     def force_power_off(self, job: Job) -> bool:
         """The ForcePowerOff a job runs with: its own, else the function's default."""
@@ -186,7 +224,8 @@ class ImageMaker:
 
     # ---- planning -------------------------------------------------------------------------------------
 
-    def plan(self, job: Job, default_region: str, deadline: Deadline, slot_key: str | None = None) -> Plan:
+    def plan(self, job: Job, default_region: str, deadline: Deadline, slot_key: str | None = None, *,
+             account: str | None = None) -> Plan:
         """Resolve the job's instances (ids or selector) and check them against the operator's policy.
 
         Returns the targets to image and the instances refused, each with why, before any cloud write and
@@ -204,6 +243,9 @@ class ImageMaker:
         if len(plan.targets) > limit:
             raise BadRequest(f"{len(plan.targets)} instances matched, more than MaxInstances={limit}: "
                              "narrow the selection or raise MaxInstances", code="LimitExceeded.MaxInstances")
+        for phase in self.phases:
+            if phase.wanted(job) and not job.DryRun:
+                phase.check(job, plan.targets, deadline=deadline, account=account)
         allowed = []
         for target in plan.targets:
             why = self.allowed(target)
@@ -260,18 +302,20 @@ class ImageMaker:
 
     def run(self, job: Job, targets: Sequence[Target], *, trigger: TriggerInfo, slot_key: str,
             deadline: Deadline, multi: bool = False, refused: Sequence[tuple[Target, BlueprintError]] = (),
-            prefetched: Mapping[str, list[Image]] | None = None) -> tuple[RunReport, list[Target]]:
+            prefetched: Mapping[str, list[Image]] | None = None,
+            account: str | None = None) -> tuple[RunReport, list[Target]]:
         """Image every target once for this slot; returns the report and the targets not started for lack
         of time (the caller hands them on, or reports them).
 
         Raises:
             BlueprintError: only for failures that concern the whole run (never for one instance).
         """
-        run = _Run(job=job, trigger=trigger, slot_key=slot_key, deadline=deadline,
+        run = Run(job=job, trigger=trigger, slot_key=slot_key, deadline=deadline,
                    force_power_off=self.force_power_off(job), keep=self.policy.keep_for(job),
                    report=RunReport(trigger, slot_key, multi=multi),
                    was_running={t.ref.InstanceId for t in targets if t.was_running},
-                   prefetched=dict(prefetched or {}))
+                   prefetched=dict(prefetched or {}), account=account,
+                   follows=not job.DryRun and (job.Wait or any(p.wanted(job) for p in self.phases)))
         run.report.matched = len(targets) + len(refused)
         now = self.clock.monotonic()
         run.report.results.extend(run.result(t, "failed", error=why, started=now, finished=now) for t, why in refused)
@@ -289,7 +333,7 @@ class ImageMaker:
         run.report.was_running = run.was_running
         return run.report, run.overflow
 
-    def _region(self, run: _Run, region: str, group: Sequence[Target]) -> _Run:
+    def _region(self, run: Run, region: str, group: Sequence[Target]) -> Run:
         """Run one region's targets on a run of its own (merged by the caller)."""
         part = replace(run, report=RunReport(run.trigger, run.slot_key, multi=run.report.multi), overflow=[],
                        was_running=set(run.was_running))
@@ -300,7 +344,7 @@ class ImageMaker:
                                        if not _has_result(part.report, t) and t not in part.overflow)
         return part
 
-    def _run_region(self, run: _Run, region: str, targets: Sequence[Target]) -> None:
+    def _run_region(self, run: Run, region: str, targets: Sequence[Target]) -> None:
         todo: list[Target] = []
         existing = self._slot_images(run, region)
         for target in targets:
@@ -311,14 +355,14 @@ class ImageMaker:
                 run.report.results.append(self._dry_run(run, target))
             else:
                 todo.append(target)
-        if todo and run.force_power_off and run.job.Wait and self.policy.restart_instances:
+        if todo and run.force_power_off and run.follows and self.policy.restart_instances:
             run.was_running |= self._running(run, region, [t.ref.InstanceId for t in todo])
         created = self._create_all(run, todo)
         run.report.results.extend(created)
-        if any(r.outcome == "created" and not r.resent for r in created) or (run.job.Wait and not run.job.DryRun):
+        if any(r.outcome == "created" and not r.resent for r in created) or run.follows:
             self._settle(run, region)
 
-    def _found(self, run: _Run, target: Target, image: Image) -> Result:
+    def _found(self, run: Run, target: Target, image: Image) -> Result:
         """The slot's image exists already: report it again (same event ids), or as skipped in a dry run."""
         now = self.clock.monotonic()
         if run.job.DryRun:
@@ -329,7 +373,7 @@ class ImageMaker:
                           blueprint_name=image.name, state=image.state, request_id=image.request_id, resent=True,
                           reason="already made for this slot; reported again", started=now, finished=now)
 
-    def _slot_images(self, run: _Run, region: str) -> dict[str, Image]:
+    def _slot_images(self, run: Run, region: str) -> dict[str, Image]:
         """The oldest live image already made for this slot, per instance: the plan's lookup the first time
         (it belongs to this run only), a fresh one after that."""
         images = run.prefetched.pop(region, None)
@@ -342,7 +386,7 @@ class ImageMaker:
                 oldest.setdefault(image.tags[INSTANCE_TAG], image)
         return oldest
 
-    def _dry_run(self, run: _Run, target: Target) -> Result:
+    def _dry_run(self, run: Run, target: Target) -> Result:
         would_delete: tuple[str, ...] = ()
         if run.keep:
             # The new image will count as one of `keep`, so plan for keep - 1 of the existing ones.
@@ -350,13 +394,13 @@ class ImageMaker:
         return run.result(target, "skipped", blueprint_name=self.name_for(run.job, target, run.trigger),
                           reason="dry run: nothing was created or deleted", dry_run=True, would_delete=would_delete)
 
-    def _managed(self, run: _Run, target: Target) -> list[Image]:
+    def _managed(self, run: Run, target: Target) -> list[Image]:
         """The images this function made of one instance."""
         found = self._retrying(partial(self.lighthouse.find_images, target.ref.Region,
                                        tags={INSTANCE_TAG: target.ref.InstanceId}, deadline=run.deadline), run.deadline)
         return [i for i in found if is_managed(i, target.ref.InstanceId)]
 
-    def _create_all(self, run: _Run, targets: Sequence[Target]) -> list[Result]:
+    def _create_all(self, run: Run, targets: Sequence[Target]) -> list[Result]:
         if len(targets) <= 1:
             done = [self._create_or_defer(run, t) for t in targets]
         else:
@@ -364,7 +408,7 @@ class ImageMaker:
                 done = list(pool.map(lambda t: self._create_or_defer(run, t), targets))
         return [r for r in done if r is not None]
 
-    def _create_or_defer(self, run: _Run, target: Target) -> Result | None:
+    def _create_or_defer(self, run: Run, target: Target) -> Result | None:
         """Create one image, or leave the instance for later (None) when too little time is left."""
         started = self.clock.monotonic()
         if run.deadline.remaining() < PER_INSTANCE_BUDGET:
@@ -377,7 +421,7 @@ class ImageMaker:
                                 blueprint_name=self.name_for(run.job, target, run.trigger))
         return result.but(started=started, finished=self.clock.monotonic())
 
-    def _create(self, run: _Run, target: Target) -> Result:
+    def _create(self, run: Run, target: Target) -> Result:
         ref = target.ref
         name = self.name_for(run.job, target, run.trigger)
         tags = {t.Key: t.Value for t in run.job.Tags} | {INSTANCE_TAG: ref.InstanceId, SLOT_TAG: run.digest}
@@ -396,7 +440,7 @@ class ImageMaker:
         return run.result(target, "created", blueprint_id=outcome.blueprint_id, blueprint_name=name,
                           state=None, request_id=outcome.request_id)
 
-    def _carefully(self, run: _Run, target: Target, attempt: Callable[[], Created | Result]) -> Created | Result:
+    def _carefully(self, run: Run, target: Target, attempt: Callable[[], Created | Result]) -> Created | Result:
         """Create with retries; before any retry, look for the slot's image (a lost answer may have made it,
         a busy instance may be busy making it for a twin call)."""
 
@@ -413,7 +457,7 @@ class ImageMaker:
 
         return self.retry.call(attempt, deadline=run.deadline, before_retry=before_retry)
 
-    def _after_quota(self, run: _Run, target: Target, err: QuotaExceeded,
+    def _after_quota(self, run: Run, target: Target, err: QuotaExceeded,
                      attempt: Callable[[], Created | Result]) -> Created | Result:
         """Quota full: prune this instance's managed images down to Keep - 1 and try once more, as carefully
         as the first time."""
@@ -438,7 +482,7 @@ class ImageMaker:
 
     # ---- after creating: races, retention, waiting ----------------------------------------------------
 
-    def _settle(self, run: _Run, region: str) -> None:
+    def _settle(self, run: Run, region: str) -> None:
         """One listing after creating resolves races and drives retention.
 
         Without Keep only this slot's images matter (a handful); with Keep, the managed images of the one
@@ -457,11 +501,27 @@ class ImageMaker:
             managed = [i for i in self._retrying(partial(listing, at_least=len(created)), run.deadline)
                        if is_managed(i)]
             self._races_and_retention(run, region, managed)
-        if run.job.Wait:
+        if run.follows:
             self._wait(run, region)
             self._restart(run, region)
+            self._after_ready(run, region)
 
-    def _races_and_retention(self, run: _Run, region: str, managed: list[Image]) -> None:
+    def _after_ready(self, run: Run, region: str) -> None:
+        """The phases for this region's NORMAL images (made now or found), then what they left for later."""
+        ready = [r for r in run.report.results if r.region == region and r.main and r.outcome == "ready"]
+        for phase in (p for p in self.phases if p.wanted(run.job) and ready):
+            try:
+                run.report.results.extend(phase.after_ready(run, region, ready))
+            except BlueprintError as err:
+                log("ERROR", "a step after the image was ready failed", region=region, error=err.message)
+                run.report.results.extend(run.beside(main, "failed", blueprint_id=main.blueprint_id,
+                                                     source_id=main.blueprint_id, error=err) for main in ready)
+        for index, result in enumerate(run.report.results):
+            why = run.later.get((result.region, result.instance_id))
+            if why and result.main and result.outcome == "ready":
+                run.report.results[index] = result.but(pending=True, reason=why)
+
+    def _races_and_retention(self, run: Run, region: str, managed: list[Image]) -> None:
         per_instance: dict[str, list[Image]] = defaultdict(list)
         for image in managed:
             per_instance[image.tags[INSTANCE_TAG]].append(image)
@@ -474,13 +534,13 @@ class ImageMaker:
                 if result.region == region and result.outcome == "created" and not result.resent:
                     results[index] = self._prune(run, result, per_instance.get(result.instance_id, []))
 
-    def _running(self, run: _Run, region: str, ids: list[str]) -> set[str]:
+    def _running(self, run: Run, region: str, ids: list[str]) -> set[str]:
         """Which of these instances are running now (before an image powers them off)."""
         found = self._retrying(partial(self.lighthouse.find_instances, region, ids=ids, deadline=run.deadline),
                                run.deadline)
         return {i.id for i in found if i.state == "RUNNING"}
 
-    def _restart(self, run: _Run, region: str) -> None:
+    def _restart(self, run: Run, region: str) -> None:
         """Start again what a finished ForcePowerOff image left stopped, if it was running before."""
         done = {r.instance_id: n for n, r in enumerate(run.report.results) if r.region == region
                 and r.instance_id in run.was_running and r.outcome in ("ready", "failed") and r.blueprint_id}
@@ -499,7 +559,7 @@ class ImageMaker:
         for instance in stopped:
             run.report.results[done[instance]] = run.report.results[done[instance]].but(restarted=True)
 
-    def _resolve_race(self, run: _Run, result: Result, images: list[Image]) -> Result:
+    def _resolve_race(self, run: Run, result: Result, images: list[Image]) -> Result:
         """Several live images for one slot: the oldest wins; a loser reports the winner's image and deletes
         its own as soon as the cloud allows."""
         mine = {i.id: i for i in images}.get(result.blueprint_id or "")
@@ -515,7 +575,7 @@ class ImageMaker:
                           request_id=winner.request_id, resent=True, reason="made by a concurrent invocation",
                           outcome="ready" if winner.ready else "created")
 
-    def _prune(self, run: _Run, result: Result, images: list[Image]) -> Result:
+    def _prune(self, run: Run, result: Result, images: list[Image]) -> Result:
         assert run.keep is not None  # noqa: S101 (narrowing for the type checker)
         current = [i for i in images if i.id != result.blueprint_id]
         mine = next((i for i in images if i.id == result.blueprint_id), None)
@@ -524,7 +584,7 @@ class ImageMaker:
         deleted = self._delete(run, Target(InstanceRef(Region=result.region, InstanceId=result.instance_id)), doomed)
         return result.but(pruned=result.pruned + tuple(deleted))
 
-    def _delete(self, run: _Run, target: Target, images: Sequence[Image]) -> list[str]:
+    def _delete(self, run: Run, target: Target, images: Sequence[Image]) -> list[str]:
         """Delete managed images of this instance, one call for all; report each as `.pruned`.
 
         The tags are checked again here, on what is about to be deleted: whatever a listing returned, an
@@ -533,6 +593,13 @@ class ImageMaker:
         images = [i for i in images if is_managed(i, target.ref.InstanceId)]
         if not images:
             return []
+        if self.release is not None:
+            try:
+                self.release(target.ref.Region, images, run.deadline)
+            except BlueprintError as err:
+                log("ERROR", "could not unshare images before deleting them", region=target.ref.Region,
+                    error=err.message)
+                return []
         request_id = self._try_delete(run, target.ref.Region, [i.id for i in images])
         if request_id is None:
             return []
@@ -540,14 +607,14 @@ class ImageMaker:
                                              state=i.state, request_id=request_id) for i in images)
         return [i.id for i in images]
 
-    def _try_delete(self, run: _Run, region: str, ids: list[str]) -> str | None:
+    def _try_delete(self, run: Run, region: str, ids: list[str]) -> str | None:
         try:
             return self._retrying(lambda: self.lighthouse.delete_images(region, ids, deadline=run.deadline),
                                   run.deadline)
         except BlueprintError:
             return None
 
-    def _wait(self, run: _Run, region: str) -> None:
+    def _wait(self, run: Run, region: str) -> None:
         """Follow this region's images until NORMAL, failed or gone, within the deadline."""
         for index, result in enumerate(run.report.results):
             # What the listing after creating already said: an image that is gone or in an odd state is not

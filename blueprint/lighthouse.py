@@ -20,7 +20,7 @@ from blueprint.cloud import ClientCache, translate
 from blueprint.retry import Deadline, RateLimiter
 
 __all__ = ["DELETABLE_STATES", "FAILED_STATES", "GONE_STATES", "Created", "Image", "Instance", "Lighthouse",
-           "LighthouseService"]
+           "LighthouseService", "RegionInfo", "Replication"]
 
 PAGE = 100
 # The documented BlueprintState values (API 2020-03-24): NORMAL, SYNCING, OFFLINE, CREATEFAILED, SYNCING_FAILED,
@@ -46,6 +46,8 @@ class Image:
     request_id: str | None = field(default=None, compare=False)
     # The SDK object, turned into the API's dict only when someone asks (GET /blueprints/{id}).
     source: Any = field(default=None, compare=False, repr=False)
+    # Shared with other accounts (it must be unshared before it can be deleted).
+    shared: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """The image as DescribeBlueprints returns it."""
@@ -77,6 +79,19 @@ class Instance:
     region: str
     tags: Mapping[str, str] = field(default_factory=dict)
     operation_state: str | None = None
+    # The last operation on the instance (e.g. ResetInstance) and when it started; the image it runs.
+    operation: str | None = None
+    operation_started: datetime | None = None
+    blueprint_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RegionInfo:
+    """A region as DescribeRegions tells it."""
+
+    region: str
+    mainland: bool
+    available: bool
 
 
 @dataclass(frozen=True)
@@ -97,8 +112,8 @@ class Lighthouse(Protocol):
 
     def find_images(self, region: str, *, deadline: Deadline, tags: Mapping[str, str] | None = None,
                     tag_key: str | None = None, ids: Sequence[str] | None = None,
-                    name: str | None = None, at_least: int = 0) -> list[Image]:
-        """Custom images matching all the given tags / tag key (or ids, or name), every page.
+                    names: Sequence[str] | None = None, at_least: int = 0) -> list[Image]:
+        """Custom images matching all the given tags / tag key (or ids, or one of the names), every page.
 
         `at_least` is how many the caller knows exist: their pages are asked for at once.
         """
@@ -123,6 +138,50 @@ class Lighthouse(Protocol):
 
     def regions(self, region: str, *, deadline: Deadline) -> list[str]:
         """Every region Lighthouse offers to the account (asked in `region`)."""
+        ...
+
+
+class Replication(Protocol):
+    """What copies, shares and restores need beyond making images (the SDK service here)."""
+
+    def region_infos(self, region: str, *, deadline: Deadline) -> dict[str, RegionInfo]:
+        """Every region with whether it is in mainland China (asked in `region`)."""
+        ...
+
+    def sync_blueprint(self, region: str, blueprint_id: str, destinations: Sequence[str], *,
+                       deadline: Deadline) -> tuple[dict[str, str], str]:
+        """Copy a NORMAL image to other regions: (destination region -> the copy's id, request id)."""
+        ...
+
+    def shared_with(self, region: str, blueprint_ids: Sequence[str], *, deadline: Deadline) -> dict[str, set[str]]:
+        """Which accounts each image is shared with."""
+        ...
+
+    def share(self, region: str, blueprint_id: str, accounts: Sequence[str], *, deadline: Deadline) -> str:
+        """Share a NORMAL image with other accounts; returns the request id."""
+        ...
+
+    def unshare(self, region: str, blueprint_id: str, accounts: Sequence[str], *, deadline: Deadline) -> str:
+        """Stop sharing an image with accounts; returns the request id."""
+        ...
+
+    def reset_instance(self, region: str, instance_id: str, blueprint_id: str, *, deadline: Deadline) -> str:
+        """Reinstall an instance's system disk from an image (asynchronous); returns the request id."""
+        ...
+
+    def find_instances(self, region: str, *, deadline: Deadline, ids: Sequence[str] | None = None,
+                       tags: Mapping[str, str] | None = None) -> list[Instance]:
+        """Instances by id or by tags, every page."""
+        ...
+
+    def find_images(self, region: str, *, deadline: Deadline, tags: Mapping[str, str] | None = None,
+                    tag_key: str | None = None, ids: Sequence[str] | None = None,
+                    names: Sequence[str] | None = None, at_least: int = 0) -> list[Image]:
+        """Custom images matching all the given tags / tag key (or ids, or one of the names), every page."""
+        ...
+
+    def delete_images(self, region: str, ids: Sequence[str], *, deadline: Deadline) -> str:
+        """Delete custom images; returns the request id."""
         ...
 
 
@@ -177,6 +236,12 @@ class LighthouseService:
             "DescribeRegions": RateLimiter(10.0),
             # Not documented; kept low since a start is only ever needed after an image.
             "StartInstances": RateLimiter(10.0),
+            # Each action's page (cloud.tencent.com/document/api/1207/...): 20/s; ResetInstance 10/s.
+            "SyncBlueprint": RateLimiter(20.0),
+            "ShareBlueprintAcrossAccounts": RateLimiter(20.0),
+            "CancelShareBlueprintAcrossAccounts": RateLimiter(20.0),
+            "DescribeBlueprintsShareAcrossAccountInfos": RateLimiter(20.0),
+            "ResetInstance": RateLimiter(10.0),
         }
 
     def _call(self, action: str, region: str, request: Any, deadline: Deadline) -> Any:
@@ -201,17 +266,17 @@ class LighthouseService:
 
     def find_images(self, region: str, *, deadline: Deadline, tags: Mapping[str, str] | None = None,
                     tag_key: str | None = None, ids: Sequence[str] | None = None,
-                    name: str | None = None, at_least: int = 0) -> list[Image]:
+                    names: Sequence[str] | None = None, at_least: int = 0) -> list[Image]:
         """DescribeBlueprints over every page, custom images only."""
         found: list[Image] = []
         filters = [*_tag_filters(tags or {}, tag_key), _filter("blueprint-type", ["PRIVATE"])]
-        if name is not None:
-            filters.append(_filter("blueprint-name", [name]))
+        if names:
+            filters.append(_filter("blueprint-name", names))
         for page in self._pages("DescribeBlueprints", region, deadline, ids=ids, filters=filters,
                                 at_least=at_least):
             found.extend(Image(id=b.BlueprintId, name=b.BlueprintName or "", state=b.BlueprintState or "",
                                region=region, created=_time(b.CreatedTime), tags=_tags(b.Tags),
-                               request_id=page.RequestId, source=b)
+                               request_id=page.RequestId, source=b, shared=bool(b.BlueprintShared))
                          for b in page.BlueprintSet or [] if b.BlueprintType in (None, "PRIVATE"))
         # Pages read while images are being made may overlap: one entry per id. Only exact tag matches.
         unique = {image.id: image for image in found}.values()
@@ -262,9 +327,7 @@ class LighthouseService:
         for batch in batches:
             for page in self._pages("DescribeInstances", region, deadline, ids=batch,
                                     filters=_tag_filters(tags or {})):
-                found.extend(Instance(id=i.InstanceId, name=i.InstanceName or "", state=i.InstanceState or "",
-                                      region=region, tags=_tags(i.Tags), operation_state=i.LatestOperationState)
-                             for i in page.InstanceSet or [])
+                found.extend(_instance(i, region) for i in page.InstanceSet or [])
         unique = {instance.id: instance for instance in found}.values()
         return [i for i in unique if ids or _has_tags(i.tags, tags or {}, None)]
 
@@ -287,9 +350,62 @@ class LighthouseService:
 
     def regions(self, region: str, *, deadline: Deadline) -> list[str]:
         """DescribeRegions: the regions Lighthouse offers (asked in `region`)."""
-        req = models.DescribeRegionsRequest()
-        resp = self._call("DescribeRegions", region, req, deadline)
-        return [r.Region for r in resp.RegionSet or [] if r.Region and (r.RegionState or "AVAILABLE") == "AVAILABLE"]
+        return [r.region for r in self.region_infos(region, deadline=deadline).values() if r.available]
+
+    def region_infos(self, region: str, *, deadline: Deadline) -> dict[str, RegionInfo]:
+        """DescribeRegions with `IsChinaMainland` (copies never cross between mainland China and elsewhere)."""
+        resp = self._call("DescribeRegions", region, models.DescribeRegionsRequest(), deadline)
+        return {r.Region: RegionInfo(r.Region, bool(r.IsChinaMainland), (r.RegionState or "AVAILABLE") == "AVAILABLE")
+                for r in resp.RegionSet or [] if r.Region}
+
+    def sync_blueprint(self, region: str, blueprint_id: str, destinations: Sequence[str], *,
+                       deadline: Deadline) -> tuple[dict[str, str], str]:
+        """SyncBlueprint: the copy's id per destination region (the copies are made asynchronously)."""
+        req = models.SyncBlueprintRequest()
+        req.BlueprintId = blueprint_id
+        req.DestinationRegions = list(destinations)
+        resp = self._call("SyncBlueprint", region, req, deadline)
+        copies = {d.Region: d.BlueprintId for d in resp.DestinationRegionBlueprintSet or [] if d.Region}
+        return copies, str(resp.RequestId)
+
+    def shared_with(self, region: str, blueprint_ids: Sequence[str], *, deadline: Deadline) -> dict[str, set[str]]:
+        """DescribeBlueprintsShareAcrossAccountInfos over every page."""
+        shared: dict[str, set[str]] = {i: set() for i in blueprint_ids}
+        offset, total = 0, 1
+        while offset < total and blueprint_ids:
+            req = models.DescribeBlueprintsShareAcrossAccountInfosRequest()
+            req.BlueprintIds, req.Offset, req.Limit = list(blueprint_ids), offset, PAGE
+            resp = self._call("DescribeBlueprintsShareAcrossAccountInfos", region, req, deadline)
+            rows = resp.BlueprintShareAcrossAccountInfoSet or []
+            for row in rows:
+                shared.setdefault(row.BlueprintId, set()).add(str(row.AccountId))
+            offset, total = offset + PAGE, int(resp.TotalCount or 0) if rows else 0
+        return shared
+
+    def share(self, region: str, blueprint_id: str, accounts: Sequence[str], *, deadline: Deadline) -> str:
+        """ShareBlueprintAcrossAccounts (at most 10 accounts)."""
+        req = models.ShareBlueprintAcrossAccountsRequest()
+        req.BlueprintId, req.AccountIds = blueprint_id, list(accounts)
+        return str(self._call("ShareBlueprintAcrossAccounts", region, req, deadline).RequestId)
+
+    def unshare(self, region: str, blueprint_id: str, accounts: Sequence[str], *, deadline: Deadline) -> str:
+        """CancelShareBlueprintAcrossAccounts."""
+        req = models.CancelShareBlueprintAcrossAccountsRequest()
+        req.BlueprintId, req.AccountIds = blueprint_id, list(accounts)
+        return str(self._call("CancelShareBlueprintAcrossAccounts", region, req, deadline).RequestId)
+
+    def reset_instance(self, region: str, instance_id: str, blueprint_id: str, *, deadline: Deadline) -> str:
+        """ResetInstance: reinstall the system disk from the image (formats it); asynchronous."""
+        req = models.ResetInstanceRequest()
+        req.InstanceId, req.BlueprintId = instance_id, blueprint_id
+        return str(self._call("ResetInstance", region, req, deadline).RequestId)
+
+
+def _instance(item: Any, region: str) -> Instance:
+    return Instance(id=item.InstanceId, name=item.InstanceName or "", state=item.InstanceState or "", region=region,
+                    tags=_tags(item.Tags), operation_state=item.LatestOperationState,
+                    operation=item.LatestOperation, operation_started=_time(item.LatestOperationStartedTime),
+                    blueprint_id=item.BlueprintId)
 
 
 def _sdk_tag(key: str, value: str) -> models.Tag:

@@ -106,7 +106,7 @@ class Receiver:
 @contextmanager
 def emulated(env: Mapping[str, str], **emulator_options: Any) -> Iterator[tuple[Any, Receiver, dict[str, str]]]:
     """Start the emulator (sample instances) and a receiver; yield them and the environment that uses them."""
-    from emulator import SECRET_ID, SECRET_KEY, Emulator  # noqa: PLC0415 (dev-only dependency)
+    from emulator import DEFAULT_UIN, SECRET_ID, SECRET_KEY, Emulator  # noqa: PLC0415 (dev-only dependency)
 
     emu = Emulator(**{"image_seconds": 5.0, **emulator_options}).start()
     receiver = Receiver().start()
@@ -118,6 +118,8 @@ def emulated(env: Mapping[str, str], **emulator_options: Any) -> Iterator[tuple[
         "BLUEPRINT_WEBHOOK_URL": receiver.url,
     }
     local.setdefault("TENCENTCLOUD_REGION", "ap-guangzhou")
+    # The emulated account (SCF's context carries it as tencentcloud_uin; local contexts do not).
+    local.setdefault("BLUEPRINT_ACCOUNT_ID", DEFAULT_UIN)
     if "BLUEPRINT_HTTP_TOKEN" not in env and env.get("BLUEPRINT_HTTP_AUTH", "token") == "token":
         local["BLUEPRINT_HTTP_TOKEN"] = LOCAL_TOKEN
     try:

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from blueprint.errors import AccessDenied
 from blueprint.events import Job
 
-__all__ = ["DENIED", "LIMIT", "Policy"]
+__all__ = ["DENIED", "LIMIT", "SHARE_DENIED", "Policy"]
 
 DENIED = "UnauthorizedOperation.InstanceNotAllowed"
 LIMIT = "UnauthorizedOperation.OperatorLimit"
+SHARE_DENIED = "UnauthorizedOperation.ShareAccountNotAllowed"
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class Policy:
     poll_max: float = 15.0
     # States an image passes through on its way to NORMAL (the creating state is undocumented).
     in_progress_states: frozenset[str] = frozenset({"CREATING", "SYNCING"})
+    # Accounts every image is shared with (BLUEPRINT_SHARE_WITH), and the only ones a job may name.
+    share_with: tuple[str, ...] = ()
+    allowed_share_accounts: frozenset[str] = frozenset()
 
     def check_job(self, job: Job) -> None:
         """Refuse a job that would cross the operator's limits (before any cloud call).
@@ -48,9 +52,30 @@ class Policy:
             raise AccessDenied(f"MaxInstances={job.MaxInstances} is above BLUEPRINT_MAX_INSTANCES="
                                f"{self.max_instances}: a job may lower the operator's ceiling, never raise it",
                                code=LIMIT)
-        if job.Keep is not None and self.keep is not None and job.Keep < self.keep:
-            raise AccessDenied(f"Keep={job.Keep} is below BLUEPRINT_KEEP={self.keep}: a job may keep more images "
-                               "than the operator's floor, never fewer", code=LIMIT)
+        for field, asked in (("Keep", job.Keep), ("CopyKeep", job.CopyKeep)):
+            if asked is not None and self.keep is not None and asked < self.keep:
+                raise AccessDenied(f"{field}={asked} is below BLUEPRINT_KEEP={self.keep}: a job may keep more images "
+                                   "than the operator's floor, never fewer", code=LIMIT)
+        strangers = sorted(set(job.ShareWith or ()) - self.share_targets)
+        if strangers:
+            raise AccessDenied(f"ShareWith names {', '.join(strangers)}, not in BLUEPRINT_ALLOWED_SHARE_ACCOUNTS "
+                               "(or, with no such list, BLUEPRINT_SHARE_WITH): images are shared only with accounts "
+                               "the operator named", code=SHARE_DENIED)
+
+    @property
+    def share_targets(self) -> frozenset[str]:
+        """The accounts a job may share with: the allowlist, else the operator's own share accounts."""
+        return self.allowed_share_accounts or frozenset(self.share_with)
+
+    def shares_for(self, job: Job) -> tuple[str, ...]:
+        """Every account the images of this job are shared with."""
+        return tuple(dict.fromkeys([*self.share_with, *(job.ShareWith or ())]))
+
+    def copy_keep_for(self, job: Job) -> int | None:
+        """How many copies per instance each destination keeps (None: no pruning there)."""
+        if job.CopyKeep is None:
+            return self.keep_for(job)
+        return max(job.CopyKeep, self.keep or 1)
 
     def limit(self, job: Job) -> int:
         """How many instances one run of this job may touch."""

@@ -20,9 +20,14 @@ __all__ = ["CORRELATION_ATTRIBUTE", "EVENT_PREFIX", "EVENT_TYPES", "Outcome", "R
            "cloud_event", "result_events", "summary_event"]
 
 EVENT_PREFIX = "com.tencentcloud.lighthouse.blueprint"
-Outcome = Literal["created", "ready", "failed", "skipped", "pruned"]
-EVENT_TYPES = tuple(f"{EVENT_PREFIX}.{kind}" for kind in ("created", "ready", "failed", "skipped", "pruned",
-                                                         "run.completed"))
+Outcome = Literal["created", "ready", "failed", "skipped", "pruned", "copied", "shared", "restore.started",
+                  "restore.completed", "restore.failed"]
+EVENT_TYPES = tuple(f"{EVENT_PREFIX}.{kind}" for kind in ("created", "ready", "failed", "skipped", "pruned", "copied",
+                                                         "shared", "restore.started", "restore.completed",
+                                                         "restore.failed", "run.completed"))
+# Outcomes that report on an instance's image of the slot (one per instance); the rest ride beside it.
+MAIN_OUTCOMES = frozenset({"created", "ready", "failed", "skipped", "restore.started", "restore.completed",
+                           "restore.failed"})
 # CloudEvents extension attribute carrying the correlation id of chained calls. Extension names must be
 # lowercase ASCII letters and digits only (CloudEvents 1.0 §3.1.1), so not `correlation_id`.
 CORRELATION_ATTRIBUTE = "correlationid"
@@ -57,6 +62,12 @@ class Result:
     pending: bool = False
     # The queue message this result answers (queue trigger).
     message_id: str | None = None
+    # A copy in another region (`.copied`, or `.failed` for a copy that failed): the image it copies.
+    source_id: str | None = None
+    # `.shared`: the account the image is shared with.
+    account: str | None = None
+    # `.restore.*`: the image of the instance made just before it was reset (its way back).
+    safety_id: str | None = None
     started: float | None = field(default=None, compare=False)
     finished: float | None = field(default=None, compare=False)
 
@@ -68,9 +79,15 @@ class Result:
     def outcomes(self) -> tuple[Outcome, ...]:
         """Every event the result stands for, in order: an image that is ready (or that failed after the
         cloud accepted it) was created first, and `.created` is sent too, with its own stable id."""
-        if self.outcome == "ready" or (self.outcome == "failed" and self.blueprint_id and not self.dry_run):
+        made_here = self.blueprint_id and not self.dry_run and self.source_id is None and self.account is None
+        if self.outcome == "ready" or (self.outcome == "failed" and made_here):
             return ("created", self.outcome)
         return (self.outcome,)
+
+    @property
+    def main(self) -> bool:
+        """True for the one result per instance (copies, shares and pruned images ride beside it)."""
+        return self.outcome in MAIN_OUTCOMES and self.source_id is None
 
     @property
     def retryable(self) -> bool:
@@ -89,7 +106,7 @@ class Result:
         return replace(self, **changes)
 
     def data(self) -> dict[str, Any]:
-        """The `data` of the CloudEvent (CONTRACT §6), also the HTTP answer for one instance."""
+        """The `data` of the CloudEvent, also the HTTP answer for one instance (absent fields are left out)."""
         data: dict[str, Any] = {
             "BlueprintId": self.blueprint_id,
             "BlueprintName": self.blueprint_name,
@@ -100,23 +117,21 @@ class Result:
             "RequestId": self.request_id,
             "Trigger": {"Type": self.trigger.Type, "Name": self.trigger.Name, "Time": _iso(self.trigger.Time)},
         }
-        if self.error is not None:
-            data["Error"] = self.error.as_dict()
-        if self.reason:
-            data["Reason"] = self.reason
-        if self.pruned:
-            data["Pruned"] = list(self.pruned)
-        if self.restarted:
-            data["InstanceRestarted"] = True
-        if self.resent:
-            data["Resent"] = True
-        if self.message_id is not None:
-            data["MessageId"] = self.message_id
-        if self.dry_run:
-            data["DryRun"] = True
-            data["WouldDelete"] = list(self.would_delete)
-        if self.duration is not None:
-            data["Duration"] = self.duration
+        optional: dict[str, Any] = {
+            "Error": self.error.as_dict() if self.error is not None else None,
+            "Reason": self.reason or None,
+            "Pruned": list(self.pruned) or None,
+            "InstanceRestarted": self.restarted or None,
+            "Resent": self.resent or None,
+            "MessageId": self.message_id,
+            "SourceBlueprintId": self.source_id,
+            "AccountId": self.account,
+            "SafetyBlueprintId": self.safety_id,
+            "DryRun": self.dry_run or None,
+            "WouldDelete": list(self.would_delete) if self.dry_run else None,
+            "Duration": self.duration,
+        }
+        data.update((key, value) for key, value in optional.items() if value is not None)
         return data
 
     def event_id(self, outcome: Outcome | None = None) -> str:
@@ -124,6 +139,8 @@ class Result:
         kind = outcome or self.outcome
         key = f"pruned|{self.blueprint_id}" if kind == "pruned" else \
             f"{kind}|{self.region}|{self.instance_id}|{self.slot_key}"
+        if self.account is not None:
+            key += f"|{self.account}"
         return str(uuid.uuid5(_ID_NAMESPACE, key))
 
 
@@ -154,8 +171,13 @@ class RunReport:
     was_running: set[str] = field(default_factory=set)
 
     def main_results(self) -> list[Result]:
-        """One result per instance (pruned images are reported on the side)."""
-        return [r for r in self.results if r.outcome != "pruned"]
+        """One result per instance (pruned images, copies and shares are reported on the side)."""
+        return [r for r in self.results if r.main]
+
+    def beside(self, result: Result) -> list[Result]:
+        """The copies and shares of one instance's image (for answers that show them next to it)."""
+        return [r for r in self.results if not r.main and r.outcome != "pruned"
+                and r.instance_id == result.instance_id and r.slot_key == result.slot_key]
 
     def failures(self) -> list[Result]:
         """The instances that failed."""

@@ -32,6 +32,8 @@ from blueprint.errors import ConfigError
 __all__ = ["NextFunction", "Settings", "is_loopback_url", "load_settings", "mask_url", "split_list"]
 
 INSTANCE_ID = re.compile(r"lhins-[a-z0-9]{8}\Z")
+ACCOUNT_ID = re.compile(r"[1-9][0-9]{4,19}\Z")
+MAX_SHARE_ACCOUNTS = 10
 # Shortest bearer token / HMAC secret accepted: a guessable token is no authentication.
 MIN_SECRET_CHARS = 8
 
@@ -48,6 +50,19 @@ def split_list(value: object) -> object:
 
 def _lower(value: object) -> object:
     return value.strip().lower() if isinstance(value, str) else value
+
+
+def _on_off(value: object) -> object:
+    """`on`/`off` (and the booleans' spellings) for switches like BLUEPRINT_RESTORE."""
+    if isinstance(value, str) and value.strip().lower() in ("on", "off"):
+        return value.strip().lower() == "on"
+    return value
+
+
+def _account_id(value: str | None) -> str | None:
+    if value is not None and not ACCOUNT_ID.match(value):
+        raise ValueError("expected an account id (digits)")
+    return value
 
 
 def _tag_pairs(value: object) -> object:
@@ -76,6 +91,15 @@ def _state_names(states: tuple[str, ...]) -> tuple[str, ...]:
     if bad:
         raise ValueError(f"expected upper-case state names (like CREATING); item(s) {bad} are not")
     return states
+
+
+def _account_ids(ids: tuple[str, ...]) -> tuple[str, ...]:
+    bad = [n + 1 for n, item in enumerate(ids) if not ACCOUNT_ID.match(item)]
+    if bad:
+        raise ValueError(f"expected account ids (digits); item(s) {bad} are not")
+    if len(ids) > MAX_SHARE_ACCOUNTS:
+        raise ValueError(f"at most {MAX_SHARE_ACCOUNTS} accounts")
+    return ids
 
 
 def _strong(secrets: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
@@ -111,6 +135,7 @@ SecretList = Annotated[tuple[SecretStr, ...], BeforeValidator(split_list)]
 TokenList = Annotated[tuple[SecretStr, ...], BeforeValidator(split_list), AfterValidator(_strong)]
 HmacSecretList = Annotated[tuple[SecretStr, ...], BeforeValidator(split_list), AfterValidator(_http_secrets)]
 TagPairs = Annotated[tuple[tuple[str, str], ...], BeforeValidator(_tag_pairs)]
+AccountList = Annotated[tuple[str, ...], BeforeValidator(split_list), AfterValidator(_account_ids)]
 
 
 class NextFunction(BaseModel):
@@ -229,6 +254,17 @@ class Settings(BaseModel):
     # Authorization: which instances any trigger may image (checked against the instance's real tags).
     allowed_instances: InstanceList = Field((), validation_alias="BLUEPRINT_ALLOWED_INSTANCES")
     allowed_tags: TagPairs = Field((), validation_alias="BLUEPRINT_ALLOWED_TAGS")
+    # Disaster recovery: accounts every image is shared with once NORMAL, and the only accounts a job may
+    # name in ShareWith (unset: a job may name only the accounts of BLUEPRINT_SHARE_WITH).
+    share_with: AccountList = Field((), validation_alias="BLUEPRINT_SHARE_WITH")
+    allowed_share_accounts: AccountList = Field((), validation_alias="BLUEPRINT_ALLOWED_SHARE_ACCOUNTS")
+    # Restores format an instance's system disk: off unless turned on, and then HTTP restores need their own
+    # token (in hmac mode: their own signing secret), never the token that makes images.
+    restore: Annotated[bool, BeforeValidator(_on_off)] = Field(False, validation_alias="BLUEPRINT_RESTORE")
+    restore_tokens: TokenList = Field((), validation_alias="BLUEPRINT_RESTORE_TOKEN")
+    # The account id (UIN) that names resources for the Tag API; SCF's context carries it (tencentcloud_uin).
+    account_id: Annotated[str | None, AfterValidator(_account_id)] = Field(
+        None, validation_alias="BLUEPRINT_ACCOUNT_ID")
     # Defaults for job fields.
     force_power_off: bool = Field(True, validation_alias="BLUEPRINT_FORCE_POWER_OFF")
     keep: int | None = Field(None, ge=1, le=500, validation_alias="BLUEPRINT_KEEP")
@@ -267,10 +303,20 @@ class Settings(BaseModel):
                                       or self.allow_insecure_api_endpoint):
             raise ValueError("BLUEPRINT_API_ENDPOINT: https is required (http only on loopback, "
                              "or with BLUEPRINT_ALLOW_INSECURE_API_ENDPOINT=true)")
+        self._check_recovery()
         if self.webhook_secret and self.webhook_format == "cloudevents" \
                 and _whsec_key(self.webhook_secret.get_secret_value()) is None:
             raise ValueError("BLUEPRINT_WEBHOOK_SECRET: expected a Standard Webhooks secret (whsec_ + base64)")
         return self
+
+    def _check_recovery(self) -> None:
+        outside = set(self.share_with) - set(self.allowed_share_accounts)
+        if self.allowed_share_accounts and outside:
+            raise ValueError("BLUEPRINT_SHARE_WITH: every account must also be in BLUEPRINT_ALLOWED_SHARE_ACCOUNTS")
+        tokens = {t.get_secret_value() for t in (*self.http_tokens, *self.http_secrets)}
+        if tokens & {t.get_secret_value() for t in self.restore_tokens}:
+            raise ValueError("BLUEPRINT_RESTORE_TOKEN: must differ from BLUEPRINT_HTTP_TOKEN / BLUEPRINT_HTTP_SECRET "
+                             "(a restore formats a disk: the token that makes images must not allow it)")
 
     def _webhook_transport_ok(self) -> bool:
         url = self.webhook_url or ""
@@ -283,7 +329,7 @@ class Settings(BaseModel):
 
     def secret_values(self) -> list[str]:
         """Every configured value that must never be logged (registered with `logs.redact`)."""
-        values = [s.get_secret_value() for s in (*self.http_tokens, *self.http_secrets)]
+        values = [s.get_secret_value() for s in (*self.http_tokens, *self.http_secrets, *self.restore_tokens)]
         if self.webhook_secret:
             secret = self.webhook_secret.get_secret_value()
             values += [secret, secret.removeprefix("whsec_")]
@@ -318,6 +364,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
 
 
 _SECRET_VARIABLES = frozenset({"BLUEPRINT_HTTP_TOKEN", "BLUEPRINT_HTTP_SECRET", "BLUEPRINT_WEBHOOK_SECRET",
+                               "BLUEPRINT_RESTORE_TOKEN",
                                "BLUEPRINT_WEBHOOK_URL", "TENCENTCLOUD_SECRETKEY", "TENCENTCLOUD_SECRET_KEY",
                                "TENCENTCLOUD_SESSIONTOKEN"})
 

@@ -119,7 +119,7 @@ def context(**overrides: Any) -> dict[str, Any]:
     """An SCF-like context."""
     return {"request_id": str(uuid.uuid4()), "function_name": "lighthouse-blueprint", "namespace": "default",
             "function_version": "$LATEST", "time_limit_in_ms": 900_000, "memory_limit_in_mb": 128,
-            "tencentcloud_region": "ap-guangzhou", **overrides}
+            "tencentcloud_region": "ap-guangzhou", "tencentcloud_uin": "100000000001", **overrides}
 
 
 def timer_event(job: dict[str, Any] | None, *, time_: str = "2026-11-27T03:00:00Z",

@@ -148,8 +148,8 @@ def test_policy_shape(policy: dict[str, object]) -> None:
         resources = statement["resource"]
         assert resources == ["*"] or all(r.startswith("qcs::") and len(r.split(":")) == 6 for r in resources)
         if resources == ["*"]:
-            # Only list/describe actions, which CAM does not scope to resources.
-            assert all(a.split(":")[1].startswith("Describe") for a in statement["action"])
+            # Only list/describe/read actions, which CAM does not scope to resources.
+            assert all(a.split(":")[1].startswith(("Describe", "Get")) for a in statement["action"])
 
 
 def test_the_deploying_users_policy_grants_exactly_what_the_deploy_command_calls() -> None:

@@ -52,7 +52,7 @@ def api_url() -> Iterator[str]:
     with Emulator(image_seconds=30.0, quota=10_000) as emu:
         receiver = Receiver().start()
         try:
-            app = build_app(base_env(emu, receiver), clock=EmuClock(emu))
+            app = build_app({**base_env(emu, receiver), "BLUEPRINT_ACCOUNT_ID": "100000000001"}, clock=EmuClock(emu))
             emu.scf.register("lighthouse-blueprint", app.handle)
             with running(make_server(app.handle, env={}, quiet=True)) as url:
                 yield url

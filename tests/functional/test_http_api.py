@@ -115,11 +115,17 @@ def test_get_malformed_id_is_400(make_app) -> None:
 
 
 @pytest.mark.parametrize(("method", "path"), [
-    ("GET", "/blueprints"), ("PUT", "/blueprints"), ("DELETE", "/blueprints"),
+    ("PUT", "/blueprints"), ("DELETE", "/blueprints"), ("GET", "/restores"), ("DELETE", "/restores"),
     ("POST", "/blueprints/lhbp-00000000"), ("DELETE", "/blueprints/lhbp-00000000"),
 ])
 def test_other_methods_are_405(make_app, method: str, path: str) -> None:
     assert call(make_app(), http_event(method, path, body=JOB))[0] == 405
+
+
+def test_a_listing_needs_an_instance(make_app) -> None:
+    assert call(make_app(), http_event("GET", "/blueprints"))[0] == 400
+    assert call(make_app(), http_event("GET", "/blueprints"))[1]["Error"]["Code"] == \
+        "InvalidParameterValue.InstanceIdMalformed"
 
 
 def test_unknown_route_is_404(make_app) -> None:

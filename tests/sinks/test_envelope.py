@@ -27,7 +27,9 @@ def result(outcome: str = "created", **fields: object) -> Result:
 
 def test_the_contract_types_and_nothing_else() -> None:
     assert set(EVENT_TYPES) == {f"com.tencentcloud.lighthouse.blueprint.{t}"
-                                for t in ("created", "ready", "failed", "skipped", "pruned", "run.completed")}
+                                for t in ("created", "ready", "failed", "skipped", "pruned", "run.completed",
+                                          "copied", "shared", "restore.started", "restore.completed",
+                                          "restore.failed")}
 
 
 def test_a_result_is_a_valid_cloudevent_with_the_contract_fields() -> None:

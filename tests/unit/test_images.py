@@ -100,7 +100,7 @@ class FakeLighthouse:
             raise CloudUnavailable("lost", code="ClientNetworkError")
         return Created(new.id, "req-1")
 
-    def find_images(self, region, *, deadline, tags=None, tag_key=None, ids=None, name=None, at_least=0):
+    def find_images(self, region, *, deadline, tags=None, tag_key=None, ids=None, names=None, at_least=0):
         self._maybe_fail("DescribeBlueprints")
         found = [i for i in self.images if all(i.tags.get(k) == v for k, v in (tags or {}).items())]
         if tag_key:
@@ -264,7 +264,7 @@ def test_retry_stops_when_the_deadline_is_near(clock) -> None:
 class ListingLeaks(FakeLighthouse):
     """A listing that returns images it should not (a cloud-side filter bug, or a tag filter read loosely)."""
 
-    def find_images(self, region, *, deadline, tags=None, tag_key=None, ids=None, name=None, at_least=0):
+    def find_images(self, region, *, deadline, tags=None, tag_key=None, ids=None, names=None, at_least=0):
         self._maybe_fail("DescribeBlueprints")
         return [i for i in self.images if not ids or i.id in ids]
 

@@ -1,0 +1,211 @@
+"""Restore: put an instance back to an image this function made of it. Formats its system disk.
+
+ResetInstance reinstalls an instance's system disk from an image: only a RUNNING or STOPPED instance with no
+operation in progress, asynchronously (`LatestOperation` ResetInstance, `LatestOperationState` OPERATING, then
+SUCCESS or FAILED). Because the disk is formatted, a restore is guarded more than a backup:
+
+* Off unless `BLUEPRINT_RESTORE=on`; over HTTP only with its own token (`blueprint.http`).
+* Only from an image this function made of that very instance (both managed tags), NORMAL, of an instance
+  the allowlists admit.
+* First a safety image of the instance as it is now (the same machinery as every image: managed tags, its own
+  slot, once however often the request is retried), followed to NORMAL; unless the job says
+  `"SafetyImage": false`.
+* Exactly once per request key: before ResetInstance, the instance is marked with the tag
+  `scf-blueprint:restore` = the slot's digest (Tag API). A retry that finds the mark and a ResetInstance
+  under way or done follows it instead of formatting the disk a second time.
+* Followed to the end (`.restore.started`, then `.restore.completed` or `.restore.failed`); when time runs
+  out, a chained call of the function keeps following it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from blueprint.errors import AccessDenied, BlueprintError, InvalidInstanceState, NotFound
+from blueprint.events import InstanceRef, Job, RestoreJob, TriggerInfo
+from blueprint.images import ImageMaker, Target, is_managed
+from blueprint.lighthouse import Instance, Replication
+from blueprint.logs import log
+from blueprint.results import Result, RunReport
+from blueprint.retry import Deadline, RetryPolicy
+from blueprint.slots import slot_digest
+from blueprint.tags import Tagger, resource_name
+
+__all__ = ["RESTORE_TAG", "Restorer"]
+
+RESTORE_TAG = "scf-blueprint:restore"
+OPERATION = "ResetInstance"
+# Polls of the instance while the reset runs: it takes minutes, not seconds.
+POLL_FIRST, POLL_MAX = 5.0, 20.0
+
+
+@dataclass
+class _Restore:
+    """One restore as it runs: the job, where, and the slot that makes it happen once."""
+
+    job: RestoreJob
+    region: str
+    trigger: TriggerInfo
+    slot_key: str
+    deadline: Deadline
+    account: str | None
+    safety_id: str | None = None
+
+    def result(self, outcome: Any, **fields: Any) -> Result:
+        return Result(outcome=outcome, instance_id=self.job.InstanceId, region=self.region, trigger=self.trigger,
+                      slot_key=self.slot_key, force_power_off=False, blueprint_id=self.job.BlueprintId,
+                      safety_id=self.safety_id, **fields)
+
+
+@dataclass
+class Restorer:
+    """Runs restores: checks, safety image, reset, following it."""
+
+    cloud: Replication
+    maker: ImageMaker
+    tagger: Tagger
+    retry: RetryPolicy
+
+    def run(self, job: RestoreJob, *, region: str, trigger: TriggerInfo, slot_key: str, deadline: Deadline,
+            account: str | None) -> RunReport:
+        """One restore; its report holds the safety image's results and the restore's own. A result marked
+        `pending` (the safety image, or the reset, still running when time ran out) asks the caller for a
+        chained call that goes on with it.
+
+        Raises:
+            BlueprintError: the restore may not run (403 not allowed, 404 no such image of this instance,
+                409 the image is not NORMAL); nothing was changed.
+        """
+        restore = _Restore(job, job.Region or region, trigger, slot_key, deadline, account)
+        report = RunReport(trigger, slot_key)
+        instance = self._check(restore)
+        if job.DryRun:
+            report.results.append(restore.result("skipped", dry_run=True, reason=_plan(restore)))
+            return report
+        if job.SafetyImage:
+            safety = self._safety_image(restore, instance, report)
+            if safety is None:
+                return report
+            restore.safety_id = safety.blueprint_id
+        started = self._reset(restore, report)
+        if started is not None:
+            report.results.append(self._follow(restore, started))
+        return report
+
+    # ---- checks ------------------------------------------------------------------------------------------
+
+    def _check(self, restore: _Restore) -> Instance:
+        """The instance, once everything that must hold before a reset does.
+
+        Raises:
+            BlueprintError: see `run`.
+        """
+        job, deadline = restore.job, restore.deadline
+        found = self.retry.call(partial(self.cloud.find_instances, restore.region, ids=[job.InstanceId],
+                                        deadline=deadline), deadline=deadline)
+        instance = found[0] if found else None
+        why = self.maker.policy.refusal(job.InstanceId, instance.tags if instance else {})
+        if why is not None:
+            raise why
+        if instance is None:
+            raise NotFound(f"no instance {job.InstanceId} in {restore.region}",
+                           code="ResourceNotFound.InstanceIdNotFound")
+        images = self.retry.call(partial(self.cloud.find_images, restore.region, ids=[job.BlueprintId],
+                                         deadline=deadline), deadline=deadline)
+        image = images[0] if images else None
+        if image is None or not is_managed(image, job.InstanceId):
+            raise NotFound(f"no image {job.BlueprintId} made by this function of {job.InstanceId} in "
+                           f"{restore.region}: only such images restore", code="ResourceNotFound.BlueprintIdNotFound")
+        if not image.ready:
+            raise InvalidInstanceState(f"image {image.id} is {image.state}; only a NORMAL image restores",
+                                       code="UnsupportedOperation.BlueprintCurStateInvalid")
+        return instance
+
+    # ---- the safety image --------------------------------------------------------------------------------
+
+    def _safety_image(self, restore: _Restore, instance: Instance, report: RunReport) -> Result | None:
+        """The safety image of the instance, made once for this restore and followed to NORMAL; None when the
+        restore cannot go on yet (the image is still being made: its result is `pending`) or failed."""
+        job = Job(InstanceId=restore.job.InstanceId, Region=restore.region, Wait=True,
+                  Description=f"before restoring {restore.job.BlueprintId}"[:60])
+        target = Target(InstanceRef(Region=restore.region, InstanceId=instance.id), instance.name, instance.tags)
+        safety, _ = self.maker.run(job, [target], trigger=restore.trigger, slot_key=f"{restore.slot_key}|safety",
+                                   deadline=restore.deadline, account=restore.account)
+        report.results.extend(safety.results)
+        report.was_running |= safety.was_running
+        main = next((r for r in safety.results if r.main), None)
+        if main is not None and main.outcome == "ready":
+            return main
+        if main is not None and main.pending:
+            return None
+        if main is None or main.outcome == "failed":
+            error = main.error if main is not None and main.error else BlueprintError("no safety image was made")
+            report.results.append(restore.result("restore.failed", error=BlueprintError(
+                f"the safety image could not be made ({error.message}); nothing was reset", code=error.code)))
+        return None
+
+    # ---- the reset ---------------------------------------------------------------------------------------
+
+    def _reset(self, restore: _Restore, report: RunReport) -> Result | None:
+        """Mark the instance, then ResetInstance, unless the mark shows it was asked for already."""
+        instance = self._instance(restore)
+        digest = slot_digest(restore.slot_key)
+        if instance.tags.get(RESTORE_TAG) == digest and instance.operation == OPERATION:
+            return restore.result("restore.started", state=instance.operation_state, resent=True,
+                                  reason="this restore was started before; it is being followed")
+        try:
+            self._mark(restore, digest)
+            request_id = self.retry.call(partial(self.cloud.reset_instance, restore.region, restore.job.InstanceId,
+                                                 restore.job.BlueprintId, deadline=restore.deadline),
+                                         deadline=restore.deadline)
+        except BlueprintError as err:
+            log("ERROR", "restore not started", instance=restore.job.InstanceId, error=err.message)
+            report.results.append(restore.result("restore.failed", error=err))
+            return None
+        return restore.result("restore.started", state="OPERATING", request_id=request_id)
+
+    def _instance(self, restore: _Restore) -> Instance:
+        found = self.retry.call(partial(self.cloud.find_instances, restore.region, ids=[restore.job.InstanceId],
+                                        deadline=restore.deadline), deadline=restore.deadline)
+        if not found:
+            raise NotFound(f"instance {restore.job.InstanceId} is gone", code="ResourceNotFound.InstanceIdNotFound")
+        return found[0]
+
+    def _mark(self, restore: _Restore, digest: str) -> None:
+        if restore.account is None:
+            raise AccessDenied("a restore marks the instance through the Tag API, which names resources by account "
+                               "id: SCF's context gives it (tencentcloud_uin); elsewhere set BLUEPRINT_ACCOUNT_ID",
+                               code="FailedOperation.AccountIdUnknown")
+        name = resource_name(restore.region, restore.account, "instance", restore.job.InstanceId)
+        self.retry.call(partial(self.tagger.tag, [name], {RESTORE_TAG: digest}, deadline=restore.deadline),
+                        deadline=restore.deadline)
+
+    def _follow(self, restore: _Restore, started: Result) -> Result:
+        """Poll the instance until its reset ends, within the deadline; the last word is the result."""
+        delay = POLL_FIRST
+        while restore.deadline.remaining() >= delay + 2:
+            restore.deadline.clock.sleep(delay)
+            delay = min(delay * 1.5, POLL_MAX)
+            instance = self._instance(restore)
+            if instance.operation != OPERATION or instance.operation_state == "OPERATING":
+                continue
+            if instance.operation_state == "SUCCESS":
+                return started.but(outcome="restore.completed", state=instance.state, pending=False, reason=None)
+            return started.but(outcome="restore.failed", state=instance.state, error=BlueprintError(
+                f"ResetInstance of {instance.id} ended {instance.operation_state}",
+                code="FailedOperation.ResetInstance"))
+        return started.but(pending=True, reason="the reset is still running when the function's time ran out")
+
+
+def _plan(restore: _Restore) -> str:
+    first = "make a safety image of the instance as it is now, then " if restore.job.SafetyImage else ""
+    return (f"dry run: would {first}reset {restore.job.InstanceId} to {restore.job.BlueprintId} (its system disk "
+            "is formatted); nothing was changed")
+
+
+def restores_in(results: Sequence[Result]) -> list[Result]:
+    """The restore's own results (not the safety image's)."""
+    return [r for r in results if r.outcome.startswith("restore.")]

@@ -1,0 +1,103 @@
+"""Shares with other accounts: what happens after an image is NORMAL, when the job or the operator says so.
+
+ShareBlueprintAcrossAccounts shares a NORMAL custom image with at most 10 main accounts; the other account
+sees it (type SHARED) in the same region and can make instances from it, so a compromised or locked account is
+not the end of the backups. The accounts are the operator's `BLUEPRINT_SHARE_WITH` plus a job's `ShareWith`
+(only accounts the operator allows: `blueprint.policy`). Shares come before copies: SyncBlueprint puts the
+source in SYNCING for up to 40 minutes, and only a NORMAL image can be shared.
+
+* Once per image and account: the accounts it is shared with are read first; only the missing ones are
+  added. Each account is reported as `.shared`, again with the same id on every invocation that finds it.
+* An image pruned by retention is unshared first (`Shares.release`): the cloud refuses to delete an image
+  that is still shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+from blueprint.errors import BlueprintError
+from blueprint.events import Job
+from blueprint.images import Run, Target
+from blueprint.lighthouse import Image, Replication
+from blueprint.logs import log
+from blueprint.policy import Policy
+from blueprint.results import Result
+from blueprint.retry import Deadline, RetryPolicy
+
+__all__ = ["Shares"]
+
+# DescribeBlueprintsShareAcrossAccountInfos takes this many image ids at once.
+IDS_PER_CALL = 100
+
+
+@dataclass
+class Shares:
+    """The share phase: share each NORMAL image with the accounts it lacks; unshare before deleting."""
+
+    cloud: Replication
+    policy: Policy
+    retry: RetryPolicy
+
+    def wanted(self, job: Job) -> bool:
+        """True when the job or the operator names accounts to share with."""
+        return bool(self.policy.shares_for(job))
+
+    def check(self, job: Job, targets: Sequence[Target], *, deadline: Deadline, account: str | None) -> None:
+        """Nothing to check against the cloud: the accounts were checked with the job (`Policy.check_job`)."""
+
+    def after_ready(self, run: Run, region: str, ready: Sequence[Result]) -> list[Result]:
+        """Share each ready image with every account it is not shared with yet."""
+        accounts = self.policy.shares_for(run.job)
+        images = [r for r in ready if r.blueprint_id]
+        if not accounts or not images:
+            return []
+        current = self._current(run, region, [str(r.blueprint_id) for r in images])
+        results: list[Result] = []
+        for main in images:
+            have = current.get(str(main.blueprint_id), set())
+            results.extend(self._share_one(run, region, main, [a for a in accounts if a not in have]))
+            results.extend(run.beside(main, "shared", account=a, blueprint_id=main.blueprint_id,
+                                      blueprint_name=main.blueprint_name, state=main.state, resent=True)
+                           for a in accounts if a in have)
+        return results
+
+    def _current(self, run: Run, region: str, ids: list[str]) -> dict[str, set[str]]:
+        current: dict[str, set[str]] = {}
+        for start in range(0, len(ids), IDS_PER_CALL):
+            chunk = ids[start:start + IDS_PER_CALL]
+            current |= self.retry.call(partial(self.cloud.shared_with, region, chunk, deadline=run.deadline),
+                                       deadline=run.deadline)
+        return current
+
+    def _share_one(self, run: Run, region: str, main: Result, missing: list[str]) -> list[Result]:
+        if not missing:
+            return []
+        image_id = str(main.blueprint_id)
+        try:
+            request_id = self.retry.call(lambda: self.cloud.share(region, image_id, missing, deadline=run.deadline),
+                                         deadline=run.deadline)
+        except BlueprintError as err:
+            log("ERROR", "share failed", instance=main.instance_id, image_id=image_id, error=err.message)
+            return [run.beside(main, "failed", account=a, blueprint_id=main.blueprint_id,
+                               blueprint_name=main.blueprint_name, state=main.state, error=err) for a in missing]
+        return [run.beside(main, "shared", account=a, blueprint_id=main.blueprint_id,
+                           blueprint_name=main.blueprint_name, state=main.state, request_id=request_id)
+                for a in missing]
+
+    def release(self, region: str, images: Sequence[Image], deadline: Deadline) -> None:
+        """Unshare images about to be deleted (the cloud refuses to delete a shared image).
+
+        Raises:
+            BlueprintError: reading or cancelling the shares failed (the images are then not deleted).
+        """
+        shared = [i.id for i in images if i.shared]
+        if not shared:
+            return
+        current = self.retry.call(lambda: self.cloud.shared_with(region, shared, deadline=deadline), deadline=deadline)
+        for image_id, accounts in current.items():
+            if accounts:
+                self.retry.call(partial(self.cloud.unshare, region, image_id, sorted(accounts), deadline=deadline),
+                                deadline=deadline)
