@@ -440,7 +440,7 @@ class App:
                 report.results.append(Result(outcome="restore.failed", instance_id=job.InstanceId,
                                              region=target.Region, trigger=spec.trigger, slot_key=spec.key,
                                              force_power_off=False, blueprint_id=job.BlueprintId,
-                                             error=_not_followed(err)))
+                                             error=_not_followed(err, "the restore is still in progress")))
         return report
 
     def run(self, spec: Spec, inv: Invocation) -> RunReport:
@@ -508,7 +508,8 @@ class App:
         for call, err in self.dispatcher.send(inv.self_function(), chain, calls, kind="follow", report=report,
                                               deadline=inv.work):
             index = pending[(call.Region, call.InstanceId)]
-            report.results[index] = report.results[index].but(outcome="failed", error=_not_followed(err))
+            why = report.results[index].reason or "still in progress"
+            report.results[index] = report.results[index].but(outcome="failed", error=_not_followed(err, why))
 
     def _deliver(self, report: RunReport, inv: Invocation) -> Delivery:
         events = [e for r in report.results for e in result_events(r, inv.source, correlation_id=inv.correlation_id)]
@@ -630,10 +631,10 @@ def _not_started(err: BlueprintError, why: str) -> BlueprintError:
     return type(err)(f"not started: {why}{err.message}", code=err.code, request_id=err.request_id)
 
 
-def _not_followed(err: BlueprintError) -> BlueprintError:
-    """A Wait follow-up that could not be scheduled: the run failed, and a retry can schedule it."""
-    return DeadlineExceeded(f"the image is still being made and its follow-up could not be scheduled "
-                            f"({err.message}); the retry follows it", code="FailedOperation.FollowUp")
+def _not_followed(err: BlueprintError, why: str) -> BlueprintError:
+    """A follow-up that could not be scheduled: the run failed, and a retry can schedule it."""
+    return DeadlineExceeded(f"{why}, and its follow-up could not be scheduled ({err.message}); the retry follows "
+                            "it", code="FailedOperation.FollowUp")
 
 
 def _delivery_error(delivery: Delivery) -> DeliveryError:
@@ -697,7 +698,7 @@ def build_app(env: Mapping[str, str], *, clock: Clock | None = None, session: re
                     max_instances=settings.max_instances, concurrency=settings.concurrency,
                     allowed_instances=frozenset(settings.allowed_instances), allowed_tags=settings.allowed_tags,
                     restart_instances=settings.restart_instance,
-                    in_progress_states=frozenset({"SYNCING", *settings.in_progress_states}),
+                    in_progress_states=frozenset(settings.in_progress_states),
                     share_with=settings.share_with, allowed_share_accounts=frozenset(settings.allowed_share_accounts))
     http_session = session or requests.Session()
     default_job = None

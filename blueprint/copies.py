@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import partial
 
-from blueprint.errors import BadRequest, BlueprintError, CloudUnavailable, ConfigError
+from blueprint.errors import BadRequest, BlueprintError, CloudUnavailable, ConfigError, Throttled
 from blueprint.events import Job
 from blueprint.images import INSTANCE_TAG, SLOT_TAG, Run, Target, is_managed, plan_prune
 from blueprint.lighthouse import Image, RegionInfo, Replication
@@ -51,6 +51,17 @@ def _by_region(results: list[Result], indexes: list[int]) -> dict[str, list[int]
     for n in indexes:
         groups[results[n].region].append(n)
     return dict(groups)
+
+
+def _no_resend(err: BlueprintError) -> None:
+    """SyncBlueprint has no idempotency token: after a lost answer it is never sent again blindly (the next
+    invocation finds and adopts the copy it may have made); only throttling is retried at once.
+
+    Raises:
+        BlueprintError: `err`, unless the cloud only throttled the call.
+    """
+    if not isinstance(err, Throttled):
+        raise err
 
 
 def is_copy(image: Image, instance_id: str | None = None) -> bool:
@@ -181,7 +192,7 @@ class Copies:
                 raise CloudUnavailable(f"image {source.id} is {source.state or 'not NORMAL'} (a copy may be under way);"
                                        " its copies are made once it is NORMAL again", code=LATER)
             copies, request_id = self.retry.call(lambda: self.cloud.sync_blueprint(
-                region, source.id, to_sync, deadline=run.deadline), deadline=run.deadline)
+                region, source.id, to_sync, deadline=run.deadline), deadline=run.deadline, before_retry=_no_resend)
             made |= {d: (copy_id, None, request_id) for d, copy_id in copies.items()}
         self._tag(run, main.instance_id, source.id, made)
         return made

@@ -37,7 +37,15 @@ from blueprint.errors import (
     QuotaExceeded,
 )
 from blueprint.events import InstanceRef, Job, TriggerInfo
-from blueprint.lighthouse import DELETABLE_STATES, FAILED_STATES, GONE_STATES, Created, Image, Lighthouse
+from blueprint.lighthouse import (
+    DELETABLE_STATES,
+    FAILED_STATES,
+    GONE_STATES,
+    MADE_STATES,
+    Created,
+    Image,
+    Lighthouse,
+)
 from blueprint.logs import log
 from blueprint.policy import Policy
 from blueprint.results import Outcome, Result, RunReport
@@ -369,7 +377,7 @@ class ImageMaker:
             return run.result(target, "skipped", blueprint_id=image.id, blueprint_name=image.name,
                               state=image.state, request_id=image.request_id, dry_run=True, started=now,
                               reason="dry run: an image was already made for this slot")
-        return run.result(target, "ready" if image.ready else "created", blueprint_id=image.id,
+        return run.result(target, "ready" if image.made else "created", blueprint_id=image.id,
                           blueprint_name=image.name, state=image.state, request_id=image.request_id, resent=True,
                           reason="already made for this slot; reported again", started=now, finished=now)
 
@@ -573,7 +581,7 @@ class ImageMaker:
             self._try_delete(run, result.region, [mine.id])
         return result.but(blueprint_id=winner.id, blueprint_name=winner.name, state=winner.state,
                           request_id=winner.request_id, resent=True, reason="made by a concurrent invocation",
-                          outcome="ready" if winner.ready else "created")
+                          outcome="ready" if winner.made else "created")
 
     def _prune(self, run: Run, result: Result, images: list[Image]) -> Result:
         assert run.keep is not None  # noqa: S101 (narrowing for the type checker)
@@ -648,7 +656,7 @@ class ImageMaker:
 
     def _waited(self, result: Result, image_id: str, state: str) -> Result:
         """What the cloud's latest word on an image being followed means for its result."""
-        if state == "NORMAL":
+        if state in MADE_STATES:
             return result.but(outcome="ready", state=state, finished=self.clock.monotonic(), reason=None)
         if state in FAILED_STATES or state in GONE_STATES:
             failed = state in FAILED_STATES

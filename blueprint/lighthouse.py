@@ -17,10 +17,11 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentClo
 from tencentcloud.lighthouse.v20200324 import lighthouse_client, models
 
 from blueprint.cloud import ClientCache, translate
+from blueprint.errors import Throttled
 from blueprint.retry import Deadline, RateLimiter
 
-__all__ = ["DELETABLE_STATES", "FAILED_STATES", "GONE_STATES", "Created", "Image", "Instance", "Lighthouse",
-           "LighthouseService", "RegionInfo", "Replication"]
+__all__ = ["DELETABLE_STATES", "FAILED_STATES", "GONE_STATES", "MADE_STATES", "Created", "Image", "Instance",
+           "Lighthouse", "LighthouseService", "RegionInfo", "Replication"]
 
 PAGE = 100
 # The documented BlueprintState values (API 2020-03-24): NORMAL, SYNCING, OFFLINE, CREATEFAILED, SYNCING_FAILED,
@@ -30,6 +31,8 @@ FAILED_STATES = frozenset({"CREATEFAILED", "SYNCING_FAILED"})
 GONE_STATES = frozenset({"OFFLINE", "ISOLATING", "ISOLATED", "DELETING", "DESTROYING"})
 # States DeleteBlueprints accepts.
 DELETABLE_STATES = frozenset({"NORMAL", "CREATEFAILED", "SYNCING_FAILED", "ISOLATED"})
+# An image that is made: NORMAL, or being copied to other regions (SyncBlueprint takes only NORMAL images).
+MADE_STATES = frozenset({"NORMAL", "SYNCING"})
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,11 @@ class Image:
     def ready(self) -> bool:
         """True when the image is usable."""
         return self.state == "NORMAL"
+
+    @property
+    def made(self) -> bool:
+        """True when the image is made: NORMAL, or NORMAL before and now being copied (SYNCING)."""
+        return self.state in MADE_STATES
 
     @property
     def gone(self) -> bool:
@@ -250,7 +258,10 @@ class LighthouseService:
         try:
             return getattr(client, action)(request)
         except TencentCloudSDKException as err:
-            raise translate(err, action=action) from err
+            error = translate(err, action=action)
+            if isinstance(error, Throttled):
+                self._limits[action].saturate()
+            raise error from err
 
     def create_blueprint(self, region: str, *, name: str, instance_id: str, description: str | None,
                          force_power_off: bool, tags: Mapping[str, str], deadline: Deadline) -> Created:

@@ -37,7 +37,7 @@ class Policy:
     poll_first: float = 3.0
     poll_max: float = 15.0
     # States an image passes through on its way to NORMAL (the creating state is undocumented).
-    in_progress_states: frozenset[str] = frozenset({"CREATING", "SYNCING"})
+    in_progress_states: frozenset[str] = frozenset({"CREATING"})
     # Accounts every image is shared with (BLUEPRINT_SHARE_WITH), and the only ones a job may name.
     share_with: tuple[str, ...] = ()
     allowed_share_accounts: frozenset[str] = frozenset()

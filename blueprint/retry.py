@@ -115,6 +115,15 @@ class RateLimiter:
                 raise DeadlineExceeded("no time left to send another request within the API rate limit")
             self.clock.sleep(wait)
 
+    def saturate(self) -> None:
+        """The cloud said the limit is reached (other callers share the account's rate): count the window as
+        full, so the next call waits for it to pass instead of being throttled again at once."""
+        capacity = max(1, int(self.rate))
+        with self._lock:
+            now = self.clock.monotonic()
+            self._sent.clear()
+            self._sent.extend([now] * capacity)
+
 
 @dataclass(frozen=True)
 class RetryPolicy:

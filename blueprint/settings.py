@@ -280,7 +280,8 @@ class Settings(BaseModel):
     # async events for up to 6 hours by default; a later run of the schedule covers the instance).
     child_ttl: float = Field(21_600, gt=0, le=86_400, validation_alias="BLUEPRINT_CHILD_TTL")
     # The state an image shows while it is being made is not documented (the emulator says CREATING): Wait
-    # follows images in these states (and SYNCING) until NORMAL; any other undocumented state ends the wait.
+    # follows images in these states until NORMAL (SYNCING is an image that was NORMAL and is being copied);
+    # any other undocumented state ends the wait.
     in_progress_states: Annotated[tuple[str, ...], BeforeValidator(split_list), AfterValidator(_state_names)] = Field(
         ("CREATING",), validation_alias="BLUEPRINT_IN_PROGRESS_STATES")
     # Whether Lighthouse starts an instance again after a ForcePowerOff image is not documented: with Wait,

@@ -58,7 +58,12 @@ class Shares:
         results: list[Result] = []
         for main in images:
             have = current.get(str(main.blueprint_id), set())
-            results.extend(self._share_one(run, region, main, [a for a in accounts if a not in have]))
+            missing = [a for a in accounts if a not in have]
+            if missing and main.state != "NORMAL":
+                # Being copied (SYNCING): only a NORMAL image can be shared; the run looks again later.
+                run.later[(main.region, main.instance_id)] = f"shares wait for image {main.blueprint_id} to be NORMAL"
+                missing = []
+            results.extend(self._share_one(run, region, main, missing))
             results.extend(run.beside(main, "shared", account=a, blueprint_id=main.blueprint_id,
                                       blueprint_name=main.blueprint_name, state=main.state, resent=True)
                            for a in accounts if a in have)
