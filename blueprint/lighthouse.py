@@ -90,6 +90,7 @@ class Instance:
     # The last operation on the instance (e.g. ResetInstance) and when it started; the image it runs.
     operation: str | None = None
     operation_started: datetime | None = None
+    operation_request_id: str | None = None
     blueprint_id: str | None = None
 
 
@@ -416,6 +417,7 @@ def _instance(item: Any, region: str) -> Instance:
     return Instance(id=item.InstanceId, name=item.InstanceName or "", state=item.InstanceState or "", region=region,
                     tags=_tags(item.Tags), operation_state=item.LatestOperationState,
                     operation=item.LatestOperation, operation_started=_time(item.LatestOperationStartedTime),
+                    operation_request_id=item.LatestOperationRequestId,
                     blueprint_id=item.BlueprintId)
 
 

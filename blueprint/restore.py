@@ -155,6 +155,7 @@ class Restorer:
         digest = slot_digest(restore.slot_key)
         if instance.tags.get(RESTORE_TAG) == digest and instance.operation == OPERATION:
             return restore.result("restore.started", state=instance.operation_state, resent=True,
+                                  request_id=instance.operation_request_id,
                                   reason="this restore was started before; it is being followed")
         try:
             self._mark(restore, digest)

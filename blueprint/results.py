@@ -82,6 +82,9 @@ class Result:
         made_here = self.blueprint_id and not self.dry_run and self.source_id is None and self.account is None
         if self.outcome == "ready" or (self.outcome == "failed" and made_here):
             return ("created", self.outcome)
+        # A reset that ended was started first (its request id is the ResetInstance call's).
+        if self.outcome == "restore.completed" or (self.outcome == "restore.failed" and self.request_id):
+            return ("restore.started", self.outcome)
         return (self.outcome,)
 
     @property

@@ -95,33 +95,46 @@ def deliver(sinks: Sequence[Sink], events: Sequence[dict[str, Any]], deadline: D
     Each sink is independent: one that fails (even with an unexpected exception) never stops the others.
     A sink that already failed after its own retries is not tried again for the later events of this
     delivery (they are recorded as failed too): its retries would only eat the time the other sinks need,
-    and the caller raises anyway so the platform retries the whole invocation. Per-instance events are sent
-    concurrently; the `.run.completed` summary is sent after them, so a consumer sees it last.
+    and the caller raises anyway so the platform retries the whole invocation. The events of one result go
+    out in order (`.created` before `.ready`), results concurrently; the `.run.completed` summary is sent after
+    them, so a consumer sees it last.
     """
     delivery = delivery or Delivery()
     lock = threading.Lock()
-    singles: list[tuple[dict[str, Any], bytes]] = []
+    groups: dict[tuple[Any, ...], list[tuple[dict[str, Any], bytes]]] = {}
     summaries: list[tuple[dict[str, Any], bytes]] = []
     for event in events:
-        last = str(event.get("type", "")).endswith(".run.completed")
-        (summaries if last else singles).append(_serialised(event))
+        item = _serialised(event)
+        if str(event.get("type", "")).endswith(".run.completed"):
+            summaries.append(item)
+        else:
+            # The events of one result (`.created` then `.ready`) reach each sink in order.
+            groups.setdefault(_group(event), []).append(item)
 
-    def send_all(item: tuple[dict[str, Any], bytes]) -> None:
-        for sink in sinks:
-            _deliver_one(sink, item[0], item[1], deadline=deadline, delivery=delivery, lock=lock)
+    def send_all(items: list[tuple[dict[str, Any], bytes]]) -> None:
+        for event, body in items:
+            for sink in sinks:
+                _deliver_one(sink, event, body, deadline=deadline, delivery=delivery, lock=lock)
 
-    # The first event goes alone: a sink that is down fails once, not once per parallel sender.
-    for item in singles[:1]:
-        send_all(item)
-    if len(singles) > 2 and sinks:
-        with ThreadPoolExecutor(max_workers=min(PARALLEL_SENDS, len(singles) - 1)) as pool:
-            list(pool.map(send_all, singles[1:]))
+    ordered = list(groups.values())
+    # The first group goes alone: a sink that is down fails once, not once per parallel sender.
+    for items in ordered[:1]:
+        send_all(items)
+    if len(ordered) > 2 and sinks:
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_SENDS, len(ordered) - 1)) as pool:
+            list(pool.map(send_all, ordered[1:]))
     else:
-        for item in singles[1:]:
-            send_all(item)
-    for item in summaries:
-        send_all(item)
+        for items in ordered[1:]:
+            send_all(items)
+    send_all(summaries)
     return delivery
+
+
+def _group(event: dict[str, Any]) -> tuple[Any, ...]:
+    """Events of one result share their subject, region and image."""
+    found = event.get("data")
+    data: dict[str, Any] = found if isinstance(found, dict) else {}
+    return (event.get("subject"), data.get("Region"), data.get("BlueprintId"), data.get("AccountId"))
 
 
 def _serialised(event: dict[str, Any]) -> tuple[dict[str, Any], bytes]:

@@ -205,9 +205,10 @@ def test_a_restore_makes_its_safety_image_first_resets_and_completes(restorer, d
         c.params.get("Description")))
     assert safety_made.time <= dr.calls_of("ResetInstance")[0].time
     types = [e["type"].rsplit("blueprint.", 1)[1] for e in received_events(receiver)]
-    assert types[-2:] == ["restore.started", "restore.completed"] or types[-1] == "restore.completed"
-    completed = [e for e in received_events(receiver) if e["type"].endswith(".restore.completed")][0]
+    assert types.count("restore.started") == 1 and types[-1] == "restore.completed"
+    completed = next(e for e in received_events(receiver) if e["type"].endswith(".restore.completed"))
     assert completed["data"]["SafetyBlueprintId"] == body["SafetyImage"]["BlueprintId"]
+    assert completed["data"]["RequestId"] == dr.calls_of("ResetInstance")[0].request_id
 
 
 def test_a_restore_is_done_once_per_key(restorer, dr) -> None:
