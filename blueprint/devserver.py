@@ -62,7 +62,7 @@ def _headers(items: list[tuple[str, str]]) -> dict[str, Any]:
 
 def api_event(method: str, target: str, headers: list[tuple[str, str]], body: bytes, *,
               request_id: str, source_ip: str = "127.0.0.1") -> dict[str, Any]:
-    """The API Gateway integrated-request event (scf-platform.md §3a) for one HTTP request.
+    """The API Gateway integrated-request event (docs/platform-facts.md, SCF) for one HTTP request.
 
     A body that is not UTF-8 is sent base64-encoded with `isBase64Encoded` true, as API Gateway does.
     """
