@@ -257,8 +257,8 @@ def serve(host: str = "127.0.0.1", port: int = 8080, emulate: bool = False, *, a
         where = f"cloud APIs at {endpoint}" if endpoint else "real cloud APIs"
 
         def real_banner(url: str) -> None:
-            print(f"serving the HTTP API on {url}/blueprints ({where}; Ctrl-C to stop)", flush=True)
             _warn_if_closed(app)
+            print(f"serving the HTTP API on {url}/blueprints ({where}; Ctrl-C to stop)", flush=True)
 
         return _run(app.handle, os.environ, host=host, port=port, allow_remote=allow_remote, banner=real_banner)
     from blueprint.localrun import LOCAL_TOKEN, emulated, with_receiver  # noqa: PLC0415 (local runs only)
@@ -272,11 +272,11 @@ def serve(host: str = "127.0.0.1", port: int = 8080, emulate: bool = False, *, a
         token = LOCAL_TOKEN if env.get("BLUEPRINT_HTTP_TOKEN") == LOCAL_TOKEN else "<your BLUEPRINT_HTTP_TOKEN>"
 
         def emulated_banner(url: str) -> None:
+            _warn_if_closed(app)
             print(f"serving the HTTP API on {url}/blueprints (emulated cloud at {emu.url}, results to "
                   f"{_sinks(app)}; Ctrl-C to stop)\ntoken: {token}\ntry:   curl -s -H 'Authorization: Bearer "
                   f"{token}' -H 'Content-Type: application/json' -d '{{\"InstanceId\": \"lhins-web00001\"}}' "
                   f"{url}/blueprints", flush=True)
-            _warn_if_closed(app)
 
         return _run(app.handle, env, host=host, port=port, allow_remote=allow_remote, banner=emulated_banner)
 
@@ -315,6 +315,8 @@ def _sinks(app: Any) -> str:
 
 
 def _warn_if_closed(app: Any) -> None:
+    """Say at start (before the banner) that no request can pass, rather than on every refused one."""
     if app.auth.refuses_everything:
         sys.stderr.write("warning: BLUEPRINT_HTTP_TOKEN is not set: every request will be refused with 401 "
                          "(set it, or BLUEPRINT_HTTP_AUTH=none on purpose)\n")
+        sys.stderr.flush()
