@@ -136,7 +136,9 @@ def _parser() -> argparse.ArgumentParser:
     inv.add_argument("--emulate", action="store_true",
                      help="cloud API calls go to an embedded emulator; results go to the configured sinks and to "
                           "a local webhook receiver")
-    serve = sub.add_parser("serve", help="serve the HTTP API on loopback; print each result delivered")
+    serve = sub.add_parser("serve", help="serve the HTTP API on loopback; print each result delivered",
+                           epilog="exit status: 0 stopped (Ctrl-C); 2 bad configuration, or the address cannot be "
+                                  "used")
     serve.add_argument("--emulate", action="store_true",
                        help="cloud API calls go to an embedded emulator; results go to the configured sinks and to "
                             "a local webhook receiver")

@@ -13,7 +13,9 @@ from emulator.core import Emulator
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__,
+                                     epilog="Flags win over the state file. Exit status: 0 stopped (Ctrl-C, "
+                                            "SIGTERM); 2 a bad state file, or the address cannot be used.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--state", help="JSON state file (default: the sample state)")
