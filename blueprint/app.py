@@ -197,7 +197,7 @@ class App:
         failure: BlueprintError | None = None
         try:
             answer = self._dispatch(event, inv)
-            outcome = _outcome(answer)
+            outcome = _outcome(answer, inv.summary.get("counts"))
             return answer
         except BlueprintError as err:
             outcome = f"raised {err.code}"
@@ -642,10 +642,11 @@ def _delivery_error(delivery: Delivery) -> DeliveryError:
                          + "; ".join(why for _, why in sorted(delivery.failed.items())) + ")")
 
 
-def _outcome(answer: object) -> str:
-    """The summary line's `outcome`: `ok`, `partial`, `failed`, `refused <code>` or `http <status>` (never `ok`
-    when an instance failed; `python -m blueprint invoke` turns the same words into its exit status)."""
-    return summarize(answer)
+def _outcome(answer: object, counts: Mapping[str, int] | None) -> str:
+    """The summary line's `outcome`: `ok`, `partial`, `failed`, `refused <code>` or `http <status>`, never `ok`
+    next to a failed count (a copy or share that failed beside a done image makes it `partial`);
+    `python -m blueprint invoke` turns the same words into its exit status."""
+    return summarize(answer, counts)
 
 
 def _looks_like_timer(event: object) -> bool:

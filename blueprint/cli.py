@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import orjson
 
@@ -22,7 +23,9 @@ EXIT_STATUSES = """exit status of invoke:
      can fix)
   2  nothing ran: bad event file, bad configuration (the message names the variable), no credentials
   3  refused: the event or its job cannot run (reported as .failed; a retry would not help), or HTTP 4xx
-  4  failed: at least one instance failed (the summary log line says partial or failed), or HTTP 5xx
+  4  failed: an instance (or a copy or share of its image) failed: the summary log line says partial or
+     failed; or HTTP 5xx
+The status follows the outcome of the invocation's summary log line ("invocation finished").
 """
 
 
@@ -93,17 +96,50 @@ def _build(env: Mapping[str, str], *, add: Callable[[Any], None] | None = None) 
 
 
 def _call(app: Any, event: Any, env: Mapping[str, str]) -> int:
-    """Call the handler once, print what it returned (or raised), return the exit status."""
+    """Call the handler once, print what it returned (or raised), return the exit status: the `outcome` of its
+    `invocation finished` log line (read from the answer alone when the log level hides that line)."""
+    from blueprint import logs  # noqa: PLC0415
     from blueprint.errors import BlueprintError  # noqa: PLC0415
     from blueprint.outcome import EXIT_RAISED, exit_status, summarize  # noqa: PLC0415
 
+    context = _context(env)
+    tap = _SummaryTap(sys.stdout, context["request_id"])
+    logs.set_stream(cast("IO[str]", tap))  # a text stream: typeshed does not count TextIOBase as IO[str]
     try:
-        answer = app.handle(event, _context(env))
+        answer = app.handle(event, context)
     except BlueprintError as err:
         _print("the handler raised (SCF would retry an async call)", {"Error": err.as_dict()})
         return EXIT_RAISED
+    finally:
+        logs.set_stream(None)
     _print("handler returned", answer)
-    return exit_status(summarize(answer))
+    return exit_status(tap.outcome or summarize(answer))
+
+
+class _SummaryTap(io.TextIOBase):
+    """Passes log lines through to `out` and keeps the `outcome` of one invocation's summary line."""
+
+    def __init__(self, out: Any, request_id: str) -> None:
+        super().__init__()
+        self.out = out
+        self.request_id = request_id
+        self.outcome: str | None = None
+
+    def write(self, text: str) -> int:
+        """Write through; note the outcome when the line is this invocation's `invocation finished`."""
+        self.out.write(text)
+        if '"invocation finished"' in text and self.request_id in text:
+            try:
+                record = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                return len(text)
+            if record.get("message") == "invocation finished" and record.get("request_id") == self.request_id:
+                self.outcome = str(record.get("outcome"))
+        return len(text)
+
+    def flush(self) -> None:
+        """Flush the stream written through."""
+        self.out.flush()
 
 
 def _invoke_real(event: Any) -> int:

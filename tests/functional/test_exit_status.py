@@ -16,8 +16,10 @@ import orjson
 import pytest
 
 from blueprint.cli import EXIT_STATUSES
+from blueprint.cli import _call as cli_call
 from blueprint.errors import DeliveryError
 from blueprint.outcome import exit_status, summarize
+from emulator import DEFAULT_UIN
 from tests.conftest import context, http_event, timer_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,6 +75,19 @@ def test_http_outcomes(make_app, emu, log_stream) -> None:
     outcomes = [orjson.loads(x)["outcome"] for x in log_stream.getvalue().splitlines() if '"invocation finished"' in x]
     assert outcomes == ["http 202", "http 202 partial", "http 401"]
     assert [exit_status(summarize(a)) for a in (ok, mixed, denied)] == [0, 4, 3]
+
+
+def test_a_copy_that_failed_beside_a_made_image_is_partial_in_the_summary_and_the_exit_status(
+        make_app, emu, capsys: pytest.CaptureFixture[str]) -> None:
+    # The answer lists only the instance's image (made, NORMAL); the failed copy is counted and delivered.
+    emu.faults.fail("SyncBlueprint", "UnauthorizedOperation.NoPermission")
+    job = {"InstanceId": "lhins-web00001", "Wait": True, "ForcePowerOff": False, "CopyTo": ["ap-shanghai"]}
+    # The CLI's context carries no account id (SCF's does): the variable gives it, as a local run sets it.
+    status = cli_call(make_app(BLUEPRINT_ACCOUNT_ID=DEFAULT_UIN), timer_event(job), {})
+    out = capsys.readouterr().out
+    [line] = [orjson.loads(x) for x in out.splitlines() if '"invocation finished"' in x]
+    assert (line["outcome"], line["counts"]) == ("partial", {"ready": 1, "failed": 1})
+    assert status == 4
 
 
 def test_a_raise_is_said_in_the_summary(make_app, receiver, log_stream) -> None:
