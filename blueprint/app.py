@@ -56,6 +56,7 @@ from blueprint.functions import FunctionRef, Functions
 from blueprint.http import Authenticator, HttpApi, error_response, generic_error, retry_headers
 from blueprint.images import PER_INSTANCE_BUDGET, ImageMaker, Target, is_managed
 from blueprint.lighthouse import Lighthouse, LighthouseService
+from blueprint.outcome import summarize
 from blueprint.policy import Policy
 from blueprint.results import Result, RunReport, Source, result_events, summary_event
 from blueprint.retry import Clock, Deadline, RetryPolicy, SystemClock
@@ -196,7 +197,7 @@ class App:
         failure: BlueprintError | None = None
         try:
             answer = self._dispatch(event, inv)
-            outcome = _outcome(answer)
+            outcome = _outcome(answer, inv.summary.get("counts"))
             return answer
         except BlueprintError as err:
             outcome = f"raised {err.code}"
@@ -642,16 +643,11 @@ def _delivery_error(delivery: Delivery) -> DeliveryError:
                          + "; ".join(why for _, why in sorted(delivery.failed.items())) + ")")
 
 
-def _outcome(answer: object) -> str:
-    """`ok`, or what went wrong, for the summary line."""
-    if isinstance(answer, Mapping):
-        status = answer.get("statusCode")
-        if isinstance(status, int):
-            return f"http {status}"
-        error = answer.get("Error")
-        if isinstance(error, Mapping):
-            return f"refused {error.get('Code')}"
-    return "ok"
+def _outcome(answer: object, counts: Mapping[str, int] | None) -> str:
+    """The summary line's `outcome`: `ok`, `partial`, `failed`, `refused <code>` or `http <status>`, never `ok`
+    next to a failed count (a copy or share that failed beside a done image makes it `partial`);
+    `python -m blueprint invoke` turns the same words into its exit status."""
+    return summarize(answer, counts)
 
 
 def _looks_like_timer(event: object) -> bool:

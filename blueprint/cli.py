@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import orjson
 
-__all__ = ["main"]
+from blueprint.outcome import EXIT_USAGE
+
+__all__ = ["EXIT_STATUSES", "main"]
+
+EXIT_STATUSES = """exit status of invoke:
+  0  done: every instance imaged, found or pruned (also a dry run, or instances handed to fan-out children)
+  1  the handler raised: SCF would retry an async call (a sink did not take a result, a cloud error a retry
+     can fix)
+  2  nothing ran: bad event file, bad configuration (the message names the variable), no credentials
+  3  refused: the event or its job cannot run (reported as .failed; a retry would not help), or HTTP 4xx
+  4  failed: an instance (or a copy or share of its image) failed: the summary log line says partial or
+     failed; or HTTP 5xx
+The status follows the outcome of the invocation's summary log line ("invocation finished").
+"""
 
 
 def _context(env: Mapping[str, str]) -> dict[str, Any]:
@@ -35,45 +49,97 @@ def _decode(body: bytes) -> Any:
 
 
 def invoke(event_file: str, *, emulate: bool) -> int:
-    """Run the handler once on an event file; print its answer and what it sent."""
+    """Run the handler once on an event file; print its answer, where each result went and, with the
+    emulator, what it received; return the exit status (`EXIT_STATUSES`)."""
     try:
         event = orjson.loads(Path(event_file).read_bytes())
     except (OSError, orjson.JSONDecodeError) as err:
         sys.stderr.write(f"cannot read event file {event_file}: {err}\n")
-        return 2
+        return EXIT_USAGE
     if not emulate:
         return _invoke_real(event)
-    from blueprint.localrun import emulated  # noqa: PLC0415 (dev-only path)
+    from blueprint.localrun import emulated, with_receiver  # noqa: PLC0415 (local runs only)
 
+    if os.environ.get("BLUEPRINT_API_ENDPOINT"):
+        sys.stderr.write("note: --emulate sends the cloud API calls to the embedded emulator, not to "
+                         "BLUEPRINT_API_ENDPOINT\n")
     with emulated(os.environ) as (emu, receiver, env):
-        code = _run(event, env, register=emu)
+        built = _build(env, add=lambda app: with_receiver(app, receiver))
+        if built is None:
+            return EXIT_USAGE
+        app, deliveries = built
+        emu.scf.register(_context(env)["function_name"], app.handle)
+        code = _call(app, event, env)
         emu.scf.wait_idle(timeout=30)
-        _print("delivered to the webhook", [_decode(r["body"]) for r in receiver.accepted()])
+        _print("where each event went", deliveries.rows())
+        _print(f"received by the local receiver ({receiver.url})", [_decode(r["body"]) for r in receiver.accepted()])
         _print("cloud API calls", [{"Action": c.action, "Region": c.region, "Error": c.error} for c in emu.calls])
         _print("images in the emulator", [{k: b.get(k) for k in ("BlueprintId", "BlueprintName", "BlueprintState",
                                                                   "Region")} for b in emu.lighthouse.blueprints()])
     return code
 
 
-def _run(event: Any, env: Mapping[str, str], *, register: Any = None) -> int:
+def _build(env: Mapping[str, str], *, add: Callable[[Any], None] | None = None) -> tuple[Any, Any] | None:
+    """The app for a local run with every delivery recorded, or None after saying what is misconfigured."""
     from blueprint.app import build_app  # noqa: PLC0415 (keeps `--help` fast)
     from blueprint.errors import BlueprintError  # noqa: PLC0415
+    from blueprint.localrun import watch  # noqa: PLC0415
 
     try:
         app = build_app(env)
     except BlueprintError as err:
         sys.stderr.write(f"configuration error: {err.message}\n")
-        return 2
+        return None
+    if add is not None:
+        add(app)
+    return app, watch(app)
+
+
+def _call(app: Any, event: Any, env: Mapping[str, str]) -> int:
+    """Call the handler once, print what it returned (or raised), return the exit status: the `outcome` of its
+    `invocation finished` log line (read from the answer alone when the log level hides that line)."""
+    from blueprint import logs  # noqa: PLC0415
+    from blueprint.errors import BlueprintError  # noqa: PLC0415
+    from blueprint.outcome import EXIT_RAISED, exit_status, summarize  # noqa: PLC0415
+
     context = _context(env)
-    if register is not None:
-        register.scf.register(context["function_name"], app.handle)
+    tap = _SummaryTap(sys.stdout, context["request_id"])
+    logs.set_stream(cast("IO[str]", tap))  # a text stream: typeshed does not count TextIOBase as IO[str]
     try:
         answer = app.handle(event, context)
     except BlueprintError as err:
         _print("the handler raised (SCF would retry an async call)", {"Error": err.as_dict()})
-        return 1
+        return EXIT_RAISED
+    finally:
+        logs.set_stream(None)
     _print("handler returned", answer)
-    return 0
+    return exit_status(tap.outcome or summarize(answer))
+
+
+class _SummaryTap(io.TextIOBase):
+    """Passes log lines through to `out` and keeps the `outcome` of one invocation's summary line."""
+
+    def __init__(self, out: Any, request_id: str) -> None:
+        super().__init__()
+        self.out = out
+        self.request_id = request_id
+        self.outcome: str | None = None
+
+    def write(self, text: str) -> int:
+        """Write through; note the outcome when the line is this invocation's `invocation finished`."""
+        self.out.write(text)
+        if '"invocation finished"' in text and self.request_id in text:
+            try:
+                record = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                return len(text)
+            if record.get("message") == "invocation finished" and record.get("request_id") == self.request_id:
+                self.outcome = str(record.get("outcome"))
+        return len(text)
+
+    def flush(self) -> None:
+        """Flush the stream written through."""
+        self.out.flush()
 
 
 def _invoke_real(event: Any) -> int:
@@ -84,18 +150,34 @@ def _invoke_real(event: Any) -> int:
         read_credentials(os.environ)
     except ConfigError as err:
         sys.stderr.write(f"{err.message}\n(or add --emulate to run against the local emulator)\n")
-        return 2
-    return _run(event, os.environ)
+        return EXIT_USAGE
+    built = _build(os.environ)
+    if built is None:
+        return EXIT_USAGE
+    app, deliveries = built
+    code = _call(app, event, os.environ)
+    _print("where each event went", deliveries.rows())
+    return code
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m blueprint", description=__doc__)
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="python -m blueprint", description=__doc__, epilog=EXIT_STATUSES,
+                                     formatter_class=raw)
     sub = parser.add_subparsers(dest="command", required=True)
-    inv = sub.add_parser("invoke", help="run the handler once on an event file")
+    inv = sub.add_parser("invoke", help="run the handler once on an event file", epilog=EXIT_STATUSES,
+                         formatter_class=raw, description="Run the handler once on an event file; print what it "
+                         "returned,\nwhere each result went and (with --emulate) what the emulator holds.")
     inv.add_argument("event_file")
-    inv.add_argument("--emulate", action="store_true", help="use the embedded emulator and a local webhook receiver")
-    serve = sub.add_parser("serve", help="serve the HTTP API on loopback")
-    serve.add_argument("--emulate", action="store_true")
+    inv.add_argument("--emulate", action="store_true",
+                     help="cloud API calls go to an embedded emulator; results go to the configured sinks and to "
+                          "a local webhook receiver")
+    serve = sub.add_parser("serve", help="serve the HTTP API on loopback; print each result delivered",
+                           epilog="exit status: 0 stopped (Ctrl-C); 2 bad configuration, or the address cannot be "
+                                  "used")
+    serve.add_argument("--emulate", action="store_true",
+                       help="cloud API calls go to an embedded emulator; results go to the configured sinks and to "
+                            "a local webhook receiver")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--allow-remote", action="store_true", help="listen on a non-loopback host on purpose")

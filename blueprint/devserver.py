@@ -62,7 +62,7 @@ def _headers(items: list[tuple[str, str]]) -> dict[str, Any]:
 
 def api_event(method: str, target: str, headers: list[tuple[str, str]], body: bytes, *,
               request_id: str, source_ip: str = "127.0.0.1") -> dict[str, Any]:
-    """The API Gateway integrated-request event (scf-platform.md §3a) for one HTTP request.
+    """The API Gateway integrated-request event (docs/platform-facts.md, SCF) for one HTTP request.
 
     A body that is not UTF-8 is sent base64-encoded with `isBase64Encoded` true, as API Gateway does.
     """
@@ -230,8 +230,11 @@ def _run(handle: Handle, env: Mapping[str, str], *, host: str, port: int, allow_
          banner: Callable[[str], None]) -> int:
     try:
         server = make_server(handle, host=host, port=port, env=env, allow_remote=allow_remote)
-    except (ValueError, OSError) as err:
+    except ValueError as err:
         sys.stderr.write(f"cannot serve: {err}\n")
+        return 2
+    except OSError as err:
+        sys.stderr.write(f"cannot serve on {host}:{port}: {err.strerror or err}\n")
         return 2
     banner(server.url)
     try:
@@ -244,37 +247,76 @@ def _run(handle: Handle, env: Mapping[str, str], *, host: str, port: int, allow_
 
 
 def serve(host: str = "127.0.0.1", port: int = 8080, emulate: bool = False, *, allow_remote: bool = False) -> int:
-    """Serve the HTTP API until Ctrl-C; returns the exit status (2: bad configuration or address)."""
-    from blueprint.app import build_app  # noqa: PLC0415 (keeps `--help` fast)
-    from blueprint.errors import BlueprintError  # noqa: PLC0415
-
+    """Serve the HTTP API until Ctrl-C, printing each result as a sink accepts it; returns the exit status
+    (2: bad configuration or address)."""
     if not emulate:
-        try:
-            app = build_app(os.environ)
-        except BlueprintError as err:
-            sys.stderr.write(f"configuration error: {err.message}\n(or add --emulate to use the local emulator)\n")
+        app = _local_app(os.environ, hint="\n(or add --emulate to use the local emulator)")
+        if app is None:
             return 2
+        endpoint = app.settings.api_endpoint
+        where = f"cloud APIs at {endpoint}" if endpoint else "real cloud APIs"
 
         def real_banner(url: str) -> None:
-            print(f"serving the HTTP API on {url}/blueprints (real cloud APIs; Ctrl-C to stop)", flush=True)
+            _warn_if_closed(app)
+            print(f"serving the HTTP API on {url}/blueprints ({where}; Ctrl-C to stop)", flush=True)
 
         return _run(app.handle, os.environ, host=host, port=port, allow_remote=allow_remote, banner=real_banner)
-    from blueprint.localrun import LOCAL_TOKEN, emulated  # noqa: PLC0415 (dev-only path)
+    from blueprint.localrun import LOCAL_TOKEN, emulated, with_receiver  # noqa: PLC0415 (local runs only)
 
     with emulated(os.environ) as (emu, receiver, env):
-        try:
-            app = build_app(env)
-        except BlueprintError as err:
-            sys.stderr.write(f"configuration error: {err.message}\n")
+        app = _local_app(env, add=lambda built: with_receiver(built, receiver))
+        if app is None:
             return 2
         emu.scf.register(env.get("SCF_FUNCTIONNAME", "lighthouse-blueprint"), app.handle)
         # Only the documented local token is printed; a token the user set stays theirs.
         token = LOCAL_TOKEN if env.get("BLUEPRINT_HTTP_TOKEN") == LOCAL_TOKEN else "<your BLUEPRINT_HTTP_TOKEN>"
 
         def emulated_banner(url: str) -> None:
-            print(f"serving the HTTP API on {url}/blueprints (emulated cloud at {emu.url}, webhooks to "
-                  f"{receiver.url}; Ctrl-C to stop)\ntoken: {token}\ntry:   curl -s -H 'Authorization: Bearer "
+            _warn_if_closed(app)
+            print(f"serving the HTTP API on {url}/blueprints (emulated cloud at {emu.url}, results to "
+                  f"{_sinks(app)}; Ctrl-C to stop)\ntoken: {token}\ntry:   curl -s -H 'Authorization: Bearer "
                   f"{token}' -H 'Content-Type: application/json' -d '{{\"InstanceId\": \"lhins-web00001\"}}' "
                   f"{url}/blueprints", flush=True)
 
         return _run(app.handle, env, host=host, port=port, allow_remote=allow_remote, banner=emulated_banner)
+
+
+def _local_app(env: Mapping[str, str], *, hint: str = "", add: Callable[[Any], None] | None = None) -> Any:
+    """The app, with the local receiver added (`add`) and every delivery printed as it is accepted; None
+    after saying what is misconfigured."""
+    from blueprint.app import build_app  # noqa: PLC0415 (keeps `--help` fast)
+    from blueprint.errors import BlueprintError  # noqa: PLC0415
+    from blueprint.localrun import watch  # noqa: PLC0415
+
+    try:
+        app = build_app(env)
+    except BlueprintError as err:
+        sys.stderr.write(f"configuration error: {err.message}{hint}\n")
+        return None
+    if add is not None:
+        add(app)
+    watch(app, on_delivery=_print_delivery)
+    return app
+
+
+_print_lock = threading.Lock()
+
+
+def _print_delivery(where: str, event: dict[str, Any]) -> None:
+    """One line per accepted delivery: the sink and the whole CloudEvent."""
+    line = f"delivered to {where}: {orjson.dumps(event, default=str).decode()}\n"
+    with _print_lock:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
+
+def _sinks(app: Any) -> str:
+    return ", ".join(sink.where for sink in app.sinks)
+
+
+def _warn_if_closed(app: Any) -> None:
+    """Say at start (before the banner) that no request can pass, rather than on every refused one."""
+    if app.auth.refuses_everything:
+        sys.stderr.write("warning: BLUEPRINT_HTTP_TOKEN is not set: every request will be refused with 401 "
+                         "(set it, or BLUEPRINT_HTTP_AUTH=none on purpose)\n")
+        sys.stderr.flush()

@@ -1,4 +1,4 @@
-"""What comes in: one pydantic model per trigger, and the job they all carry (CONTRACT §2-3).
+"""What comes in: one pydantic model per trigger, and the job they all carry (README.md, Triggers).
 
 `parse_event(event, context)` recognises the trigger from the event's shape and returns a `Trigger` variant.
 The job itself is validated by `parse_job`: an invalid job cannot exist past this module.
@@ -202,7 +202,7 @@ def _split_ref(value: object) -> object:
 
 
 class Job(_Model):
-    """What to image and how (CONTRACT §3). A CreateBlueprint request is a valid job."""
+    """What to image and how (README.md, the job table). A CreateBlueprint request is a valid job."""
 
     InstanceId: InstanceIdStr | None = None
     InstanceIds: Annotated[
@@ -490,7 +490,7 @@ Trigger = TimerEvent | ApiGatewayEvent | FunctionUrlEvent | QueueEvent | InvokeE
 
 
 def parse_event(event: object) -> Trigger:
-    """Recognise the trigger from the event's shape (CONTRACT §2) and validate it.
+    """Recognise the trigger from the event's shape (README.md, Triggers) and validate it.
 
     Raises:
         BadRequest: the event is not an object, or has a trigger's shape but invalid fields.
@@ -550,7 +550,7 @@ def parse_job(data: object, *, what: str = "job") -> Job:
     """Validate a job (already parsed JSON).
 
     Raises:
-        BadRequest: the job is not an object or breaks a rule of CONTRACT §3; the message says which.
+        BadRequest: the job is not an object or breaks a rule of the job (README.md); the message says which.
     """
     if not isinstance(data, Mapping):
         raise BadRequest(f"the {what} must be a JSON object")

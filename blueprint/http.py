@@ -1,5 +1,6 @@
-"""The HTTP API (CONTRACT §4): routing, authentication, and the integrated response. The only module that
-knows HTTP shapes. Every answer is an API Gateway integrated response; every error the Tencent envelope.
+"""The HTTP API (README.md, HTTP API; docs/openapi.yaml): routing, authentication, and the integrated response.
+The only module that knows HTTP shapes. Every answer is an API Gateway integrated response; every error the
+Tencent envelope.
 """
 
 from __future__ import annotations
@@ -100,9 +101,11 @@ class Authenticator:
         self._now = now
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
-        if mode == "token" and not self._tokens:
-            what = "HTTP request" if variable == "BLUEPRINT_HTTP_TOKEN" else "HTTP restore"
-            log("WARNING", f"HTTP authentication has no token ({variable}): every {what} is refused")
+
+    @property
+    def refuses_everything(self) -> bool:
+        """True when token auth has no token: every request it guards is refused (`serve` says so at start)."""
+        return self.mode == "token" and not self._tokens
 
     def check(self, req: HttpRequest, body: bytes) -> None:
         """Let the request through or raise.
@@ -116,6 +119,9 @@ class Authenticator:
             self._check_signature(req, body)
             return
         if not self._tokens:
+            # Logged here, on an HTTP request, not at start: a function with only a timer needs no token.
+            what = "HTTP request" if self.variable == "BLUEPRINT_HTTP_TOKEN" else "HTTP restore"
+            log("WARNING", f"HTTP authentication has no token ({self.variable}): every {what} is refused")
             raise Unauthorized(f"HTTP access is not configured: set {self.variable}"
                                + (" (or BLUEPRINT_HTTP_AUTH=none on purpose)" if self.variable.endswith("HTTP_TOKEN")
                                   else ""))

@@ -1,23 +1,37 @@
-"""Local runs without an account: the embedded emulator, a webhook receiver, and the environment for both.
+"""Local runs without an account: the embedded emulator, a webhook receiver, and the environment for both;
+and, for every local run, a record of where each result went.
 
-Used by `python -m blueprint invoke|serve --emulate` and by the tests. Not part of the deployed function's
-path: nothing here is imported by `handler.py`.
+Used by `python -m blueprint invoke|serve` and by the tests. Not part of the deployed function's path:
+nothing here is imported by `handler.py`.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["LOCAL_TOKEN", "Answer", "Receiver", "emulated"]
+import requests
+
+from blueprint.errors import BlueprintError
+from blueprint.retry import Deadline
+from blueprint.settings import mask_url
+from blueprint.sinks import Sink
+from blueprint.sinks.webhook import WebhookSink
+
+if TYPE_CHECKING:
+    from blueprint.app import App
+
+__all__ = ["LOCAL_TOKEN", "RECEIVER_SINK", "Answer", "Deliveries", "Receiver", "emulated", "watch", "with_receiver"]
 
 # The bearer token the sample HTTP events carry; only ever accepted by an emulated local run.
 LOCAL_TOKEN = "local-dev-token"  # noqa: S105 (a documented local-only value, not a secret)
+# The name the local receiver's sink has in logs and delivery reports (the configured webhook is `webhook`).
+RECEIVER_SINK = "local receiver"
 
 
 @dataclass
@@ -105,8 +119,14 @@ class Receiver:
 
 @contextmanager
 def emulated(env: Mapping[str, str], **emulator_options: Any) -> Iterator[tuple[Any, Receiver, dict[str, str]]]:
-    """Start the emulator (sample instances) and a receiver; yield them and the environment that uses them."""
-    from emulator import DEFAULT_UIN, SECRET_ID, SECRET_KEY, Emulator  # noqa: PLC0415 (dev-only dependency)
+    """Start the emulator (sample instances) and a receiver; yield them and the environment for a local run.
+
+    The environment sends every cloud API call to the emulator, with its credentials. Everything else the
+    user set stays as set, BLUEPRINT_WEBHOOK_URL included: a bad value is refused as it would be in the
+    cloud, a good one still gets the results. The receiver is not in the environment: `with_receiver` adds
+    it to the app as a second webhook, beside the configured sinks.
+    """
+    from emulator import DEFAULT_UIN, SECRET_ID, SECRET_KEY, Emulator  # noqa: PLC0415 (local runs only)
 
     emu = Emulator(**{"image_seconds": 5.0, **emulator_options}).start()
     receiver = Receiver().start()
@@ -115,8 +135,8 @@ def emulated(env: Mapping[str, str], **emulator_options: Any) -> Iterator[tuple[
         "BLUEPRINT_API_ENDPOINT": emu.url,
         "TENCENTCLOUD_SECRETID": SECRET_ID,
         "TENCENTCLOUD_SECRETKEY": SECRET_KEY,
-        "BLUEPRINT_WEBHOOK_URL": receiver.url,
     }
+    local.pop("TENCENTCLOUD_SESSIONTOKEN", None)
     local.setdefault("TENCENTCLOUD_REGION", "ap-guangzhou")
     # The emulated account (SCF's context carries it as tencentcloud_uin; local contexts do not).
     local.setdefault("BLUEPRINT_ACCOUNT_ID", DEFAULT_UIN)
@@ -127,3 +147,86 @@ def emulated(env: Mapping[str, str], **emulator_options: Any) -> Iterator[tuple[
     finally:
         receiver.stop()
         emu.stop()
+
+
+def with_receiver(app: App, receiver: Receiver) -> None:
+    """Add the local receiver to the app's sinks, beside the configured ones (unsigned CloudEvents)."""
+    app.sinks.append(WebhookSink(url=receiver.url, session=requests.Session(), clock=app.clock,
+                                 timeout=app.settings.webhook_timeout, name=RECEIVER_SINK))
+
+
+@dataclass
+class Deliveries:
+    """Where each event went in a local run: every sink of the app reports what it accepted or refused.
+
+    `on_delivery(where, event)` is called for each accepted delivery (`serve` prints them as they happen).
+    """
+
+    on_delivery: Callable[[str, dict[str, Any]], None] | None = None
+    _events: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, where: str, event: dict[str, Any], error: str | None) -> None:
+        """Note one delivery of one event (error: why the sink did not accept it)."""
+        with self._lock:
+            row = self._events.setdefault(str(event.get("id")), {
+                "type": str(event.get("type", "")).rpartition(".blueprint.")[2], "subject": event.get("subject"),
+                "id": event.get("id"), "delivered to": [], "not delivered to": []})
+            if error is None:
+                row["delivered to"].append(where)
+            else:
+                row["not delivered to"].append(f"{where} ({error})")
+        if error is None and self.on_delivery is not None:
+            self.on_delivery(where, event)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per event, in the order they were first sent (empty lists left out)."""
+        with self._lock:
+            return [{k: v for k, v in row.items() if v != []} for row in self._events.values()]
+
+
+@dataclass
+class _Watched:
+    """A sink whose deliveries are recorded; it sends exactly as the sink it wraps."""
+
+    sink: Sink
+    where: str
+    deliveries: Deliveries
+
+    @property
+    def name(self) -> str:
+        return self.sink.name
+
+    def send(self, event: dict[str, Any], body: bytes, deadline: Deadline) -> None:
+        """Send through the wrapped sink and record the result.
+
+        Raises:
+            BlueprintError: whatever the wrapped sink raised (DeliveryError when it did not accept).
+        """
+        try:
+            self.sink.send(event, body, deadline)
+        except BlueprintError as err:
+            self.deliveries.record(self.where, event, err.message)
+            raise
+        self.deliveries.record(self.where, event, None)
+
+
+def watch(app: App, on_delivery: Callable[[str, dict[str, Any]], None] | None = None) -> Deliveries:
+    """Record every delivery of the app's sinks from now on; returns the record."""
+    deliveries = Deliveries(on_delivery)
+    app.sinks[:] = [_Watched(sink, _where(sink), deliveries) for sink in app.sinks]
+    return deliveries
+
+
+def _where(sink: Sink) -> str:
+    """A sink and its destination, as a local run prints it (a webhook's URL without its path or query,
+    which may hold a robot's key; the local receiver's in full)."""
+    url = getattr(sink, "url", None)
+    if isinstance(url, str):
+        return f"{sink.name} {url if sink.name == RECEIVER_SINK else mask_url(url)}"
+    target = getattr(sink, "target", None)
+    if target is None:
+        return sink.name
+    if hasattr(target, "namespace"):
+        return f"{sink.name} {target.namespace}/{target.name}:{target.qualifier}"
+    return f"{sink.name} {target}"

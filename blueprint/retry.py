@@ -1,6 +1,6 @@
 """Time-aware pacing: the invocation's deadline, our retries, and a per-action rate limiter.
 
-The SDK's StandardRetryer re-sends attempts that already succeeded (reference §2.4), so retries are ours:
+The SDK's StandardRetryer re-sends attempts that already succeeded (docs/platform-facts.md), so retries are ours:
 named retryable errors only, jittered exponential backoff, a total budget taken from the function's time
 left, and the last error let through. Clock, sleep and random are injected so tests never wait.
 """

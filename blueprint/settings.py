@@ -120,6 +120,11 @@ def _whsec_key(value: str) -> bytes | None:
     return key or None
 
 
+def _is_whsec(value: str) -> bool:
+    """A Standard Webhooks secret as docs/delivery.md states it: the `whsec_` prefix, then base64."""
+    return value.startswith("whsec_") and _whsec_key(value) is not None
+
+
 def _http_secrets(secrets: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
     _strong(secrets)
     for n, secret in enumerate(secrets):
@@ -138,6 +143,13 @@ TagPairs = Annotated[tuple[tuple[str, str], ...], BeforeValidator(_tag_pairs)]
 AccountList = Annotated[tuple[str, ...], BeforeValidator(split_list), AfterValidator(_account_ids)]
 
 
+# SCF's names (CreateFunction's FunctionName: letters, digits, - and _, a letter first, not - or _ last,
+# 2-60 characters). Namespaces: the API states no rule, the same one is assumed. Qualifiers: $LATEST,
+# $DEFAULT, a version number, or an alias (CreateAlias's Name: letters, digits, _ and -, a letter first, 1-64).
+FUNCTION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,58}[A-Za-z0-9]\Z")
+QUALIFIER = re.compile(r"(\$LATEST|\$DEFAULT|[0-9]{1,10}|[A-Za-z][A-Za-z0-9_-]{0,63})\Z")
+
+
 class NextFunction(BaseModel):
     """`BLUEPRINT_NEXT_FUNCTION` as `[namespace/]name[:qualifier]`."""
 
@@ -149,15 +161,23 @@ class NextFunction(BaseModel):
 
     @classmethod
     def parse(cls, text: str) -> NextFunction:
-        """Split the variable's text into its parts.
+        """Split the variable's text into its parts and check each against SCF's naming rules, so a name the
+        platform can never invoke fails at start, not at the first delivery.
 
         Raises:
-            ValueError: the text does not have the documented form.
+            ValueError: the text does not have the documented form (the message says which part).
         """
         rest, _, qualifier = text.strip().partition(":")
-        namespace, _, name = rest.rpartition("/")
-        if not name or "/" in namespace:
+        namespace, slash, name = rest.rpartition("/")
+        if not name or "/" in namespace or (slash and not namespace):
             raise ValueError("expected [namespace/]name[:qualifier]")
+        if not FUNCTION_NAME.match(name):
+            raise ValueError("the function name must be 2-60 letters, digits, - and _, starting with a letter "
+                             "and not ending with - or _")
+        if namespace and not FUNCTION_NAME.match(namespace):
+            raise ValueError("the namespace must be 2-60 letters, digits, - and _, starting with a letter")
+        if qualifier and not QUALIFIER.match(qualifier):
+            raise ValueError("the qualifier must be $LATEST, $DEFAULT, a version number or an alias name")
         return cls(namespace=namespace or "default", name=name, qualifier=qualifier or "$LATEST")
 
 
@@ -218,7 +238,7 @@ def mask_url(url: str | None) -> str | None:
 
 
 class Settings(BaseModel):
-    """The function's configuration (CONTRACT §5), immutable."""
+    """The function's configuration (README.md, Configuration), immutable."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
 
@@ -306,7 +326,7 @@ class Settings(BaseModel):
                              "or with BLUEPRINT_ALLOW_INSECURE_API_ENDPOINT=true)")
         self._check_recovery()
         if self.webhook_secret and self.webhook_format == "cloudevents" \
-                and _whsec_key(self.webhook_secret.get_secret_value()) is None:
+                and not _is_whsec(self.webhook_secret.get_secret_value()):
             raise ValueError("BLUEPRINT_WEBHOOK_SECRET: expected a Standard Webhooks secret (whsec_ + base64)")
         return self
 

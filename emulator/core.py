@@ -74,7 +74,7 @@ class Emulator:
         op_seconds: float = 0.0,
         in_progress_state: str = "CREATING",
         restart_after_image: bool = True,
-        quota: int = 20,
+        quota: int | None = None,
         latency: float | Mapping[str, float] = 0.0,
         rate_limits: Mapping[str, int | None] | bool | None = None,
         credentials: Mapping[str, str] | None = None,

@@ -20,6 +20,8 @@ DELETABLE_STATES = ("NORMAL", "ISOLATED", "CREATEFAILED", "SYNCING_FAILED")
 # A data disk's backup points and rollbacks need the disk in one of these (ApplyDiskBackup docstring).
 DISK_USABLE_STATES = ("ATTACHED", "UNATTACHED")
 MAX_NAME = 60
+# The custom-image quota per region when neither the emulator's options nor its state set one (UNVERIFIED).
+DEFAULT_QUOTA = 20
 MAX_TAGS = 10
 MAX_TAGS_PER_RESOURCE = 50
 
@@ -32,7 +34,8 @@ class Options:
     op_seconds: float = 0.0
     in_progress_state: str = "CREATING"
     restart_after_image: bool = True
-    quota: int = 20
+    # Every region's custom-image quota; None: the state's `quota` / `quotas`, else DEFAULT_QUOTA.
+    quota: int | None = None
     sync_seconds: float = 900.0  # the docs say a copy "usually takes 15 to 40 minutes"
     sync_state: str = "SYNCING"  # the copy's state while it is made (UNVERIFIED)
     sync_copies_tags: bool = False  # whether a copy carries the source's tags (UNVERIFIED)
@@ -56,7 +59,7 @@ class LighthouseCore:
     def __init__(self, world: World, options: Options) -> None:
         self._world = world
         self.opts = options
-        self.default_quota = options.quota
+        self.default_quota = DEFAULT_QUOTA if options.quota is None else options.quota
         # UNVERIFIED: how `tag:<key>` reads a key that holds a colon; True cuts the key at its first colon.
         self.tag_split_colon = False
         self._instances: dict[str, dict[str, Any]] = {}

@@ -9,6 +9,7 @@ from typing import Any
 from emulator import resources
 from emulator.errors import ApiError
 from emulator.lh_core import (
+    DEFAULT_QUOTA,
     DELETABLE_STATES,
     MAX_NAME,
     MAX_TAGS,
@@ -141,8 +142,7 @@ class Lighthouse(SharingMixin, DisksMixin, ResetMixin, LighthouseCore):
         """Forget everything and load accounts, instances, images, disks, backup points and quotas from `state`."""
         with self._world.lock:
             self._clear()
-            self.default_quota = int(state.get("quota", self.opts.quota))
-            self._quotas = {region: int(n) for region, n in (state.get("quotas") or {}).items()}
+            self._load_quotas(state)
             self._world.unavailable.clear()
             for uin in state.get("accounts") or []:
                 self.add_account(str(uin))
@@ -153,6 +153,14 @@ class Lighthouse(SharingMixin, DisksMixin, ResetMixin, LighthouseCore):
                 fields = dict(item)
                 self.add_blueprint(fields.pop("BlueprintName"), **fields)
             self._load_disks(state)
+
+    def _load_quotas(self, state: dict[str, Any]) -> None:
+        """The state's quotas, unless the emulator was started with one (`--quota N`: every region, N)."""
+        if self.opts.quota is not None:
+            self.default_quota, self._quotas = self.opts.quota, {}
+            return
+        self.default_quota = int(state.get("quota", DEFAULT_QUOTA))
+        self._quotas = {region: int(n) for region, n in (state.get("quotas") or {}).items()}
 
     def call(self, action: str, params: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
         """Run a Lighthouse action after the due state transitions."""

@@ -13,7 +13,7 @@ log = logging.getLogger("emulator")
 
 CONTROL_PREFIX = "/_emulator/"
 FUNCTION_URL_PREFIX = "/_fn/"
-JSON = "application/json"  # exactly this: the SDK ignores errors under any other value (§2.4)
+JSON = "application/json"  # exactly this: the SDK ignores errors under any other value (emulator/README.md)
 
 
 @dataclass

@@ -55,7 +55,7 @@ def canonical_request(
 
 
 def signature(secret_key: str, service: str, timestamp: int, canonical: str) -> str:
-    """TC3 signature of a canonical request (§1.4 of the reference)."""
+    """TC3 signature of a canonical request (Signature v3, https://tencentcloud.com/document/product/1084/39391)."""
     date = utc_date(timestamp)
     scope = f"{date}/{service}/tc3_request"
     to_sign = "\n".join([ALGORITHM, str(timestamp), scope, sha256_hex(canonical.encode("utf-8"))])

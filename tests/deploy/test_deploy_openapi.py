@@ -76,7 +76,7 @@ def test_api_conforms_to_openapi(case: schemathesis.Case, api_url: str, session:
 
 
 def test_document_matches_the_job_model() -> None:
-    """The Job schema lists exactly the job's fields (CONTRACT §3), and forbids others."""
+    """The Job schema lists exactly the job's fields (README.md, the job table), and forbids others."""
     from blueprint.events import Job
 
     document = schema.raw_schema["components"]["schemas"]["Job"]

@@ -1,4 +1,4 @@
-"""Every HTTP status of CONTRACT §4, through both HTTP event shapes, with the Tencent error envelope."""
+"""Every HTTP status of the README's HTTP API, through both HTTP event shapes, with the Tencent error envelope."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The envelope every sink gets: CloudEvents 1.0 structured JSON as CONTRACT §6 pins it."""
+"""The envelope every sink gets: CloudEvents 1.0 structured JSON as README.md and docs/delivery.md pin it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Trigger models and the job (CONTRACT §2-3): every trigger variant and every job rule."""
+"""Trigger models and the job (README.md, Triggers): every trigger variant and every job rule."""
 
 from __future__ import annotations
 
@@ -172,7 +172,7 @@ def test_an_event_must_be_an_object(event: object) -> None:
         parse_event(event)
 
 
-# ---- the job: CONTRACT §3 -------------------------------------------------------------------------------
+# ---- the job: README.md -------------------------------------------------------------------------------
 
 def test_a_create_blueprint_request_is_a_valid_job() -> None:
     job = parse_job({"InstanceId": ID, "BlueprintName": "web", "Description": "nightly", "ForcePowerOff": False,

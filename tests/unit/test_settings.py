@@ -1,4 +1,5 @@
-"""Settings (CONTRACT §5): every variable, its default, and that a bad value names the variable (never its value)."""
+"""Settings (README.md, Configuration): every variable, its default, and that a bad value names the variable
+(never its value)."""
 
 from __future__ import annotations
 
