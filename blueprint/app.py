@@ -59,7 +59,7 @@ from blueprint.lighthouse import Lighthouse, LighthouseService
 from blueprint.outcome import summarize
 from blueprint.policy import Policy
 from blueprint.results import Result, RunReport, Source, result_events, summary_event
-from blueprint.retry import Clock, Deadline, RetryPolicy, SystemClock
+from blueprint.retry import Clock, Deadline, RetryPolicy, SystemClock, Waits
 from blueprint.settings import Settings, load_settings
 from blueprint.sinks import Delivery, Sink, SinkContext, build_sinks, deliver
 from blueprint.slots import (
@@ -207,15 +207,17 @@ class App:
             logs.log_exception("unexpected error", err)
             failure = BlueprintError(f"internal error; quote the RequestId {inv.request_id}")
         finally:
+            waited = inv.work.waits.summary()
             logs.log("INFO", "invocation finished", duration=round(time.monotonic() - started, 3), outcome=outcome,
-                     **inv.summary)
+                     **inv.summary, waited=waited or None)
             logs.unbind(token)
         # Raised here, outside the `except` blocks, so the platform's traceback has no chain to print.
         raise failure
 
     def _invocation(self, context: Mapping[str, Any], event: Any) -> Invocation:
         limit = _seconds(context.get("time_limit_in_ms")) or self.settings.default_time_limit
-        work = Deadline.after(self.clock, max(limit - self.settings.time_margin, limit * 0.5))
+        waits = Waits()
+        work = Deadline.after(self.clock, max(limit - self.settings.time_margin, limit * 0.5), waits)
         request_id = str(context.get("request_id") or uuid.uuid4())
         correlation = event.get("CorrelationId") if isinstance(event, Mapping) else None
         source = Source(region=str(context.get("tencentcloud_region") or self.settings.region),
@@ -224,7 +226,7 @@ class App:
         # A correlation id is copied into every log line and event: only a plain token is taken from an event.
         plain = isinstance(correlation, str) and _CORRELATION.fullmatch(correlation) is not None
         return Invocation(request_id=request_id, context=context, work=work,
-                          delivery=Deadline.after(self.clock, max(limit - 0.5, 0.5)),
+                          delivery=Deadline.after(self.clock, max(limit - 0.5, 0.5), waits),
                           correlation_id=str(correlation) if plain else request_id, source=source)
 
     def _dispatch(self, event: Any, inv: Invocation) -> Any:
@@ -400,6 +402,8 @@ class App:
     # ---- HTTP -----------------------------------------------------------------------------------------
 
     def _http(self, req: HttpRequest, inv: Invocation) -> dict[str, Any]:
+        # The caller waits for the answer: a busy instance is a quick 409 with Retry-After, not minutes of retries.
+        inv = replace(inv, work=inv.work.impatient())
         api = HttpApi(self.auth, _HttpJobs(self, req, inv), restore_auth=self.restore_auth)
         try:
             return api.handle(req, inv.request_id)

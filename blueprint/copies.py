@@ -243,7 +243,7 @@ class Copies:
             moving = [n for n, r in enumerate(results) if r.outcome == "copied" and r.state != "NORMAL"]
             if not moving or run.deadline.remaining() < delay + 2:
                 break
-            run.deadline.clock.sleep(delay)
+            run.deadline.pause(delay, "copies to become NORMAL", copies=len(moving))
             delay = min(delay * 1.5, self.policy.poll_max)
             for destination, indexes in _by_region(results, moving).items():
                 ids = [str(results[n].blueprint_id) for n in indexes]

@@ -35,7 +35,7 @@ class Functions:
     def __init__(self, clients: ClientCache, *, retry: RetryPolicy | None = None, clock: Clock | None = None) -> None:
         self._clients = clients
         # The cloud counts requests in real time, so the pacing does too (retries wait on the app's clock).
-        self._limit = RateLimiter(100.0, clock=SystemClock())
+        self._limit = RateLimiter(100.0, clock=SystemClock(), name="Invoke")
         self._retry = retry or RetryPolicy(attempts=3)
 
     def invoke_async(self, fn: FunctionRef, payload: str, *, deadline: Deadline,

@@ -635,7 +635,7 @@ class ImageMaker:
             pending = {str(r.blueprint_id): n for n, r in enumerate(run.report.results) if self._following(r, region)}
             if not pending or run.deadline.remaining() < delay + 2:
                 break
-            self.clock.sleep(delay)
+            run.deadline.pause(delay, "images to become NORMAL", region=region, images=len(pending))
             delay = min(delay * 1.5, self.policy.poll_max)
             found = self._retrying(partial(self.lighthouse.find_images, region, ids=list(pending),
                                            deadline=run.deadline), run.deadline)

@@ -252,6 +252,8 @@ class LighthouseService:
             "DescribeBlueprintsShareAcrossAccountInfos": RateLimiter(20.0),
             "ResetInstance": RateLimiter(10.0),
         }
+        for action, limiter in self._limits.items():
+            limiter.name = action
 
     def _call(self, action: str, region: str, request: Any, deadline: Deadline) -> Any:
         self._limits[action].acquire(deadline)

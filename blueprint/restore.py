@@ -188,7 +188,7 @@ class Restorer:
         """Poll the instance until its reset ends, within the deadline; the last word is the result."""
         delay = POLL_FIRST
         while restore.deadline.remaining() >= delay + 2:
-            restore.deadline.clock.sleep(delay)
+            restore.deadline.pause(delay, "the reset to end", instance=restore.job.InstanceId)
             delay = min(delay * 1.5, POLL_MAX)
             instance = self._instance(restore)
             if instance.operation != OPERATION or instance.operation_state == "OPERATING":

@@ -3,6 +3,9 @@
 The SDK's StandardRetryer re-sends attempts that already succeeded (docs/platform-facts.md), so retries are ours:
 named retryable errors only, jittered exponential backoff, a total budget taken from the function's time
 left, and the last error let through. Clock, sleep and random are injected so tests never wait.
+
+Every wait goes through `Deadline.pause`: it is logged (what the function waits for, how long: INFO from one
+second up, DEBUG below) and added to the invocation's `Waits`, which the summary line prints as `waited`.
 """
 
 from __future__ import annotations
@@ -12,12 +15,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from blueprint.errors import BlueprintError, DeadlineExceeded, InstanceBusy, Throttled
+from blueprint.logs import log
 
-__all__ = ["Clock", "Deadline", "RateLimiter", "RetryPolicy", "SystemClock"]
+__all__ = ["Clock", "Deadline", "RateLimiter", "RetryPolicy", "SystemClock", "Waits"]
+
+# A wait this long or longer is logged at INFO (shorter ones at DEBUG; all are counted in `Waits`).
+LOUD_WAIT = 1.0
 
 T = TypeVar("T")
 
@@ -55,17 +62,44 @@ class SystemClock(Clock):
         return time.time()
 
 
+@dataclass(eq=False)
+class Waits:
+    """What one invocation waited for and how long, by reason (shared by its deadlines; thread-safe)."""
+
+    _by: dict[str, list[float]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, what: str, seconds: float) -> None:
+        """Count one wait."""
+        with self._lock:
+            entry = self._by.setdefault(what, [0, 0.0])
+            entry[0] += 1
+            entry[1] += seconds
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """{reason: {"count": n, "seconds": total}}, empty when nothing was waited for."""
+        with self._lock:
+            return {what: {"count": int(count), "seconds": round(total, 3)}
+                    for what, (count, total) in sorted(self._by.items())}
+
+
 @dataclass(frozen=True)
 class Deadline:
-    """The moment the function must stop working (its time limit minus a margin for delivery)."""
+    """The moment the function must stop working (its time limit minus a margin for delivery).
+
+    `patient` is False when a caller waits for the answer (HTTP): an instance busy with another operation is
+    then reported at once (409 with Retry-After) instead of being waited out for minutes.
+    """
 
     clock: Clock
     at: float
+    waits: Waits = field(default_factory=Waits)
+    patient: bool = True
 
     @classmethod
-    def after(cls, clock: Clock, seconds: float) -> Deadline:
-        """A deadline `seconds` from now."""
-        return cls(clock, clock.monotonic() + seconds)
+    def after(cls, clock: Clock, seconds: float, waits: Waits | None = None) -> Deadline:
+        """A deadline `seconds` from now (its waits counted in `waits`, when given)."""
+        return cls(clock, clock.monotonic() + seconds, waits if waits is not None else Waits())
 
     def remaining(self) -> float:
         """Seconds left (negative once passed)."""
@@ -77,7 +111,26 @@ class Deadline:
 
     def sooner(self, seconds: float) -> Deadline:
         """A deadline that is `seconds` earlier than this one."""
-        return Deadline(self.clock, self.at - seconds)
+        return replace(self, at=self.at - seconds)
+
+    def impatient(self) -> Deadline:
+        """The same deadline, for a caller who waits for the answer (see `patient`)."""
+        return replace(self, patient=False)
+
+    def pause(self, seconds: float, what: str, **fields: object) -> None:
+        """Wait `seconds` for `what`: logged, counted, then slept on this deadline's clock."""
+        pause(self.clock, seconds, what, self.waits, **fields)
+
+
+def pause(clock: Clock, seconds: float, what: str, waits: Waits | None = None, **fields: object) -> None:
+    """Wait `seconds` for `what` on `clock`; logged (INFO from `LOUD_WAIT` up) and counted in `waits`."""
+    if seconds <= 0:
+        return
+    log("INFO" if seconds >= LOUD_WAIT else "DEBUG", f"waiting for {what}", waiting_for=what,
+        seconds=round(seconds, 3), **fields)
+    if waits is not None:
+        waits.add(what, seconds)
+    clock.sleep(seconds)
 
 
 @dataclass
@@ -90,6 +143,8 @@ class RateLimiter:
 
     rate: float
     clock: Clock = field(default_factory=SystemClock)
+    # The action it paces, for the log line of a wait.
+    name: str = ""
     # A little over one second: requests leave in order but may arrive a few ms apart in another order.
     window: float = 1.05
     _sent: deque[float] = field(default_factory=deque)
@@ -113,7 +168,8 @@ class RateLimiter:
                 wait = self.window - (now - self._sent[0]) + 0.001
             if deadline is not None and deadline.remaining() < wait:
                 raise DeadlineExceeded("no time left to send another request within the API rate limit")
-            self.clock.sleep(wait)
+            pause(self.clock, wait, "the API rate limit", deadline.waits if deadline is not None else None,
+                  action=self.name or None)
 
     def saturate(self) -> None:
         """The cloud said the limit is reached (other callers share the account's rate): count the window as
@@ -153,7 +209,8 @@ class RetryPolicy:
         """Run `fn`, retrying retryable BlueprintErrors within the deadline.
 
         `before_retry(err)` runs before each new attempt; if it returns a value, that is the result
-        (e.g. the image a lost CreateBlueprint answer did make).
+        (e.g. the image a lost CreateBlueprint answer did make). On an impatient deadline a busy instance is
+        not waited out: `before_retry` runs at once, and if it finds nothing the error is raised.
 
         Raises:
             BlueprintError: the last error, when it is not retryable, attempts ran out, or time did.
@@ -165,10 +222,15 @@ class RetryPolicy:
             except BlueprintError as err:
                 if not err.retryable or attempt + 1 >= self.attempts:
                     raise
+                if isinstance(err, InstanceBusy) and not deadline.patient:
+                    found = before_retry(err) if before_retry is not None else None
+                    if found is None:
+                        raise
+                    return found
                 wait = self.backoff(attempt, err)
                 if deadline.remaining() < wait + 1.0:
                     raise
-                deadline.clock.sleep(wait)
+                deadline.pause(wait, "a retry", error=err.code, attempt=attempt + 1)
                 attempt += 1
                 if before_retry is not None:
                     found = before_retry(err)

@@ -47,7 +47,7 @@ class TagService:
     def __init__(self, clients: ClientCache, *, region: str, rate: float = 20.0) -> None:
         self._clients = clients
         self._region = region  # the Tag API needs no region; the client is built with the function's own
-        self._limit = RateLimiter(rate)
+        self._limit = RateLimiter(rate, name="TagResources")
 
     def tag(self, resources: Sequence[str], tags: Mapping[str, str], *, deadline: Deadline) -> str:
         """TagResources, ten resources and ten tags a call.

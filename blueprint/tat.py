@@ -145,6 +145,8 @@ class TatService:
             "DescribeCommands": RateLimiter(describe_rate),
             "DescribeAutomationAgentStatus": RateLimiter(agent_rate),
         }
+        for action, limiter in self._limits.items():
+            limiter.name = action
 
     def _call(self, action: str, region: str, request: Any, deadline: Deadline) -> Any:
         self._limits[action].acquire(deadline)
@@ -233,4 +235,4 @@ def wait_for_tasks(tat: Tat, region: str, invocation_ids: Sequence[str], *, dead
             return found
         if deadline.remaining() <= interval:
             return found
-        deadline.clock.sleep(interval)
+        deadline.pause(interval, "commands to finish", region=region, invocations=len(invocation_ids))

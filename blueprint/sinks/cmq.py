@@ -39,7 +39,7 @@ class CmqSink:
     def __post_init__(self) -> None:
         # Root accounts may send 20/s, sub-accounts 10/s (since 2024-08-15): stay under the lower one.
         # The cloud counts requests in real time, so the pacing does too (retries wait on the app's clock).
-        self.limiter = RateLimiter(10.0, clock=SystemClock())
+        self.limiter = RateLimiter(10.0, clock=SystemClock(), name=f"cmq-{self.kind}")
 
     @property
     def name(self) -> str:

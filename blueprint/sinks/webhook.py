@@ -22,7 +22,7 @@ from typing import Any
 import requests
 
 from blueprint.errors import ConfigError, DeliveryError
-from blueprint.retry import Deadline
+from blueprint.retry import Deadline, pause
 from blueprint.sinks import SinkContext
 from blueprint.sinks.chat import RobotReply, format_chat, read_reply
 
@@ -98,7 +98,7 @@ class WebhookSink:
             if attempt + 1 >= ATTEMPTS or deadline.remaining() < wait + MIN_ATTEMPT:
                 # Retry-After beyond our time left: retrying earlier would disobey it; SCF retries later.
                 break
-            self.clock.sleep(wait)
+            pause(self.clock, wait, "a webhook retry", deadline.waits, sink=self.name, after=last)
         raise DeliveryError(f"{self.name}: not accepted after retries ({last})")
 
     def _backoff(self, attempt: int) -> float:

@@ -285,3 +285,15 @@ def test_the_listing_shows_images_newest_first_with_copies_and_shares(make_app, 
         http_event("GET", "/blueprints") | {"queryString": {"InstanceId": "lhins-web00001"}}, context())
     assert denied["statusCode"] == 404
 
+
+
+def test_a_restore_of_a_busy_instance_is_a_quick_409_with_retry_after(restorer, dr, log_stream) -> None:
+    image = backup(restorer, dr)
+    dr.faults.fail("ResetInstance", "UnsupportedOperation.LatestOperationUnfinished", times=5)
+    event = http_event(body={"InstanceId": "lhins-web00001", "BlueprintId": image}, path="/restores",
+                       token=RESTORE_TOKEN)
+    response = restorer.handle(event, context())
+    assert response["statusCode"] == 409 and response["headers"]["Retry-After"] == "30"
+    assert orjson.loads(response["body"])["Error"]["Code"] == "UnsupportedOperation.LatestOperationUnfinished"
+    assert len(dr.calls_of("ResetInstance")) == 1
+    assert not any('"waiting for a retry"' in line for line in log_stream.getvalue().splitlines())

@@ -339,3 +339,75 @@ def test_both_allowlists_must_admit_an_instance(clock) -> None:
     outcomes = {r.instance_id: r.error.code if r.error else r.outcome for r in report.results}
     assert outcomes == {"lhins-web00001": "UnauthorizedOperation.InstanceNotAllowed",
                         "lhins-db000001": "created", "lhins-zzz00001": "UnauthorizedOperation.InstanceNotAllowed"}
+
+
+# ---- impatient callers and logged waits (issue 16) ------------------------------------------------------------
+
+def test_an_impatient_deadline_does_not_wait_out_a_busy_instance(clock) -> None:
+    fake = FakeLighthouse()
+    fake.failures["CreateBlueprint"] = [InstanceBusy("busy")] * 3
+    maker = ImageMaker(fake, clock=clock)
+    parsed = parse_job({"InstanceId": "lhins-web00001"})
+    deadline = Deadline.after(clock, 600).impatient()
+    plan = maker.plan(parsed, "ap-guangzhou", deadline)
+    report, _ = maker.run(parsed, plan.targets, trigger=TRIGGER, slot_key="timer:daily", deadline=deadline)
+    assert [(r.outcome, r.error.code if r.error else None) for r in report.results] == [
+        ("failed", "UnsupportedOperation.LatestOperationUnfinished")]
+    assert clock.slept == []
+    assert fake.calls.count("CreateBlueprint") == 1
+    # The slot was looked up once more after the refusal (a twin may have made the image meanwhile).
+    assert fake.calls.count("DescribeBlueprints") >= 2
+
+
+def test_an_impatient_deadline_still_finds_a_twins_image_at_once(clock) -> None:
+    policy = RetryPolicy()
+    found = policy.call(lambda: (_ for _ in ()).throw(InstanceBusy("busy")),
+                        deadline=Deadline.after(clock, 600).impatient(), before_retry=lambda err: "twin's image")
+    assert found == "twin's image"
+    assert clock.slept == []
+
+
+def test_an_impatient_deadline_still_retries_throttling(clock) -> None:
+    failures = [Throttled("slow down")]
+
+    def call() -> str:
+        if failures:
+            raise failures.pop()
+        return "done"
+
+    assert RetryPolicy(rng=lambda: 1.0).call(call, deadline=Deadline.after(clock, 600).impatient()) == "done"
+    assert clock.slept == [0.2]
+
+
+def test_waits_are_counted_by_reason_and_shared_by_derived_deadlines(clock) -> None:
+    deadline = Deadline.after(clock, 600)
+    deadline.pause(2.0, "a retry")
+    deadline.sooner(10).pause(0.5, "a retry")
+    deadline.impatient().pause(1.5, "images to become NORMAL")
+    deadline.pause(0, "nothing")
+    assert deadline.waits.summary() == {"a retry": {"count": 2, "seconds": 2.5},
+                                        "images to become NORMAL": {"count": 1, "seconds": 1.5}}
+    assert clock.slept == [2.0, 0.5, 1.5]
+
+
+def test_a_rate_limited_wait_is_counted_and_names_its_action(clock) -> None:
+    import io
+
+    import orjson
+
+    from blueprint import logs
+
+    stream = io.StringIO()
+    logs.set_stream(stream)
+    logs.set_level("DEBUG")
+    try:
+        limiter = RateLimiter(1, clock=clock, name="CreateBlueprint")
+        deadline = Deadline.after(clock, 600)
+        limiter.acquire(deadline)
+        limiter.acquire(deadline)
+    finally:
+        logs.set_stream(None)
+        logs.set_level("INFO")
+    (line,) = [orjson.loads(x) for x in stream.getvalue().splitlines()]
+    assert (line["level"], line["waiting_for"], line["action"]) == ("INFO", "the API rate limit", "CreateBlueprint")
+    assert deadline.waits.summary()["the API rate limit"]["count"] == 1

@@ -1,0 +1,80 @@
+"""Issue 16 item 3: a busy instance answers an HTTP caller at once (409 with Retry-After), and every wait the
+function does is in the log (what it waits for, how long) and summed in the invocation's summary line."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+
+from tests.conftest import EmuClock, context, http_event, timer_event
+
+JOB = {"InstanceId": "lhins-web00001"}
+BUSY = "UnsupportedOperation.LatestOperationUnfinished"
+
+
+def lines(stream) -> list[dict]:
+    return [orjson.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+
+
+def waits(stream) -> list[dict]:
+    return [r for r in lines(stream) if r["message"].startswith("waiting for ")]
+
+
+def summary(stream) -> dict:
+    return next(r for r in lines(stream) if r["message"] == "invocation finished")
+
+
+def test_an_instance_busy_making_another_image_is_a_quick_409_with_retry_after(make_app, emu, log_stream) -> None:
+    clock = EmuClock(emu)
+    app = make_app(clock=clock)
+    app.handle(timer_event(JOB), context())  # the emulator keeps the instance busy while this image is made
+    clock.slept.clear()
+    started = time.monotonic()
+    response = app.handle(http_event(body={**JOB, "IdempotencyKey": "another-slot"}), context())
+    elapsed = time.monotonic() - started
+    body = orjson.loads(response["body"])
+    assert response["statusCode"] == 409
+    assert body["Error"]["Code"] == BUSY
+    assert response["headers"]["Retry-After"] == "30"
+    assert clock.slept == []  # nothing waited out, real or virtual
+    assert elapsed < 5
+    assert len(emu.calls_of("CreateBlueprint")) == 2  # the timer's, and one attempt of the HTTP call
+
+
+def test_a_busy_http_call_still_finds_the_image_its_slot_already_has(make_app, emu) -> None:
+    app = make_app()
+    first = app.handle(http_event(body={**JOB, "IdempotencyKey": "k1"}), context())
+    again = app.handle(http_event(body={**JOB, "IdempotencyKey": "k1"}), context())
+    assert (first["statusCode"], again["statusCode"]) == (202, 202)
+    assert orjson.loads(again["body"])["BlueprintId"] == orjson.loads(first["body"])["BlueprintId"]
+    assert len(emu.calls_of("CreateBlueprint")) == 1
+
+
+def test_a_timer_still_waits_a_busy_instance_out_and_logs_each_wait(make_app, emu, log_stream) -> None:
+    emu.faults.fail("CreateBlueprint", BUSY, times=1)
+    answer = make_app().handle(timer_event(JOB), context())
+    assert answer["Results"][0]["BlueprintId"].startswith("lhbp-")
+    logged = [w for w in waits(log_stream) if w["waiting_for"] == "a retry"]
+    assert len(logged) == 1
+    assert logged[0]["level"] == "INFO" and logged[0]["error"] == BUSY and logged[0]["seconds"] >= 2.5
+    waited = summary(log_stream)["waited"]
+    assert waited["a retry"]["count"] == 1
+    assert waited["a retry"]["seconds"] == logged[0]["seconds"]
+
+
+def test_following_an_image_logs_each_poll_and_the_total(make_app, emu, log_stream) -> None:
+    answer = make_app().handle(timer_event({**JOB, "Wait": True}), context())
+    assert answer["Results"][0]["State"] == "NORMAL"
+    polls = [w for w in waits(log_stream) if w["waiting_for"] == "images to become NORMAL"]
+    assert polls and all(w["region"] == "ap-guangzhou" and w["images"] == 1 for w in polls)
+    total = summary(log_stream)["waited"]["images to become NORMAL"]
+    assert total["count"] == len(polls)
+    assert abs(total["seconds"] - sum(w["seconds"] for w in polls)) < 0.01
+    assert total["seconds"] >= 30  # the emulator takes 30 s to make an image
+
+
+def test_an_invocation_that_waited_for_nothing_says_nothing_about_waits(make_app, log_stream) -> None:
+    make_app().handle(timer_event(JOB), context())
+    assert waits(log_stream) == []
+    assert "waited" not in summary(log_stream)
