@@ -54,10 +54,10 @@ from blueprint.events import (
 )
 from blueprint.functions import FunctionRef, Functions
 from blueprint.http import Authenticator, HttpApi, error_response, generic_error, retry_headers
-from blueprint.images import PER_INSTANCE_BUDGET, ImageMaker, Target, is_managed
+from blueprint.images import PER_INSTANCE_BUDGET, ImageMaker, Quiesce, Target, is_managed
 from blueprint.lighthouse import Lighthouse, LighthouseService
 from blueprint.outcome import summarize
-from blueprint.policy import Policy
+from blueprint.policy import Command, Policy
 from blueprint.results import Result, RunReport, Source, result_events, summary_event
 from blueprint.retry import Clock, Deadline, RetryPolicy, SystemClock, Waits
 from blueprint.settings import Settings, load_settings
@@ -73,7 +73,10 @@ from blueprint.slots import (
 )
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
+
     from blueprint.restore import Restorer
+    from blueprint.tags import Tagger
 
 __all__ = ["App", "Invocation", "Spec", "answer_config_error", "build_app", "get_app"]
 
@@ -699,7 +702,10 @@ def build_app(env: Mapping[str, str], *, clock: Clock | None = None, session: re
                     allowed_instances=frozenset(settings.allowed_instances), allowed_tags=settings.allowed_tags,
                     restart_instances=settings.restart_instance,
                     in_progress_states=frozenset(settings.in_progress_states),
-                    share_with=settings.share_with, allowed_share_accounts=frozenset(settings.allowed_share_accounts))
+                    share_with=settings.share_with, allowed_share_accounts=frozenset(settings.allowed_share_accounts),
+                    pre_command=_command("BLUEPRINT_PRE_COMMAND", settings.pre_command),
+                    post_command=_command("BLUEPRINT_POST_COMMAND", settings.post_command),
+                    allowed_commands=frozenset(settings.allowed_commands), command_timeout=settings.command_timeout)
     http_session = session or requests.Session()
     default_job = None
     if settings.job:
@@ -743,8 +749,23 @@ def _maker(service: Lighthouse, clients: ClientCache, settings: Settings, policy
     tagger = TagService(clients, region=settings.region)
     shares = Shares(service, policy, RetryPolicy())
     copies = Copies(service, tagger, policy, RetryPolicy())
-    maker = ImageMaker(service, policy=policy, clock=clock, phases=(shares, copies), release=shares.release)
+    maker = ImageMaker(service, policy=policy, clock=clock, phases=(shares, copies), release=shares.release,
+                       quiesce=_quiescer(service, clients, tagger, settings))
     return maker, Restorer(service, maker, tagger, RetryPolicy())
+
+
+def _quiescer(service: LighthouseService, clients: ClientCache, tagger: Tagger, settings: Settings) -> Quiesce | None:
+    """The commands around images (TAT), when the operator configured any: otherwise TAT is never imported."""
+    if not (settings.pre_command or settings.post_command or settings.allowed_commands):
+        return None
+    from blueprint.consistency import Quiescer  # noqa: PLC0415
+    from blueprint.tat import TatService  # noqa: PLC0415
+
+    return Quiescer(service, TatService(clients), tagger, RetryPolicy(), batch=settings.concurrency)
+
+
+def _command(variable: str, value: SecretStr | None) -> Command | None:
+    return Command.configured(variable, value.get_secret_value()) if value is not None else None
 
 
 def answer_config_error(err: ConfigError, event: Any, context: Any) -> dict[str, Any]:

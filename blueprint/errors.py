@@ -17,6 +17,7 @@ __all__ = [
     "CloudError",
     "CloudRejected",
     "CloudUnavailable",
+    "CommandFailed",
     "ConfigError",
     "DeadlineExceeded",
     "DeliveryError",
@@ -188,6 +189,13 @@ class AgentUnavailable(CloudError):
 
     status = 409
     code = "ResourceUnavailable.AgentStatusNotOnline"
+
+
+class CommandFailed(BlueprintError):
+    """An operator's command (TAT) did not end with exit code 0 on an instance, or could not be started."""
+
+    status = 502
+    code = "FailedOperation.PreCommandFailed"
 
 
 class QuotaExceeded(CloudError):

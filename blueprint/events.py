@@ -87,6 +87,8 @@ AccountIdStr = Annotated[str, StringConstraints(pattern=ACCOUNT_ID_PATTERN)]
 # SyncBlueprint and ShareBlueprintAcrossAccounts take at most 10 regions / accounts.
 MAX_COPY_REGIONS = 10
 MAX_SHARE_ACCOUNTS = 10
+# A job names a command by id; any other text (shell text, however long the body allows) gets a 403 from the policy.
+MAX_COMMAND_TEXT = 64 * 1024
 
 
 def _unique(values: list[str] | None) -> list[str] | None:
@@ -229,6 +231,15 @@ class Job(_Model):
     # Accounts the image is shared with once NORMAL (BLUEPRINT_ALLOWED_SHARE_ACCOUNTS decides who may be).
     ShareWith: Annotated[list[AccountIdStr] | None, Field(min_length=1, max_length=MAX_SHARE_ACCOUNTS),
                          AfterValidator(_unique)] = None
+    # Application-consistent images without powering off: operator-defined TAT commands around the image.
+    # `Consistent` picks the configured pair (BLUEPRINT_PRE_COMMAND / BLUEPRINT_POST_COMMAND; unset: used when
+    # configured); PreCommand / PostCommand pick commands by id from BLUEPRINT_ALLOWED_COMMANDS. Anything but an
+    # allowed id is refused with 403 by the policy (a job never carries shell text), so the text is only capped.
+    Consistent: bool | None = None
+    PreCommand: Annotated[str | None, StringConstraints(min_length=1, max_length=MAX_COMMAND_TEXT)] = None
+    PostCommand: Annotated[str | None, StringConstraints(min_length=1, max_length=MAX_COMMAND_TEXT)] = None
+    # When the post-command runs: once the cloud accepted the image (default), or once it is NORMAL.
+    PostAfter: Literal["accepted", "ready"] | None = None
 
     @field_validator("InstanceIds")
     @classmethod

@@ -33,6 +33,7 @@ from blueprint.errors import (
     BadRequest,
     BlueprintError,
     CloudUnavailable,
+    ConfigError,
     InstanceBusy,
     QuotaExceeded,
 )
@@ -47,8 +48,8 @@ from blueprint.lighthouse import (
     Lighthouse,
 )
 from blueprint.logs import log
-from blueprint.policy import Policy
-from blueprint.results import Outcome, Result, RunReport
+from blueprint.policy import Commands, Policy
+from blueprint.results import Consistency, Outcome, Result, RunReport
 from blueprint.retry import Clock, Deadline, RetryPolicy, SystemClock
 from blueprint.slots import INSTANCE_TAG, SLOT_TAG, slot_digest
 
@@ -59,6 +60,8 @@ __all__ = [
     "ImageMaker",
     "Plan",
     "Policy",
+    "Quiesce",
+    "Run",
     "Target",
     "default_name",
     "is_managed",
@@ -168,19 +171,30 @@ class Run:
     follows: bool = False
     # Instances (region, id) whose phases must look again later (a copy waits for its source): why.
     later: dict[tuple[str, str], str] = field(default_factory=dict)
+    # The operator's commands this job runs around each image (None: it powers off, or is crash-consistent).
+    commands: Commands | None = None
 
     @property
     def digest(self) -> str:
         return slot_digest(self.slot_key)
 
+    @property
+    def consistency(self) -> Consistency:
+        """What kind of image this run makes of a running instance."""
+        if self.force_power_off:
+            return "power-off"
+        return "commands" if self.commands is not None and self.commands.pre is not None else "crash-consistent"
+
     def result(self, target: Target, outcome: Outcome, **fields: Any) -> Result:
         return Result(outcome=outcome, instance_id=target.ref.InstanceId, region=target.ref.Region,
-                      trigger=self.trigger, slot_key=self.slot_key, force_power_off=self.force_power_off, **fields)
+                      trigger=self.trigger, slot_key=self.slot_key, force_power_off=self.force_power_off,
+                      **{"consistency": self.consistency, **fields})
 
     def beside(self, main: Result, outcome: Outcome, **fields: Any) -> Result:
         """A result that rides beside an instance's image (a copy, a share), with the same trigger and slot."""
         return Result(outcome=outcome, instance_id=main.instance_id, trigger=self.trigger, slot_key=self.slot_key,
-                      force_power_off=main.force_power_off, **{"region": main.region, **fields})
+                      force_power_off=main.force_power_off,
+                      **{"region": main.region, "consistency": main.consistency, **fields})
 
 
 class ReadyPhase(Protocol):
@@ -205,12 +219,24 @@ class ReadyPhase(Protocol):
         ...
 
 
+class Quiesce(Protocol):
+    """Images made between the operator's commands (`blueprint/consistency.py`)."""
+
+    def run(self, run: Run, region: str, targets: Sequence[Target], todo: Sequence[Target], *,
+            create: Callable[[Run, Sequence[Target]], list[Result]],
+            follow: Callable[[Run, str, list[Result], float], list[Result]]) -> list[Result]:
+        """Image `todo` (the targets without a slot image) between the commands, and resume what an earlier run
+        left paused among `targets`; returns the results (images, and post-commands that failed)."""
+        ...
+
+
 class ImageMaker:
     """Plans and runs jobs against a Lighthouse port. Holds no state between runs."""
 
     def __init__(self, lighthouse: Lighthouse, *, policy: Policy | None = None, retry: RetryPolicy | None = None,
                  clock: Clock | None = None, phases: Sequence[ReadyPhase] = (),
-                 release: Callable[[str, Sequence[Image], Deadline], None] | None = None) -> None:
+                 release: Callable[[str, Sequence[Image], Deadline], None] | None = None,
+                 quiesce: Quiesce | None = None) -> None:
         self.lighthouse = lighthouse
         self.policy = policy or Policy()
         self.retry = retry or RetryPolicy()
@@ -219,9 +245,17 @@ class ImageMaker:
         self.phases = tuple(phases)
         # Called with images about to be deleted (shared images are unshared first).
         self.release = release
+        # Runs the operator's commands around images (None when no command is configured).
+        self.quiesce = quiesce
 
     def force_power_off(self, job: Job) -> bool:
-        """The ForcePowerOff a job runs with: its own, else the function's default."""
+        """The ForcePowerOff a job runs with: False with commands (they keep the server running), else its own,
+        else the function's default."""
+        try:
+            if self.policy.commands_for(job) is not None:
+                return False
+        except BlueprintError:
+            pass  # a job the policy refuses never runs; its refusal reports the default
         return self.policy.force_power_off if job.ForcePowerOff is None else job.ForcePowerOff
 
     def name_for(self, job: Job, target: Target, trigger: TriggerInfo) -> str:
@@ -319,11 +353,11 @@ class ImageMaker:
             BlueprintError: only for failures that concern the whole run (never for one instance).
         """
         run = Run(job=job, trigger=trigger, slot_key=slot_key, deadline=deadline,
-                   force_power_off=self.force_power_off(job), keep=self.policy.keep_for(job),
-                   report=RunReport(trigger, slot_key, multi=multi),
-                   was_running={t.ref.InstanceId for t in targets if t.was_running},
-                   prefetched=dict(prefetched or {}), account=account,
-                   follows=not job.DryRun and (job.Wait or any(p.wanted(job) for p in self.phases)))
+                  commands=self.policy.commands_for(job), force_power_off=self.force_power_off(job),
+                  keep=self.policy.keep_for(job), report=RunReport(trigger, slot_key, multi=multi),
+                  was_running={t.ref.InstanceId for t in targets if t.was_running},
+                  prefetched=dict(prefetched or {}), account=account,
+                  follows=not job.DryRun and (job.Wait or any(p.wanted(job) for p in self.phases)))
         run.report.matched = len(targets) + len(refused)
         now = self.clock.monotonic()
         run.report.results.extend(run.result(t, "failed", error=why, started=now, finished=now) for t, why in refused)
@@ -365,7 +399,12 @@ class ImageMaker:
                 todo.append(target)
         if todo and run.force_power_off and run.follows and self.policy.restart_instances:
             run.was_running |= self._running(run, region, [t.ref.InstanceId for t in todo])
-        created = self._create_all(run, todo)
+        if run.commands is not None and not run.job.DryRun:
+            if self.quiesce is None:
+                raise ConfigError("the job runs commands, but this function was built without TAT")
+            created = self.quiesce.run(run, region, targets, todo, create=self._create_in_turn, follow=self._follow)
+        else:
+            created = self._create_all(run, todo)
         run.report.results.extend(created)
         if any(r.outcome == "created" and not r.resent for r in created) or run.follows:
             self._settle(run, region)
@@ -409,11 +448,17 @@ class ImageMaker:
         return [i for i in found if is_managed(i, target.ref.InstanceId)]
 
     def _create_all(self, run: Run, targets: Sequence[Target]) -> list[Result]:
+        """Create the targets' images side by side; a target left for lack of time goes to `run.overflow`."""
         if len(targets) <= 1:
             done = [self._create_or_defer(run, t) for t in targets]
         else:
             with ThreadPoolExecutor(max_workers=min(self.policy.concurrency, len(targets))) as pool:
                 done = list(pool.map(lambda t: self._create_or_defer(run, t), targets))
+        return [r for r in done if r is not None]
+
+    def _create_in_turn(self, run: Run, targets: Sequence[Target]) -> list[Result]:
+        """Create the targets' images one after another (a batch of a fleet whose batches run side by side)."""
+        done = [self._create_or_defer(run, t) for t in targets]
         return [r for r in done if r is not None]
 
     def _create_or_defer(self, run: Run, target: Target) -> Result | None:
@@ -624,29 +669,37 @@ class ImageMaker:
 
     def _wait(self, run: Run, region: str) -> None:
         """Follow this region's images until NORMAL, failed or gone, within the deadline."""
+        indexes = [n for n, r in enumerate(run.report.results) if r.region == region]
+        followed = self._follow(run, region, [run.report.results[n] for n in indexes])
+        for index, result in zip(indexes, followed, strict=True):
+            run.report.results[index] = result
         for index, result in enumerate(run.report.results):
+            if self._following(result, region):
+                run.report.results[index] = result.but(pending=True,
+                                                       reason="still in progress when the function's time ran out")
+
+    def _follow(self, run: Run, region: str, results: list[Result], reserve: float = 0.0) -> list[Result]:
+        """Poll these results' images until NORMAL, failed or gone, stopping `reserve` seconds before the
+        deadline; returns the results as the cloud last described them."""
+        results = list(results)
+        for index, result in enumerate(results):
             # What the listing after creating already said: an image that is gone or in an odd state is not
             # polled until the deadline.
             if result.region == region and result.outcome == "created" and result.blueprint_id and result.state \
                     and result.state not in self.policy.in_progress_states:
-                run.report.results[index] = self._waited(result, result.blueprint_id, result.state)
+                results[index] = self._waited(result, result.blueprint_id, result.state)
         delay = self.policy.poll_first
         while True:
-            pending = {str(r.blueprint_id): n for n, r in enumerate(run.report.results) if self._following(r, region)}
-            if not pending or run.deadline.remaining() < delay + 2:
-                break
+            pending = {str(r.blueprint_id): n for n, r in enumerate(results) if self._following(r, region)}
+            if not pending or run.deadline.remaining() < delay + 2 + reserve:
+                return results
             run.deadline.pause(delay, "images to become NORMAL", region=region, images=len(pending))
             delay = min(delay * 1.5, self.policy.poll_max)
             found = self._retrying(partial(self.lighthouse.find_images, region, ids=list(pending),
                                            deadline=run.deadline), run.deadline)
             for image in found:
                 if image.id in pending:
-                    index = pending[image.id]
-                    run.report.results[index] = self._waited(run.report.results[index], image.id, image.state)
-        for index, result in enumerate(run.report.results):
-            if self._following(result, region):
-                run.report.results[index] = result.but(pending=True,
-                                                       reason="still in progress when the function's time ran out")
+                    results[pending[image.id]] = self._waited(results[pending[image.id]], image.id, image.state)
 
     def _following(self, result: Result, region: str) -> bool:
         """A result of this region whose image the cloud is still making, as far as the function knows."""

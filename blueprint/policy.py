@@ -8,17 +8,49 @@ checked against the instance's real tags from the cloud, for writes and reads al
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from blueprint.errors import AccessDenied
+from blueprint.errors import AccessDenied, BadRequest
 from blueprint.events import Job
 
-__all__ = ["DENIED", "LIMIT", "SHARE_DENIED", "Policy"]
+__all__ = ["COMMAND_DENIED", "DENIED", "LIMIT", "SHARE_DENIED", "Command", "Commands", "Policy"]
 
 DENIED = "UnauthorizedOperation.InstanceNotAllowed"
 LIMIT = "UnauthorizedOperation.OperatorLimit"
 SHARE_DENIED = "UnauthorizedOperation.ShareAccountNotAllowed"
+COMMAND_DENIED = "UnauthorizedOperation.CommandNotAllowed"
+CONSISTENCY_CONFLICT = "InvalidParameter.ConsistencyConflict"
+COMMAND_ID = re.compile(r"cmd-[a-z0-9]{8}\Z")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command the operator allows: shell text from a variable (RunCommand), or a TAT command id
+    (InvokeCommand). `label` is how results name it: the variable or the id, never the text."""
+
+    label: str
+    text: str | None = None
+    command_id: str | None = None
+
+    @classmethod
+    def configured(cls, variable: str, value: str) -> Command:
+        """The command of BLUEPRINT_PRE_COMMAND / BLUEPRINT_POST_COMMAND: an id when the value is one."""
+        value = value.strip()
+        return cls(label=value, command_id=value) if COMMAND_ID.match(value) else cls(label=variable, text=value)
+
+
+@dataclass(frozen=True)
+class Commands:
+    """What one job runs around its images: the pre- and post-command (either may be absent), when the
+    post-command runs (`accepted`: once the cloud accepted the image; `ready`: once it is NORMAL), and the
+    seconds each may take."""
+
+    pre: Command | None
+    post: Command | None
+    post_after: str = "accepted"
+    timeout: int = 60
 
 
 @dataclass(frozen=True)
@@ -41,6 +73,12 @@ class Policy:
     # Accounts every image is shared with (BLUEPRINT_SHARE_WITH), and the only ones a job may name.
     share_with: tuple[str, ...] = ()
     allowed_share_accounts: frozenset[str] = frozenset()
+    # Consistent images: the operator's commands (BLUEPRINT_PRE_COMMAND / _POST_COMMAND), the command ids a job
+    # may name (BLUEPRINT_ALLOWED_COMMANDS), and how long each may run (BLUEPRINT_COMMAND_TIMEOUT).
+    pre_command: Command | None = None
+    post_command: Command | None = None
+    allowed_commands: frozenset[str] = frozenset()
+    command_timeout: int = 60
 
     def check_job(self, job: Job) -> None:
         """Refuse a job that would cross the operator's limits (before any cloud call).
@@ -56,11 +94,50 @@ class Policy:
             if asked is not None and self.keep is not None and asked < self.keep:
                 raise AccessDenied(f"{field}={asked} is below BLUEPRINT_KEEP={self.keep}: a job may keep more images "
                                    "than the operator's floor, never fewer", code=LIMIT)
+        self.commands_for(job)
         strangers = sorted(set(job.ShareWith or ()) - self.share_targets)
         if strangers:
             raise AccessDenied(f"ShareWith names {', '.join(strangers)}, not in BLUEPRINT_ALLOWED_SHARE_ACCOUNTS "
                                "(or, with no such list, BLUEPRINT_SHARE_WITH): images are shared only with accounts "
                                "the operator named", code=SHARE_DENIED)
+
+    def commands_for(self, job: Job) -> Commands | None:
+        """The commands a job runs around its images, or None (it powers off, or is crash-consistent).
+
+        A job picks commands only by id from BLUEPRINT_ALLOWED_COMMANDS, or the configured pair with
+        `Consistent` (which is the default once the operator configured a pair; `Consistent: false` opts out).
+
+        Raises:
+            AccessDenied: the job names a command that is not an allowed id (shell text never is), or asks for
+                the configured pair when there is none.
+            BadRequest: the job asks for commands and for powering off, or opts out of commands it names.
+        """
+        named = job.PreCommand is not None or job.PostCommand is not None
+        pre, post = self._allowed(job.PreCommand, "PreCommand"), self._allowed(job.PostCommand, "PostCommand")
+        if job.ForcePowerOff or job.Consistent is False:
+            if named or job.Consistent:
+                raise BadRequest("ForcePowerOff: true (or Consistent: false) cannot be combined with Consistent: "
+                                 "true, PreCommand or PostCommand: commands keep the server running",
+                                 code=CONSISTENCY_CONFLICT)
+            return None
+        if not named:
+            if not (self.pre_command or self.post_command):
+                if job.Consistent:
+                    raise AccessDenied("Consistent: true, but the operator configured no commands "
+                                       "(BLUEPRINT_PRE_COMMAND, BLUEPRINT_POST_COMMAND)", code=COMMAND_DENIED)
+                return None
+            pre, post = self.pre_command, self.post_command
+        return Commands(pre, post, job.PostAfter or "accepted", self.command_timeout)
+
+    def _allowed(self, value: str | None, field: str) -> Command | None:
+        if value is None:
+            return None
+        if not COMMAND_ID.match(value):
+            raise AccessDenied(f"{field} must be the id of a TAT command in BLUEPRINT_ALLOWED_COMMANDS (cmd- and 8 of "
+                               "a-z0-9): a job never carries shell text", code=COMMAND_DENIED)
+        if value not in self.allowed_commands:
+            raise AccessDenied(f"{field} {value} is not in BLUEPRINT_ALLOWED_COMMANDS", code=COMMAND_DENIED)
+        return Command(label=value, command_id=value)
 
     @property
     def share_targets(self) -> frozenset[str]:

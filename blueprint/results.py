@@ -16,7 +16,8 @@ from blueprint import logs
 from blueprint.errors import BlueprintError
 from blueprint.events import TriggerInfo
 
-__all__ = ["CORRELATION_ATTRIBUTE", "EVENT_PREFIX", "EVENT_TYPES", "Outcome", "Result", "RunReport", "Source",
+__all__ = ["CORRELATION_ATTRIBUTE", "EVENT_PREFIX", "EVENT_TYPES", "CommandRun", "Consistency", "Outcome", "Result",
+           "RunReport", "Source",
            "cloud_event", "result_events", "summary_event"]
 
 EVENT_PREFIX = "com.tencentcloud.lighthouse.blueprint"
@@ -33,6 +34,31 @@ MAIN_OUTCOMES = frozenset({"created", "ready", "failed", "skipped", "restore.sta
 CORRELATION_ATTRIBUTE = "correlationid"
 _ID_NAMESPACE = uuid.UUID("6f1c4f7e-3b1a-4c55-9a57-2d1f0f1e5b10")
 MAX_SUMMARY_FAILURES = 100
+
+
+# Characters of a command's output a result carries (its end; TAT keeps the first 24 KiB of it).
+COMMAND_OUTPUT = 1000
+Consistency = Literal["power-off", "commands", "crash-consistent"]
+
+
+@dataclass(frozen=True)
+class CommandRun:
+    """A pre- or post-command's run on one instance, as a result reports it (never the command's text)."""
+
+    phase: Literal["pre", "post"]
+    name: str  # the variable that holds it (BLUEPRINT_PRE_COMMAND) or the TAT command id
+    invocation_id: str | None = None
+    task_id: str | None = None
+    status: str | None = None
+    exit_code: int | None = None
+    output: str = ""  # the end of the output, redacted
+
+    def data(self) -> dict[str, Any]:
+        """The result's `Command` field."""
+        data = {"Phase": self.phase, "Command": self.name, "InvocationId": self.invocation_id,
+                "InvocationTaskId": self.task_id, "TaskStatus": self.status, "ExitCode": self.exit_code,
+                "Output": self.output[-COMMAND_OUTPUT:] or None}
+        return {k: v for k, v in data.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -68,6 +94,11 @@ class Result:
     account: str | None = None
     # `.restore.*`: the image of the instance made just before it was reset (its way back).
     safety_id: str | None = None
+    # What kind of image it is: made with the server off, between the operator's commands, or neither.
+    consistency: Consistency | None = None
+    # A command that failed: a pre-command on the instance's own result; a post-command on a `.failed` result
+    # beside the image's (the image is fine; the application may still be paused).
+    command: CommandRun | None = None
     started: float | None = field(default=None, compare=False)
     finished: float | None = field(default=None, compare=False)
 
@@ -79,7 +110,8 @@ class Result:
     def outcomes(self) -> tuple[Outcome, ...]:
         """Every event the result stands for, in order: an image that is ready (or that failed after the
         cloud accepted it) was created first, and `.created` is sent too, with its own stable id."""
-        made_here = self.blueprint_id and not self.dry_run and self.source_id is None and self.account is None
+        made_here = self.blueprint_id and not self.dry_run and self.source_id is None and self.account is None \
+            and not self.after_image
         if self.outcome == "ready" or (self.outcome == "failed" and made_here):
             return ("created", self.outcome)
         # A reset that ended was started first (its request id is the ResetInstance call's).
@@ -89,8 +121,13 @@ class Result:
 
     @property
     def main(self) -> bool:
-        """True for the one result per instance (copies, shares and pruned images ride beside it)."""
-        return self.outcome in MAIN_OUTCOMES and self.source_id is None
+        """True for the one result per instance (copies, shares, pruned images and post-commands ride beside it)."""
+        return self.outcome in MAIN_OUTCOMES and self.source_id is None and not self.after_image
+
+    @property
+    def after_image(self) -> bool:
+        """True for the report of a post-command, which rides beside the image's result."""
+        return self.command is not None and self.command.phase == "post"
 
     @property
     def retryable(self) -> bool:
@@ -130,6 +167,8 @@ class Result:
             "SourceBlueprintId": self.source_id,
             "AccountId": self.account,
             "SafetyBlueprintId": self.safety_id,
+            "Consistency": self.consistency,
+            "Command": self.command.data() if self.command is not None else None,
             "DryRun": self.dry_run or None,
             "WouldDelete": list(self.would_delete) if self.dry_run else None,
             "Duration": self.duration,
@@ -144,6 +183,8 @@ class Result:
             f"{kind}|{self.region}|{self.instance_id}|{self.slot_key}"
         if self.account is not None:
             key += f"|{self.account}"
+        if self.after_image:
+            key += "|post-command"
         return str(uuid.uuid5(_ID_NAMESPACE, key))
 
 

@@ -113,6 +113,15 @@ class Deadline:
         """A deadline that is `seconds` earlier than this one."""
         return replace(self, at=self.at - seconds)
 
+    @staticmethod
+    def min(first: Deadline, second: Deadline) -> Deadline:
+        """The sooner of two deadlines (the first's waits and patience)."""
+        return replace(first, at=min(first.at, second.at))
+
+    def within(self, seconds: float) -> Deadline:
+        """This deadline, or `seconds` from now if that is sooner (a step with a time limit of its own)."""
+        return replace(self, at=min(self.at, self.clock.monotonic() + seconds))
+
     def impatient(self) -> Deadline:
         """The same deadline, for a caller who waits for the answer (see `patient`)."""
         return replace(self, patient=False)

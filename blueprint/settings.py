@@ -33,6 +33,8 @@ __all__ = ["NextFunction", "Settings", "is_loopback_url", "load_settings", "mask
 
 INSTANCE_ID = re.compile(r"lhins-[a-z0-9]{8}\Z")
 ACCOUNT_ID = re.compile(r"[1-9][0-9]{4,19}\Z")
+COMMAND_ID = re.compile(r"cmd-[a-z0-9]{8}\Z")
+MAX_COMMAND = 48 * 1024
 MAX_SHARE_ACCOUNTS = 10
 # Shortest bearer token / HMAC secret accepted: a guessable token is no authentication.
 MIN_SECRET_CHARS = 8
@@ -91,6 +93,21 @@ def _state_names(states: tuple[str, ...]) -> tuple[str, ...]:
     if bad:
         raise ValueError(f"expected upper-case state names (like CREATING); item(s) {bad} are not")
     return states
+
+
+def _command_ids(ids: tuple[str, ...]) -> tuple[str, ...]:
+    bad = [n + 1 for n, item in enumerate(ids) if not COMMAND_ID.match(item)]
+    if bad:
+        raise ValueError(f"expected TAT command ids (cmd- and 8 of a-z0-9); item(s) {bad} are not")
+    return ids
+
+
+def _command_text(text: SecretStr | None) -> SecretStr | None:
+    # RunCommand takes at most 64 KiB of Base64 (48 KiB of text); a blank command would do nothing.
+    value = "" if text is None else text.get_secret_value()
+    if text is not None and (not value.strip() or len(value.encode()) > MAX_COMMAND):
+        raise ValueError(f"expected shell text of 1 to {MAX_COMMAND} bytes, or a TAT command id (cmd-...)")
+    return text
 
 
 def _account_ids(ids: tuple[str, ...]) -> tuple[str, ...]:
@@ -282,6 +299,17 @@ class Settings(BaseModel):
     # token (in hmac mode: their own signing secret), never the token that makes images.
     restore: Annotated[bool, BeforeValidator(_on_off)] = Field(False, validation_alias="BLUEPRINT_RESTORE")
     restore_tokens: TokenList = Field((), validation_alias="BLUEPRINT_RESTORE_TOKEN")
+    # Consistent images (TAT): shell text (or a `cmd-` id) run as root before and after the image, the command ids
+    # a job may name, and how long a command may run. The text may hold credentials: it is a SecretStr, never
+    # logged or echoed (it is not registered for redaction: a short command like `sync` would blank that word in
+    # every log line).
+    pre_command: Annotated[SecretStr | None, AfterValidator(_command_text)] = Field(
+        None, validation_alias="BLUEPRINT_PRE_COMMAND")
+    post_command: Annotated[SecretStr | None, AfterValidator(_command_text)] = Field(
+        None, validation_alias="BLUEPRINT_POST_COMMAND")
+    allowed_commands: Annotated[tuple[str, ...], BeforeValidator(split_list), AfterValidator(_command_ids)] = Field(
+        (), validation_alias="BLUEPRINT_ALLOWED_COMMANDS")
+    command_timeout: int = Field(60, ge=1, le=600, validation_alias="BLUEPRINT_COMMAND_TIMEOUT")
     # The account id (UIN) that names resources for the Tag API; SCF's context carries it (tencentcloud_uin).
     account_id: Annotated[str | None, AfterValidator(_account_id)] = Field(
         None, validation_alias="BLUEPRINT_ACCOUNT_ID")

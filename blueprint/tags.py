@@ -40,6 +40,10 @@ class Tagger(Protocol):
         """The six-segment names of every resource of the account carrying all these tags."""
         ...
 
+    def untag(self, resources: Sequence[str], keys: Sequence[str], *, deadline: Deadline) -> str:
+        """Remove these tag keys from every resource; returns the request id."""
+        ...
+
 
 class TagService:
     """TagResources over the real SDK, paced and with errors translated."""
@@ -89,6 +93,31 @@ class TagService:
             if not token:
                 return names
 
+    def untag(self, resources: Sequence[str], keys: Sequence[str], *, deadline: Deadline) -> str:
+        """UnTagResources, ten resources and ten keys a call.
+
+        Raises:
+            CloudRejected: a resource could not be untagged (FailedResources names it).
+            BlueprintError: the call failed (translated).
+        """
+        from tencentcloud.tag.v20180813 import models, tag_client  # noqa: PLC0415
+
+        request_id = ""
+        for start in range(0, len(resources), MAX_PER_CALL):
+            for first in range(0, len(keys), MAX_PER_CALL):
+                req = models.UnTagResourcesRequest()
+                req.ResourceList = list(resources[start:start + MAX_PER_CALL])
+                req.TagKeys = list(keys[first:first + MAX_PER_CALL])
+                self._limit.acquire(deadline)
+                client = self._clients.get("tag", self._region, tag_client.TagClient)
+                try:
+                    resp = client.UnTagResources(req)
+                except TencentCloudSDKException as err:
+                    raise translate(err, action="UnTagResources") from err
+                _check_failed("UnTagResources", resp)
+                request_id = str(resp.RequestId)
+        return request_id
+
     def _tag_once(self, resources: Sequence[str], pairs: Sequence[tuple[str, str]], deadline: Deadline) -> str:
         from tencentcloud.tag.v20180813 import models, tag_client  # noqa: PLC0415 (only runs that tag pay for it)
 
@@ -101,11 +130,15 @@ class TagService:
             resp = client.TagResources(req)
         except TencentCloudSDKException as err:
             raise translate(err, action="TagResources") from err
-        failed = list(resp.FailedResources or [])
-        if failed:
-            raise CloudRejected(f"TagResources: {failed[0].Resource}: {failed[0].Code} {failed[0].Message}"[:300],
-                                code=str(failed[0].Code or "FailedOperation"), request_id=resp.RequestId)
+        _check_failed("TagResources", resp)
         return str(resp.RequestId)
+
+
+def _check_failed(action: str, resp: Any) -> None:
+    failed = list(resp.FailedResources or [])
+    if failed:
+        raise CloudRejected(f"{action}: {failed[0].Resource}: {failed[0].Code} {failed[0].Message}"[:300],
+                            code=str(failed[0].Code or "FailedOperation"), request_id=resp.RequestId)
 
 
 def _filter(models: Any, key: str, value: str) -> Any:

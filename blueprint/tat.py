@@ -88,6 +88,10 @@ class Tat(Protocol):
         """Whether each command id names a command in the region."""
         ...
 
+    def cancel(self, region: str, invocation_id: str, *, deadline: Deadline) -> None:
+        """Stop an invocation's unfinished tasks (CANCELLED before they run, TERMINATED while they do)."""
+        ...
+
 
 def _models() -> ModuleType:
     # The TAT models cost ~2 ms to import with bytecode, ~20 ms without: only runs with commands pay it.
@@ -144,6 +148,7 @@ class TatService:
             "DescribeInvocationTasks": RateLimiter(describe_rate),
             "DescribeCommands": RateLimiter(describe_rate),
             "DescribeAutomationAgentStatus": RateLimiter(agent_rate),
+            "CancelInvocation": RateLimiter(describe_rate),
         }
         for action, limiter in self._limits.items():
             limiter.name = action
@@ -200,6 +205,10 @@ class TatService:
                     break
         return found
 
+    def cancel(self, region: str, invocation_id: str, *, deadline: Deadline) -> None:
+        """CancelInvocation of every unfinished task of the invocation."""
+        self._call("CancelInvocation", region, _request("CancelInvocation", InvocationId=invocation_id), deadline)
+
     def commands_exist(self, region: str, command_ids: Sequence[str], *, deadline: Deadline) -> dict[str, bool]:
         """DescribeCommands, 100 ids a call. A malformed id (not `cmd-` + 8 of [a-z0-9]) is False, never sent."""
         exists = dict.fromkeys(command_ids, False)
@@ -220,8 +229,10 @@ def _command_id_ok(command_id: str) -> bool:
 
 
 def wait_for_tasks(tat: Tat, region: str, invocation_ids: Sequence[str], *, deadline: Deadline,
-                   expected: int = 0, interval: float = 1.0) -> list[Task]:
-    """Poll the tasks until all (at least `expected` of them) finished, or the deadline is near.
+                   expected: int = 0, interval: float = 1.0, growth: float = 1.0,
+                   max_interval: float = 5.0) -> list[Task]:
+    """Poll the tasks until all (at least `expected` of them) finished, or the deadline is near; the interval
+    grows by `growth` each time, up to `max_interval`.
 
     Returns the last tasks seen: check `finished` on each, time may have run out first. Sleeps on the deadline's
     clock, so tests that move an emulated clock never wait.
@@ -236,3 +247,4 @@ def wait_for_tasks(tat: Tat, region: str, invocation_ids: Sequence[str], *, dead
         if deadline.remaining() <= interval:
             return found
         deadline.pause(interval, "commands to finish", region=region, invocations=len(invocation_ids))
+        interval = min(interval * growth, max(max_interval, interval))

@@ -32,6 +32,7 @@ EXPECTED = {
     "ckafka.json": QueueEvent,
     "invoke.json": InvokeEvent,
     "invoke-createblueprint-request.json": InvokeEvent,
+    "invoke-consistent.json": InvokeEvent,
 }
 
 

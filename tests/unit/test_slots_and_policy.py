@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from blueprint.errors import AccessDenied
+from blueprint.errors import AccessDenied, BadRequest
 from blueprint.events import parse_job
-from blueprint.policy import LIMIT, Policy
+from blueprint.policy import LIMIT, Command, Commands, Policy
 from blueprint.slots import caller_slot, message_slot, request_slot, slot_digest, tick_slot, webhook_slot
 
 TICK = datetime(2026, 11, 27, 3, tzinfo=timezone.utc)
@@ -63,3 +63,44 @@ def test_refusals_say_which_list_refused() -> None:
     assert by_ids is not None and "BLUEPRINT_ALLOWED_INSTANCES" in by_ids.message
     assert by_tags is not None and "BLUEPRINT_ALLOWED_TAGS" in by_tags.message
     assert Policy(allowed_tags=(("env", "prod"),)).refusal("lhins-web00001", {"env": "prod"}) is None
+
+
+# ---- commands (issue 15) ------------------------------------------------------------------------------------
+
+PAIR = Policy(pre_command=Command.configured("BLUEPRINT_PRE_COMMAND", "sync"),
+              post_command=Command.configured("BLUEPRINT_POST_COMMAND", "cmd-abcdefgh"),
+              allowed_commands=frozenset({"cmd-allowed1"}), command_timeout=30)
+
+
+def _job(**fields):
+    return parse_job({"InstanceId": "lhins-web00001", **fields})
+
+
+def test_a_configured_pair_is_the_default_and_consistent_false_opts_out() -> None:
+    commands = PAIR.commands_for(_job())
+    assert commands == Commands(Command("BLUEPRINT_PRE_COMMAND", text="sync"),
+                                Command("cmd-abcdefgh", command_id="cmd-abcdefgh"), "accepted", 30)
+    assert PAIR.commands_for(_job(Consistent=False)) is None
+    assert PAIR.commands_for(_job(ForcePowerOff=True)) is None
+    assert Policy().commands_for(_job()) is None
+    assert PAIR.commands_for(_job(PostAfter="ready")).post_after == "ready"
+
+
+def test_a_job_names_only_allowed_ids() -> None:
+    chosen = PAIR.commands_for(_job(PreCommand="cmd-allowed1"))
+    assert chosen is not None and chosen.pre == Command("cmd-allowed1", command_id="cmd-allowed1")
+    assert chosen.post is None  # a job that names commands picks both itself
+    for value in ("sync", "cmd-abcdefgh", "cmd-allowed1 ", "CMD-ALLOWED1", "cmd-allowed1\n"):
+        with pytest.raises(AccessDenied) as refused:
+            PAIR.commands_for(_job(PreCommand=value))
+        assert refused.value.code == "UnauthorizedOperation.CommandNotAllowed"
+        assert "sync" not in refused.value.message
+
+
+def test_shell_text_is_403_even_beside_a_contradiction() -> None:
+    with pytest.raises(AccessDenied):
+        PAIR.commands_for(_job(PreCommand="rm -rf /", ForcePowerOff=True))
+    with pytest.raises(BadRequest):
+        PAIR.commands_for(_job(PreCommand="cmd-allowed1", ForcePowerOff=True))
+    with pytest.raises(AccessDenied):
+        Policy().commands_for(_job(Consistent=True))
