@@ -126,6 +126,9 @@ def local_cloud(*, webhook: bool = True, **options: Any) -> Iterator[tuple[Any, 
         "BLUEPRINT_API_ENDPOINT": emu.url,
         "BLUEPRINT_HTTP_TOKEN": "bench-local-token",
         "BLUEPRINT_LOG_LEVEL": "INFO",
+        # The hand-written handlers make one image: the function's data-disk points (the sample instance has a
+        # data disk) would be work they do not do.
+        "BLUEPRINT_DATA_DISKS": "none",
     }
     if webhook:
         env["BLUEPRINT_WEBHOOK_URL"] = receiver.url

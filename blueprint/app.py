@@ -582,7 +582,8 @@ class _HttpJobs:
         restorer = self.app.restorer
         return list_images(self.app.lighthouse if restorer is None else restorer.cloud,  # type: ignore[arg-type]
                            None if restorer is None else restorer.tagger, region=where, instance_id=instance_id,
-                           deadline=self.inv.work, retry=self.app.maker.retry)
+                           deadline=self.inv.work, retry=self.app.maker.retry,
+                           disks=None if restorer is None else restorer.disks)
 
     def submit(self, job_data: object, *, header_key: str | None, webhook_id: str | None) -> tuple[
             int, Any, dict[str, str]]:
@@ -742,6 +743,7 @@ def _maker(service: Lighthouse, clients: ClientCache, settings: Settings, policy
     if not isinstance(service, LighthouseService):
         return ImageMaker(service, policy=policy, clock=clock), None
     from blueprint.copies import Copies  # noqa: PLC0415
+    from blueprint.protect import DiskSteps  # noqa: PLC0415
     from blueprint.restore import Restorer  # noqa: PLC0415
     from blueprint.shares import Shares  # noqa: PLC0415
     from blueprint.tags import TagService  # noqa: PLC0415
@@ -750,8 +752,9 @@ def _maker(service: Lighthouse, clients: ClientCache, settings: Settings, policy
     shares = Shares(service, policy, RetryPolicy())
     copies = Copies(service, tagger, policy, RetryPolicy())
     maker = ImageMaker(service, policy=policy, clock=clock, phases=(shares, copies), release=shares.release,
-                       quiesce=_quiescer(service, clients, tagger, settings))
-    return maker, Restorer(service, maker, tagger, RetryPolicy())
+                       quiesce=_quiescer(service, clients, tagger, settings),
+                       disks=DiskSteps(service, service, RetryPolicy(), default=settings.data_disks))
+    return maker, Restorer(service, maker, tagger, RetryPolicy(), disks=service)
 
 
 def _quiescer(service: LighthouseService, clients: ClientCache, tagger: Tagger, settings: Settings) -> Quiesce | None:

@@ -21,6 +21,7 @@ __all__ = [
     "ConfigError",
     "DeadlineExceeded",
     "DeliveryError",
+    "DiskQuotaExceeded",
     "InstanceBusy",
     "InstanceNotFound",
     "InvalidInstanceState",
@@ -203,6 +204,13 @@ class QuotaExceeded(CloudError):
 
     status = 409
     code = "LimitExceeded.BlueprintQuotaLimitExceeded"
+
+
+class DiskQuotaExceeded(CloudError):
+    """A data disk has as many backup points as its quota allows."""
+
+    status = 409
+    code = "LimitExceeded.DiskBackupQuotaLimitExceeded"
 
 
 class InstanceNotFound(CloudError):

@@ -87,6 +87,23 @@ AccountIdStr = Annotated[str, StringConstraints(pattern=ACCOUNT_ID_PATTERN)]
 # SyncBlueprint and ShareBlueprintAcrossAccounts take at most 10 regions / accounts.
 MAX_COPY_REGIONS = 10
 MAX_SHARE_ACCOUNTS = 10
+# Data disks: "all" attached data disks, "none", or these disk ids (a Lighthouse instance has at most 20).
+DISK_ID = re.compile(r"lhdisk-[a-z0-9]{8}\Z")
+MAX_DATA_DISKS = 20
+
+
+def _data_disks(value: object) -> object:
+    if value is None or value in ("all", "none"):
+        return value
+    if isinstance(value, list) and 1 <= len(value) <= MAX_DATA_DISKS and all(
+            isinstance(v, str) and DISK_ID.match(v) for v in value):
+        if len(set(value)) != len(value):
+            raise ValueError("duplicate disk ids")
+        return value
+    raise ValueError(f'expected "all", "none" or a list of 1 to {MAX_DATA_DISKS} disk ids (lhdisk- and 8 of a-z0-9)')
+
+
+DataDiskChoice = Annotated[str | list[str] | None, BeforeValidator(_data_disks)]
 # A job names a command by id; any other text (shell text, however long the body allows) gets a 403 from the policy.
 MAX_COMMAND_TEXT = 64 * 1024
 
@@ -240,6 +257,8 @@ class Job(_Model):
     PostCommand: Annotated[str | None, StringConstraints(min_length=1, max_length=MAX_COMMAND_TEXT)] = None
     # When the post-command runs: once the cloud accepted the image (default), or once it is NORMAL.
     PostAfter: Literal["accepted", "ready"] | None = None
+    # The data disks backed up in the same slot as the image (default BLUEPRINT_DATA_DISKS, else "all").
+    DataDisks: DataDiskChoice = None
 
     @field_validator("InstanceIds")
     @classmethod
@@ -290,6 +309,8 @@ class RestoreJob(_Model):
     DryRun: bool = False
     IdempotencyKey: Annotated[str | None, StringConstraints(min_length=1, max_length=64),
                               AfterValidator(lambda v: v if v is None else printable(v))] = None
+    # The data disks rolled back to the image's backup points: "all" (default) of them, "none", or these ids.
+    DataDisks: DataDiskChoice = None
 
 
 def parse_request(data: object, *, what: str = "job") -> Job | RestoreJob:

@@ -312,7 +312,9 @@ class HttpApi:
         found = self.jobs.listing(instance, _query_region(req))
         if found is None:
             raise NotFound(f"no images of {instance}", code="ResourceNotFound.InstanceIdNotFound")
-        return respond(200, {"InstanceId": instance, "TotalCount": len(found), "BlueprintSet": found})
+        points = sum(len(entry.get("DiskBackups", [])) for entry in found)
+        return respond(200, {"InstanceId": instance, "TotalCount": len(found), "DiskBackupCount": points,
+                             "BlueprintSet": found})
 
     def _get(self, blueprint_id: str, req: HttpRequest) -> dict[str, Any]:
         if not BLUEPRINT_ID.match(blueprint_id):

@@ -95,20 +95,40 @@ def render_name(template: str | None, instance_id: str, instance_name: str, when
     return template.format(InstanceName=instance_name[: room // count], **fields)[:60]
 
 
-def is_managed(image: Image, instance_id: str | None = None) -> bool:
-    """True for an image this function made (both managed tags), of `instance_id` when given."""
+class Kept(Protocol):
+    """What retention reads of an image or a data disk's backup point."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def created(self) -> datetime | None: ...
+    @property
+    def tags(self) -> Mapping[str, str]: ...
+    @property
+    def failed(self) -> bool: ...
+    @property
+    def ready(self) -> bool: ...
+
+
+K = TypeVar("K", bound=Kept)
+
+
+def is_managed(image: Kept, instance_id: str | None = None) -> bool:
+    """True for an image (or backup point) this function made (both managed tags), of `instance_id` when given."""
     source = image.tags.get(INSTANCE_TAG)
     return bool(source) and bool(image.tags.get(SLOT_TAG)) and (instance_id is None or source == instance_id)
 
 
-def plan_prune(images: Iterable[Image], keep: int) -> list[Image]:
-    """Which managed images of one instance to delete so at most `keep` remain.
+def plan_prune(images: Iterable[K], keep: int, *, deletable: frozenset[str] = DELETABLE_STATES) -> list[K]:
+    """Which managed images (or backup points) of one instance to delete so at most `keep` remain.
 
     Slot duplicates (all but the oldest of a slot) and failed images go first; then the oldest beyond
-    `keep`. Never the newest NORMAL image, never an image still in progress, never an unmanaged image.
+    `keep`. Never the newest NORMAL one, never one still in progress (not in `deletable`), never an unmanaged one.
     """
     ordered = sorted((i for i in images if is_managed(i)), key=_age_key, reverse=True)  # newest first
-    winners: dict[str, Image] = {}
+    winners: dict[str, K] = {}
     for image in reversed(ordered):  # oldest first: the first of each slot wins
         winners.setdefault(image.tags[SLOT_TAG], image)
     duplicates = [i for i in ordered if not i.failed and winners.get(i.tags[SLOT_TAG]) is not i]
@@ -116,10 +136,10 @@ def plan_prune(images: Iterable[Image], keep: int) -> list[Image]:
     live = [i for i in ordered if not i.failed and i not in duplicates]
     newest_normal = next((i for i in live if i.ready), None)
     doomed = live[keep:] + duplicates + failed
-    return [i for i in doomed if i.state in DELETABLE and i is not newest_normal]
+    return [i for i in doomed if i.state in deletable and i is not newest_normal]
 
 
-def _age_key(image: Image) -> tuple[float, str]:
+def _age_key(image: Kept) -> tuple[float, str]:
     return (image.created.timestamp() if image.created else 0.0, image.id)
 
 
@@ -173,6 +193,8 @@ class Run:
     later: dict[tuple[str, str], str] = field(default_factory=dict)
     # The operator's commands this job runs around each image (None: it powers off, or is crash-consistent).
     commands: Commands | None = None
+    # Per region: the data disks of the run's instances and the slot's backup points (`blueprint.protect`).
+    disk_state: dict[str, Any] = field(default_factory=dict)
 
     @property
     def digest(self) -> str:
@@ -230,13 +252,49 @@ class Quiesce(Protocol):
         ...
 
 
+class DiskHooks(Protocol):
+    """The data-disk steps of a run (`blueprint/protect.py`): one backup point per data disk in the image's slot."""
+
+    def prepare(self, run: Run, region: str, targets: Sequence[Target]) -> None:
+        """Read the region's data disks and the slot's points (kept on the run)."""
+        ...
+
+    def stop_first(self, run: Run, region: str, targets: Sequence[Target]) -> set[str]:
+        """ForcePowerOff: stop the running instances whose disks get points; the ids stopped."""
+        ...
+
+    def protect(self, run: Run, target: Target, name: str) -> Any:
+        """Make (or find) the instance's points for the slot; what `apply(result)` adds to its result."""
+        ...
+
+    def retain(self, run: Run, region: str, results: list[Result]) -> list[Result]:
+        """Prune old points of the instances imaged now."""
+        ...
+
+    def refresh(self, run: Run, region: str, results: list[Result]) -> list[Result]:
+        """The points' latest states once the images were followed."""
+        ...
+
+    def finish(self, results: list[Result]) -> list[Result]:
+        """The results, `.failed` where a point failed."""
+        ...
+
+    def dry_run(self, run: Run, target: Target, result: Result) -> Result:
+        """A dry run's result with the points it would make and keep."""
+        ...
+
+    def price(self, run: Run, region: str, count: int) -> dict[str, Any]:
+        """The price of `count` images (or why it is unknown)."""
+        ...
+
+
 class ImageMaker:
     """Plans and runs jobs against a Lighthouse port. Holds no state between runs."""
 
     def __init__(self, lighthouse: Lighthouse, *, policy: Policy | None = None, retry: RetryPolicy | None = None,
                  clock: Clock | None = None, phases: Sequence[ReadyPhase] = (),
                  release: Callable[[str, Sequence[Image], Deadline], None] | None = None,
-                 quiesce: Quiesce | None = None) -> None:
+                 quiesce: Quiesce | None = None, disks: DiskHooks | None = None) -> None:
         self.lighthouse = lighthouse
         self.policy = policy or Policy()
         self.retry = retry or RetryPolicy()
@@ -247,6 +305,8 @@ class ImageMaker:
         self.release = release
         # Runs the operator's commands around images (None when no command is configured).
         self.quiesce = quiesce
+        # Backs up data disks in the image's slot (None: images only, e.g. on a fake port).
+        self.disks = disks
 
     def force_power_off(self, job: Job) -> bool:
         """The ForcePowerOff a job runs with: False with commands (they keep the server running), else its own,
@@ -387,18 +447,14 @@ class ImageMaker:
         return part
 
     def _run_region(self, run: Run, region: str, targets: Sequence[Target]) -> None:
-        todo: list[Target] = []
-        existing = self._slot_images(run, region)
-        for target in targets:
-            image = existing.get(target.ref.InstanceId)
-            if image is not None:
-                run.report.results.append(self._found(run, target, image))
-            elif run.job.DryRun:
-                run.report.results.append(self._dry_run(run, target))
-            else:
-                todo.append(target)
+        todo = self._todo(run, region, targets)
         if todo and run.force_power_off and run.follows and self.policy.restart_instances:
             run.was_running |= self._running(run, region, [t.ref.InstanceId for t in todo])
+        if todo and run.force_power_off and self.disks is not None:
+            # Points and image from one power cycle: the function stops the instances and starts them again.
+            stopped = self.disks.stop_first(run, region, todo)
+            run.was_running |= stopped
+            run.follows = run.follows or bool(stopped)
         if run.commands is not None and not run.job.DryRun:
             if self.quiesce is None:
                 raise ConfigError("the job runs commands, but this function was built without TAT")
@@ -408,6 +464,8 @@ class ImageMaker:
         run.report.results.extend(created)
         if any(r.outcome == "created" and not r.resent for r in created) or run.follows:
             self._settle(run, region)
+        if self.disks is not None:
+            run.report.results[:] = self.disks.finish(run.report.results)
 
     def _found(self, run: Run, target: Target, image: Image) -> Result:
         """The slot's image exists already: report it again (same event ids), or as skipped in a dry run."""
@@ -419,6 +477,53 @@ class ImageMaker:
         return run.result(target, "ready" if image.made else "created", blueprint_id=image.id,
                           blueprint_name=image.name, state=image.state, request_id=image.request_id, resent=True,
                           reason="already made for this slot; reported again", started=now, finished=now)
+
+    def _todo(self, run: Run, region: str, targets: Sequence[Target]) -> list[Target]:
+        """Report what the slot already has (and dry runs); the targets still to image."""
+        todo: list[Target] = []
+        existing = self._slot_images(run, region)
+        if self.disks is not None:
+            self.disks.prepare(run, region, targets)
+        dry = []
+        for target in targets:
+            image = existing.get(target.ref.InstanceId)
+            if image is not None:
+                run.report.results.append(self._found_with_points(run, target, image))
+            elif run.job.DryRun:
+                dry.append(target)
+            else:
+                todo.append(target)
+        run.report.results.extend(self._dry_runs(run, region, dry))
+        return todo
+
+    def _found_with_points(self, run: Run, target: Target, image: Image) -> Result:
+        """A found image with its slot's points; a point missing (an earlier try failed) is made now, unless
+        that would mean waiting out a busy instance."""
+        result = self._found(run, target, image)
+        if self.disks is None or run.job.DryRun:
+            return result
+        protection = self.disks.protect(replace(run, deadline=run.deadline.impatient()), target,
+                                        image.name or self.name_for(run.job, target, run.trigger))
+        return protection.apply(result)  # type: ignore[no-any-return]
+
+    def _dry_runs(self, run: Run, region: str, targets: list[Target]) -> list[Result]:
+        """What a real run would do for these instances: one listing of the region's managed images (one of
+        the instance's for a single one) and one price call, whatever their number."""
+        if not targets:
+            return []
+        if len(targets) == 1:
+            managed = {targets[0].ref.InstanceId: self._managed(run, targets[0])}
+        else:
+            managed = defaultdict(list)
+            for image in self._retrying(partial(self.lighthouse.find_images, region, tag_key=INSTANCE_TAG,
+                                                deadline=run.deadline), run.deadline):
+                if is_managed(image):
+                    managed[image.tags[INSTANCE_TAG]].append(image)
+        results = [self._dry_run(run, t, managed.get(t.ref.InstanceId, [])) for t in targets]
+        if self.disks is None:
+            return results
+        price = self.disks.price(run, region, 1)
+        return [r.but(price=price) for r in results]
 
     def _slot_images(self, run: Run, region: str) -> dict[str, Image]:
         """The oldest live image already made for this slot, per instance: the plan's lookup the first time
@@ -433,13 +538,16 @@ class ImageMaker:
                 oldest.setdefault(image.tags[INSTANCE_TAG], image)
         return oldest
 
-    def _dry_run(self, run: Run, target: Target) -> Result:
+    def _dry_run(self, run: Run, target: Target, managed: list[Image]) -> Result:
         would_delete: tuple[str, ...] = ()
         if run.keep:
             # The new image will count as one of `keep`, so plan for keep - 1 of the existing ones.
-            would_delete = tuple(i.id for i in plan_prune(self._managed(run, target), max(run.keep - 1, 0)))
-        return run.result(target, "skipped", blueprint_name=self.name_for(run.job, target, run.trigger),
-                          reason="dry run: nothing was created or deleted", dry_run=True, would_delete=would_delete)
+            would_delete = tuple(i.id for i in plan_prune(managed, max(run.keep - 1, 0)))
+        kept = len(managed) + 1 - len(would_delete)
+        result = run.result(target, "skipped", blueprint_name=self.name_for(run.job, target, run.trigger),
+                            reason="dry run: nothing was created or deleted", dry_run=True, would_delete=would_delete,
+                            kept={"Blueprints": kept})
+        return self.disks.dry_run(run, target, result) if self.disks is not None else result
 
     def _managed(self, run: Run, target: Target) -> list[Image]:
         """The images this function made of one instance."""
@@ -467,11 +575,15 @@ class ImageMaker:
         if run.deadline.remaining() < PER_INSTANCE_BUDGET:
             run.overflow.append(target)
             return None
+        name = self.name_for(run.job, target, run.trigger)
+        # The data disks' points first: the cloud refuses them while the instance is busy making its image.
+        protection = self.disks.protect(run, target, name) if self.disks is not None else None
         try:
             result = self._create(run, target)
         except BlueprintError as err:
-            result = run.result(target, "failed", error=err, request_id=err.request_id,
-                                blueprint_name=self.name_for(run.job, target, run.trigger))
+            result = run.result(target, "failed", error=err, request_id=err.request_id, blueprint_name=name)
+        if protection is not None:
+            result = protection.apply(result)
         return result.but(started=started, finished=self.clock.monotonic())
 
     def _create(self, run: Run, target: Target) -> Result:
@@ -554,8 +666,12 @@ class ImageMaker:
             managed = [i for i in self._retrying(partial(listing, at_least=len(created)), run.deadline)
                        if is_managed(i)]
             self._races_and_retention(run, region, managed)
+            if self.disks is not None:
+                run.report.results[:] = self.disks.retain(run, region, run.report.results)
         if run.follows:
             self._wait(run, region)
+            if self.disks is not None:
+                run.report.results[:] = self.disks.refresh(run, region, run.report.results)
             self._restart(run, region)
             self._after_ready(run, region)
 

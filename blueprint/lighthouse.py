@@ -17,6 +17,7 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentClo
 from tencentcloud.lighthouse.v20200324 import lighthouse_client, models
 
 from blueprint.cloud import ClientCache, translate
+from blueprint.disks import DiskCalls
 from blueprint.errors import Throttled
 from blueprint.retry import Deadline, RateLimiter
 
@@ -231,8 +232,8 @@ def _has_tags(found: Mapping[str, str], tags: Mapping[str, str], tag_key: str | 
     return all(found.get(k) == v for k, v in tags.items()) and (tag_key is None or tag_key in found)
 
 
-class LighthouseService:
-    """Lighthouse over the real SDK: the calls, paced and with errors translated."""
+class LighthouseService(DiskCalls):
+    """Lighthouse over the real SDK: the calls, paced and with errors translated (data disks: `DiskCalls`)."""
 
     def __init__(self, clients: ClientCache, *, create_rate: float = 20.0, describe_rate: float = 10.0) -> None:
         self._clients = clients
@@ -251,6 +252,15 @@ class LighthouseService:
             "CancelShareBlueprintAcrossAccounts": RateLimiter(20.0),
             "DescribeBlueprintsShareAcrossAccountInfos": RateLimiter(20.0),
             "ResetInstance": RateLimiter(10.0),
+            # Data disks (blueprint/disks.py): the backup actions' pages say 20/s; DescribeDisks, StopInstances
+            # and InquirePriceCreateBlueprint state none here, so they are kept low.
+            "DescribeDisks": RateLimiter(10.0),
+            "CreateDiskBackup": RateLimiter(20.0),
+            "DescribeDiskBackups": RateLimiter(20.0),
+            "DeleteDiskBackups": RateLimiter(20.0),
+            "ApplyDiskBackup": RateLimiter(20.0),
+            "StopInstances": RateLimiter(10.0),
+            "InquirePriceCreateBlueprint": RateLimiter(20.0),
         }
         for action, limiter in self._limits.items():
             limiter.name = action

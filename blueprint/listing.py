@@ -3,7 +3,8 @@
 Scoped like every read: the caller (`blueprint.app`) admits the instance first. The images at home are the
 ones carrying both managed tags of that instance; its copies in other regions are found account-wide in one
 call of the Tag API (GetResources by the instance tag), then read in the regions that hold them; the accounts
-each image is shared with come from DescribeBlueprintsShareAcrossAccountInfos.
+each image is shared with come from DescribeBlueprintsShareAcrossAccountInfos; the data disks' points of each
+image's slot from one DescribeDiskBackups by the instance tag.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from functools import partial
 from typing import Any
 
 from blueprint.copies import SOURCE_TAG, is_copy
-from blueprint.images import INSTANCE_TAG, is_managed
+from blueprint.disks import Disks, Point
+from blueprint.images import INSTANCE_TAG, SLOT_TAG, is_managed
 from blueprint.lighthouse import Image, Replication
 from blueprint.retry import Deadline, RetryPolicy
 from blueprint.tags import Tagger
@@ -27,8 +29,9 @@ _NAME = re.compile(r"qcs::lighthouse:(?P<region>[a-z0-9-]+):uin/\d+:blueprint/(?
 
 
 def list_images(cloud: Replication, tagger: Tagger | None, *, region: str, instance_id: str, deadline: Deadline,
-                retry: RetryPolicy) -> list[dict[str, Any]]:
-    """The instance's managed images in its region, newest first: state, when made, copies, shares.
+                retry: RetryPolicy, disks: Disks | None = None) -> list[dict[str, Any]]:
+    """The instance's managed images in its region, newest first: state, when made, copies, shares, and the
+    backup points of its data disks made in each image's slot.
 
     Raises:
         BlueprintError: a cloud call failed.
@@ -41,7 +44,14 @@ def list_images(cloud: Replication, tagger: Tagger | None, *, region: str, insta
     shared_ids = [i.id for i in images if i.shared]
     shares = retry.call(partial(cloud.shared_with, region, shared_ids, deadline=deadline),
                         deadline=deadline) if shared_ids else {}
-    return [_entry(i, copies.get(i.id, []), shares.get(i.id, set())) for i in images]
+    points: dict[str, list[Point]] = defaultdict(list)
+    if disks is not None:
+        for point in retry.call(partial(disks.find_points, region, tags={INSTANCE_TAG: instance_id},
+                                        deadline=deadline), deadline=deadline):
+            if is_managed(point, instance_id):
+                points[point.tags[SLOT_TAG]].append(point)
+    return [_entry(i, copies.get(i.id, []), shares.get(i.id, set()), points.get(i.tags[SLOT_TAG], []))
+            for i in images]
 
 
 def _copies(cloud: Replication, tagger: Tagger, home: str, instance_id: str, *, deadline: Deadline,
@@ -69,7 +79,7 @@ def _read(cloud: Replication, region: str, ids: Sequence[str], deadline: Deadlin
     return found
 
 
-def _entry(image: Image, copies: list[Image], shares: set[str]) -> dict[str, Any]:
+def _entry(image: Image, copies: list[Image], shares: set[str], points: list[Point]) -> dict[str, Any]:
     return {
         "BlueprintId": image.id,
         "BlueprintName": image.name,
@@ -78,4 +88,6 @@ def _entry(image: Image, copies: list[Image], shares: set[str]) -> dict[str, Any
         "Copies": [{"Region": c.region, "BlueprintId": c.id, "BlueprintState": c.state}
                    for c in sorted(copies, key=lambda c: c.region)],
         "SharedWith": sorted(shares),
+        "DiskBackups": [{"DiskId": p.disk_id, "DiskBackupId": p.id, "State": p.state}
+                        for p in sorted(points, key=lambda p: p.disk_id)],
     }

@@ -15,21 +15,27 @@ SUCCESS or FAILED). Because the disk is formatted, a restore is guarded more tha
   under way or done follows it instead of formatting the disk a second time.
 * Followed to the end (`.restore.started`, then `.restore.completed` or `.restore.failed`); when time runs
   out, a chained call of the function keeps following it.
+* Data disks: the image's slot holds a backup point per data disk (`blueprint.protect`); unless the job says
+  `"DataDisks": "none"`, each disk is rolled back to its point (ApplyDiskBackup: the disk's own points only; a
+  running instance is shut down) before the reset, which starts the instance again. A disk without a point in
+  the slot is reported `Unprotected`. Rolling back to the same point again (a retried restore) gives the same
+  data, so a retry that finds the mark but no reset yet rolls back again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from blueprint.disks import Disks, Point
 from blueprint.errors import AccessDenied, BlueprintError, InvalidInstanceState, NotFound
 from blueprint.events import InstanceRef, Job, RestoreJob, TriggerInfo
-from blueprint.images import ImageMaker, Target, is_managed
-from blueprint.lighthouse import Instance, Replication
+from blueprint.images import INSTANCE_TAG, SLOT_TAG, ImageMaker, Target, is_managed
+from blueprint.lighthouse import Image, Instance, Replication
 from blueprint.logs import log
-from blueprint.results import Result, RunReport
+from blueprint.results import DiskPoint, Result, RunReport
 from blueprint.retry import Deadline, RetryPolicy
 from blueprint.slots import slot_digest
 from blueprint.tags import Tagger, resource_name
@@ -38,8 +44,17 @@ __all__ = ["RESTORE_TAG", "Restorer"]
 
 RESTORE_TAG = "scf-blueprint:restore"
 OPERATION = "ResetInstance"
+ROLLBACK = "ApplyDiskBackup"
 # Polls of the instance while the reset runs: it takes minutes, not seconds.
 POLL_FIRST, POLL_MAX = 5.0, 20.0
+
+
+@dataclass(frozen=True)
+class _Points:
+    """The data disks' points a restore rolls back to, and the data disks without one in the image's slot."""
+
+    points: tuple[Point, ...] = ()
+    missing: tuple[str, ...] = ()
 
 
 @dataclass
@@ -54,10 +69,15 @@ class _Restore:
     account: str | None
     safety_id: str | None = None
 
+    points: _Points = field(default_factory=_Points)
+
     def result(self, outcome: Any, **fields: Any) -> Result:
+        disks = tuple(DiskPoint(p.disk_id, p.id, p.state) for p in self.points.points)
         return Result(outcome=outcome, instance_id=self.job.InstanceId, region=self.region, trigger=self.trigger,
                       slot_key=self.slot_key, force_power_off=False, blueprint_id=self.job.BlueprintId,
-                      safety_id=self.safety_id, **fields)
+                      safety_id=self.safety_id, disk_backups=disks, unprotected=self.points.missing or None,
+                      **fields)
+
 
 
 @dataclass
@@ -68,6 +88,7 @@ class Restorer:
     maker: ImageMaker
     tagger: Tagger
     retry: RetryPolicy
+    disks: Disks | None = None
 
     def run(self, job: RestoreJob, *, region: str, trigger: TriggerInfo, slot_key: str, deadline: Deadline,
             account: str | None) -> RunReport:
@@ -81,7 +102,8 @@ class Restorer:
         """
         restore = _Restore(job, job.Region or region, trigger, slot_key, deadline, account)
         report = RunReport(trigger, slot_key)
-        instance = self._check(restore)
+        instance, image = self._check(restore)
+        restore.points = self._points(restore, image)
         if job.DryRun:
             report.results.append(restore.result("skipped", dry_run=True, reason=_plan(restore)))
             return report
@@ -97,8 +119,8 @@ class Restorer:
 
     # ---- checks ------------------------------------------------------------------------------------------
 
-    def _check(self, restore: _Restore) -> Instance:
-        """The instance, once everything that must hold before a reset does.
+    def _check(self, restore: _Restore) -> tuple[Instance, Image]:
+        """The instance and the image, once everything that must hold before a reset does.
 
         Raises:
             BlueprintError: see `run`.
@@ -122,7 +144,31 @@ class Restorer:
         if not image.ready:
             raise InvalidInstanceState(f"image {image.id} is {image.state}; only a NORMAL image restores",
                                        code="UnsupportedOperation.BlueprintCurStateInvalid")
-        return instance
+        return instance, image
+
+    def _points(self, restore: _Restore, image: Image) -> _Points:
+        """The data disks to roll back with the image: each wanted disk's point of the image's slot.
+
+        Raises:
+            NotFound: the job names a disk that has no point in the image's slot (nothing was changed).
+        """
+        chosen = restore.job.DataDisks or "all"
+        if self.disks is None or chosen == "none":
+            return _Points()
+        deadline = restore.deadline
+        disks = self.retry.call(partial(self.disks.find_disks, restore.region, [restore.job.InstanceId],
+                                        deadline=deadline), deadline=deadline)
+        found = self.retry.call(partial(self.disks.find_points, restore.region, deadline=deadline,
+                                        tags={SLOT_TAG: image.tags[SLOT_TAG], INSTANCE_TAG: restore.job.InstanceId}),
+                                deadline=deadline)
+        by_disk = {p.disk_id: p for p in sorted(found, key=lambda p: p.created.timestamp() if p.created else 0.0,
+                                                reverse=True) if p.state in ("NORMAL", "ROLLBACKING")}
+        wanted = [d.id for d in disks] if chosen == "all" else list(chosen)
+        missing = [d for d in wanted if d not in by_disk]
+        if isinstance(chosen, list) and missing:
+            raise NotFound(f"no backup point of {', '.join(missing)} was made with image {image.id}: only the "
+                           "disks it protected roll back with it", code="ResourceNotFound.DiskBackupIdNotFound")
+        return _Points(tuple(by_disk[d] for d in wanted if d in by_disk), tuple(missing))
 
     # ---- the safety image --------------------------------------------------------------------------------
 
@@ -159,6 +205,10 @@ class Restorer:
                                   reason="this restore was started before; it is being followed")
         try:
             self._mark(restore, digest)
+            if not self._roll_back(restore):
+                report.results.append(restore.result("restore.started", pending=True, state="ROLLBACKING",
+                                                     reason="the data disks are still rolling back"))
+                return None
             request_id = self.retry.call(partial(self.cloud.reset_instance, restore.region, restore.job.InstanceId,
                                                  restore.job.BlueprintId, deadline=restore.deadline),
                                          deadline=restore.deadline)
@@ -167,6 +217,38 @@ class Restorer:
             report.results.append(restore.result("restore.failed", error=err))
             return None
         return restore.result("restore.started", state="OPERATING", request_id=request_id)
+
+    def _roll_back(self, restore: _Restore) -> bool:
+        """Roll the data disks back to their points and wait for it; False when time ran out first.
+
+        Raises:
+            BlueprintError: a rollback could not be started, or ended FAILED (the reset does not happen).
+        """
+        points = restore.points.points
+        if not points or self.disks is None:
+            return True
+        disks = self.disks
+        for point in points:
+            if point.state != "ROLLBACKING":
+                self.retry.call(partial(disks.apply_point, restore.region, point.disk_id, point.id,
+                                        deadline=restore.deadline), deadline=restore.deadline)
+        delay = POLL_FIRST
+        while True:
+            current = {d.id: d for d in self.retry.call(partial(disks.find_disks, restore.region,
+                                                                [restore.job.InstanceId], deadline=restore.deadline),
+                                                        deadline=restore.deadline)}
+            states = [current.get(p.disk_id) for p in points]
+            failed = [d.id for d in states
+                      if d is not None and d.operation == ROLLBACK and d.operation_state == "FAILED"]
+            if failed:
+                raise BlueprintError(f"ApplyDiskBackup of {', '.join(failed)} failed; the system disk was not reset",
+                                     code="FailedOperation.ApplyDiskBackup")
+            if all(d is not None and d.operation_state != "OPERATING" for d in states):
+                return True
+            if restore.deadline.remaining() < delay + 2:
+                return False
+            restore.deadline.pause(delay, "the data disks to roll back", instance=restore.job.InstanceId)
+            delay = min(delay * 1.5, POLL_MAX)
 
     def _instance(self, restore: _Restore) -> Instance:
         found = self.retry.call(partial(self.cloud.find_instances, restore.region, ids=[restore.job.InstanceId],

@@ -16,7 +16,8 @@ from blueprint import logs
 from blueprint.errors import BlueprintError
 from blueprint.events import TriggerInfo
 
-__all__ = ["CORRELATION_ATTRIBUTE", "EVENT_PREFIX", "EVENT_TYPES", "CommandRun", "Consistency", "Outcome", "Result",
+__all__ = ["CORRELATION_ATTRIBUTE", "EVENT_PREFIX", "EVENT_TYPES", "CommandRun", "Consistency", "DiskPoint", "Outcome",
+           "Result",
            "RunReport", "Source",
            "cloud_event", "result_events", "summary_event"]
 
@@ -62,6 +63,19 @@ class CommandRun:
 
 
 @dataclass(frozen=True)
+class DiskPoint:
+    """A data disk's backup point made (or found) in the image's slot."""
+
+    disk_id: str
+    point_id: str | None
+    state: str | None
+
+    def data(self) -> dict[str, Any]:
+        """One entry of the result's `DiskBackups`."""
+        return {"DiskId": self.disk_id, "DiskBackupId": self.point_id, "State": self.state}
+
+
+@dataclass(frozen=True)
 class Result:
     """The outcome for one instance (or one pruned image)."""
 
@@ -99,6 +113,15 @@ class Result:
     # A command that failed: a pre-command on the instance's own result; a post-command on a `.failed` result
     # beside the image's (the image is fine; the application may still be paused).
     command: CommandRun | None = None
+    # Data disks: the backup points of the slot, the data disks left out (DataDisks), the points retention
+    # deleted; in a dry run, the price of the image and how many images and points would be kept.
+    disk_backups: tuple[DiskPoint, ...] = ()
+    unprotected: tuple[str, ...] | None = None
+    pruned_points: tuple[str, ...] = ()
+    price: dict[str, Any] | None = field(default=None, compare=False)
+    kept: dict[str, Any] | None = field(default=None, compare=False)
+    # Data disks whose point failed, with why: the result becomes `.failed` once its image was followed.
+    disk_failures: tuple[tuple[str, BlueprintError], ...] = field(default=(), compare=False)
     started: float | None = field(default=None, compare=False)
     finished: float | None = field(default=None, compare=False)
 
@@ -169,6 +192,11 @@ class Result:
             "SafetyBlueprintId": self.safety_id,
             "Consistency": self.consistency,
             "Command": self.command.data() if self.command is not None else None,
+            "DiskBackups": [p.data() for p in self.disk_backups] or None,
+            "Unprotected": list(self.unprotected) if self.unprotected is not None else None,
+            "PrunedDiskBackups": list(self.pruned_points) or None,
+            "Price": self.price,
+            "Kept": self.kept,
             "DryRun": self.dry_run or None,
             "WouldDelete": list(self.would_delete) if self.dry_run else None,
             "Duration": self.duration,

@@ -310,6 +310,9 @@ class Settings(BaseModel):
     allowed_commands: Annotated[tuple[str, ...], BeforeValidator(split_list), AfterValidator(_command_ids)] = Field(
         (), validation_alias="BLUEPRINT_ALLOWED_COMMANDS")
     command_timeout: int = Field(60, ge=1, le=600, validation_alias="BLUEPRINT_COMMAND_TIMEOUT")
+    # The data disks backed up with each image when a job does not say (DataDisks): all of them, or none.
+    data_disks: Annotated[Literal["all", "none"], BeforeValidator(_lower)] = Field(
+        "all", validation_alias="BLUEPRINT_DATA_DISKS")
     # The account id (UIN) that names resources for the Tag API; SCF's context carries it (tencentcloud_uin).
     account_id: Annotated[str | None, AfterValidator(_account_id)] = Field(
         None, validation_alias="BLUEPRINT_ACCOUNT_ID")

@@ -93,6 +93,9 @@ def base_env(emu: Emulator, receiver: Receiver | None) -> dict[str, str]:
         "TENCENTCLOUD_REGION": "ap-guangzhou",
         "BLUEPRINT_API_ENDPOINT": emu.url,
         "BLUEPRINT_HTTP_TOKEN": LOCAL_TOKEN,
+        # The sample instances have data disks; the suites written before data-disk points test other things
+        # and keep their one-image-per-run shape. tests/functional/test_data_disks.py removes this (`None`).
+        "BLUEPRINT_DATA_DISKS": "none",
     }
     if receiver is not None:
         env["BLUEPRINT_WEBHOOK_URL"] = receiver.url

@@ -1,0 +1,349 @@
+"""Data disks in the image's slot: one backup point per data disk, made just before the image, kept like images.
+
+A Lighthouse custom image holds the system disk only. For each instance of a run, the data disks the job names
+(`DataDisks`: "all" by default, "none", or disk ids) get one backup point (`CreateDiskBackup`) per slot, tagged
+with the two managed tags like the image, so a retried run finds them instead of making more; the disks left
+out are reported as `Unprotected`. The points are made right before `CreateBlueprint` (the cloud refuses a
+point while the instance is busy making its image), so they share the image's consistency: between the
+pre- and post-command; with `ForcePowerOff`, while the instance is stopped (the function stops it first and
+starts it again once the image is done); otherwise crash-consistent like the image.
+
+Retention keeps `Keep` points per disk, only points carrying both managed tags (a user's own points are never
+touched), never the newest NORMAL one, never one in progress; a full backup quota prunes then tries once more.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from blueprint.disks import POINT_DELETABLE, Disk, Disks, Point, Price
+from blueprint.errors import BadRequest, BlueprintError, CloudUnavailable, DiskQuotaExceeded, InstanceBusy
+from blueprint.images import Run, Target, plan_prune
+from blueprint.lighthouse import Lighthouse
+from blueprint.logs import log
+from blueprint.results import DiskPoint, Result
+from blueprint.retry import RetryPolicy
+from blueprint.slots import INSTANCE_TAG, SLOT_TAG
+
+__all__ = ["DISK_FAILED", "DiskSteps", "Protection", "finish"]
+
+DISK_FAILED = "FailedOperation.DiskBackupFailed"
+# Seconds to wait for instances to stop before their points (ForcePowerOff), and between looks.
+STOP_TIMEOUT = 120.0
+STOP_POLL = 2.0
+# Following points after their images (Wait): first look, and the longest pause between looks.
+POINT_POLL_FIRST = 3.0
+POINT_POLL_MAX = 15.0
+
+
+@dataclass(frozen=True)
+class Protection:
+    """What the data disks of one instance got in this slot."""
+
+    points: tuple[DiskPoint, ...] = ()
+    failed: tuple[tuple[str, BlueprintError], ...] = ()
+    unprotected: tuple[str, ...] = ()
+
+    def apply(self, result: Result) -> Result:
+        """The instance's result with its points; a point that failed is kept aside (`disk_failures`) until the
+        image has been followed, then `finish` makes the result `.failed` (the image stands)."""
+        return result.but(disk_backups=self.points, unprotected=self.unprotected or None,
+                          disk_failures=result.disk_failures + self.failed)
+
+
+def finish(result: Result) -> Result:
+    """A result whose points failed becomes `.failed`, saying what was and was not protected."""
+    if not result.disk_failures or result.outcome == "failed":
+        return result
+    failed = result.disk_failures
+    error = _DiskBackupFailed(
+        f"data disk(s) {', '.join(d for d, _ in failed)} not protected ("
+        + "; ".join(f"{d}: {e.message}" for d, e in failed)[:400]
+        + f"); protected: the system disk (image {result.blueprint_id})"
+        + (f" and {', '.join(p.disk_id for p in result.disk_backups)}" if result.disk_backups else ""),
+        code=DISK_FAILED)
+    error.retryable = any(err.retryable for _, err in failed)
+    return result.but(outcome="failed", error=error, reason=None)
+
+
+class _DiskBackupFailed(BlueprintError):
+    status = 502
+
+
+@dataclass
+class RegionDisks:
+    """One region's data disks of the run's instances, and the points already made for the slot."""
+
+    disks: dict[str, list[Disk]] = field(default_factory=dict)
+    slot_points: dict[str, Point] = field(default_factory=dict)
+
+
+@dataclass
+class DiskSteps:
+    """The data-disk steps of a run (called by `blueprint.images.ImageMaker`)."""
+
+    cloud: Disks
+    lighthouse: Lighthouse
+    retry: RetryPolicy
+    default: str = "all"
+
+    # ---- planning ----------------------------------------------------------------------------------------
+
+    def prepare(self, run: Run, region: str, targets: Sequence[Target]) -> None:
+        """Read the region's data disks and the slot's points once, for every instance of the run.
+
+        Raises:
+            BadRequest: the job names a disk that is not a data disk of any of its instances there.
+            BlueprintError: the lookups failed.
+        """
+        ids = [t.ref.InstanceId for t in targets]
+        disks = self.retry.call(partial(self.cloud.find_disks, region, ids, deadline=run.deadline),
+                                deadline=run.deadline) if ids else []
+        state = RegionDisks()
+        for disk in disks:
+            state.disks.setdefault(disk.instance_id, []).append(disk)
+        chosen = run.job.DataDisks if run.job.DataDisks is not None else self.default
+        if isinstance(chosen, list):
+            strangers = sorted(set(chosen) - {d.id for d in disks})
+            if strangers:
+                raise BadRequest(f"DataDisks names {', '.join(strangers)}, not a data disk of the job's instances in "
+                                 f"{region}", code="InvalidParameterValue.DiskNotAttached")
+        if disks and chosen != "none" and not run.job.DryRun:
+            found = self.retry.call(partial(self.cloud.find_points, region, tags={SLOT_TAG: run.digest},
+                                            deadline=run.deadline), deadline=run.deadline)
+            state.slot_points = _oldest_per_disk(p for p in found if p.tags.get(SLOT_TAG) == run.digest)
+        # Kept on the run, never on this long-lived object: a later run (or warm invocation) asks the cloud again.
+        run.disk_state[region] = state
+
+    def wanted(self, run: Run, region: str, instance_id: str) -> tuple[list[Disk], tuple[str, ...]]:
+        """The disks to protect for one instance, and the ids of its data disks left out."""
+        disks = _state(run, region).disks.get(instance_id, [])
+        chosen = run.job.DataDisks if run.job.DataDisks is not None else self.default
+        keep = [] if chosen == "none" else [d for d in disks if chosen == "all" or d.id in chosen]
+        return keep, tuple(d.id for d in disks if d not in keep)
+
+    def stop_first(self, run: Run, region: str, targets: Sequence[Target]) -> set[str]:
+        """ForcePowerOff: stop the running instances that have disks to protect, so their points and their
+        image come from one power cycle; returns the ids stopped (started again once the images are done).
+
+        Raises:
+            BlueprintError: the instances could not be stopped (their results say so).
+        """
+        ids = [t.ref.InstanceId for t in targets if self.wanted(run, region, t.ref.InstanceId)[0]]
+        if not ids:
+            return set()
+        found = self.retry.call(partial(self.lighthouse.find_instances, region, ids=ids, deadline=run.deadline),
+                                deadline=run.deadline)
+        running = [i.id for i in found if i.state == "RUNNING"]
+        for start in range(0, len(running), 100):
+            self.retry.call(partial(self.cloud.stop_instances, region, running[start:start + 100],
+                                    deadline=run.deadline), deadline=run.deadline)
+        self._until_stopped(run, region, running)
+        return set(running)
+
+    def _until_stopped(self, run: Run, region: str, ids: list[str]) -> None:
+        deadline = run.deadline.within(STOP_TIMEOUT)
+        waiting = list(ids)
+        while waiting and deadline.remaining() > STOP_POLL:
+            deadline.pause(STOP_POLL, "instances to stop", region=region, instances=len(waiting))
+            found = self.retry.call(partial(self.lighthouse.find_instances, region, ids=waiting,
+                                            deadline=run.deadline), deadline=run.deadline)
+            waiting = [i.id for i in found if not (i.state == "STOPPED" and i.operation_state != "OPERATING")]
+
+    # ---- one instance --------------------------------------------------------------------------------------
+
+    def protect(self, run: Run, target: Target, name: str) -> Protection:
+        """One point per wanted disk of the instance for this slot: the slot's own if made, else a new one."""
+        wanted, left_out = self.wanted(run, target.ref.Region, target.ref.InstanceId)
+        points: list[DiskPoint] = []
+        failed: list[tuple[str, BlueprintError]] = []
+        for disk in wanted:
+            try:
+                point = self._point(run, target, disk, name)
+            except BlueprintError as err:
+                log("ERROR", "backup point failed", instance=target.ref.InstanceId, disk=disk.id, error=err.message)
+                failed.append((disk.id, err))
+                continue
+            points.append(DiskPoint(disk_id=disk.id, point_id=point.id, state=point.state))
+        return Protection(tuple(points), tuple(failed), left_out)
+
+    def _point(self, run: Run, target: Target, disk: Disk, name: str) -> Point:
+        state = _state(run, target.ref.Region)
+        existing = state.slot_points.get(disk.id)
+        if existing is not None:
+            return existing
+        tags = {t.Key: t.Value for t in run.job.Tags} | {INSTANCE_TAG: target.ref.InstanceId, SLOT_TAG: run.digest}
+        attempt = partial(self._create, run, target.ref.Region, disk, f"{name}-{disk.id}"[:90], tags)
+        try:
+            point = self._carefully(run, target.ref.Region, disk, attempt)
+        except DiskQuotaExceeded as err:
+            point = self._after_quota(run, target, disk, err, attempt)
+        state.slot_points[disk.id] = point
+        return point
+
+    def _create(self, run: Run, region: str, disk: Disk, name: str, tags: dict[str, str]) -> Point:
+        point_id, request_id = self.cloud.create_point(region, disk.id, name=name, tags=tags, deadline=run.deadline)
+        return Point(id=point_id, disk_id=disk.id, state="CREATING", tags=tags, name=name, request_id=request_id)
+
+    def _carefully(self, run: Run, region: str, disk: Disk, attempt: Callable[[], Point]) -> Point:
+        """Create with retries; before a retry after a lost answer, look for the slot's point of the disk."""
+
+        def before_retry(err: BlueprintError) -> Point | None:
+            if not isinstance(err, CloudUnavailable | InstanceBusy):
+                return None
+            found = self.retry.call(partial(self.cloud.find_points, region, tags={SLOT_TAG: run.digest},
+                                            deadline=run.deadline), deadline=run.deadline)
+            return _oldest_per_disk(p for p in found if p.tags.get(SLOT_TAG) == run.digest).get(disk.id)
+
+        return self.retry.call(attempt, deadline=run.deadline, before_retry=before_retry)
+
+    def _after_quota(self, run: Run, target: Target, disk: Disk, err: DiskQuotaExceeded,
+                     attempt: Callable[[], Point]) -> Point:
+        """The disk's backup quota is full: delete its oldest managed points down to Keep - 1, try once more."""
+        mine = [p for p in self._managed(run, target.ref.Region, target.ref.InstanceId) if p.disk_id == disk.id]
+        doomed = plan_prune(mine, run.keep - 1, deletable=POINT_DELETABLE) if run.keep else []
+        if doomed and self._delete(run, target.ref.Region, [p.id for p in doomed]):
+            return self._carefully(run, target.ref.Region, disk, attempt)
+        quota = "no backup quota" if disk.backup_quota == 0 else f"a full backup quota ({disk.backup_quota} points)"
+        raise DiskQuotaExceeded(
+            f"{disk.id} has {quota}; {len(mine)} of its points were made by this function"
+            + ("" if run.keep else "; set Keep (or BLUEPRINT_KEEP) to let the function delete its old points")
+            + "; or raise the disk's quota (ModifyDisksBackupQuota, billable)", request_id=err.request_id) from err
+
+    # ---- after creating: retention ---------------------------------------------------------------------------
+
+    def retain(self, run: Run, region: str, results: list[Result]) -> list[Result]:
+        """Keep `Keep` managed points per protected disk of the instances imaged now; the results with what
+        was deleted (`PrunedDiskBackups`)."""
+        if not run.keep:
+            return results
+        made = [n for n, r in enumerate(results) if r.region == region and r.disk_backups and not r.resent]
+        if not made:
+            return results
+        by_instance: dict[str, list[Point]] = defaultdict(list)
+        listing = partial(self.cloud.find_points, region, tag_key=INSTANCE_TAG, deadline=run.deadline) \
+            if len(made) > 1 else partial(self.cloud.find_points, region, deadline=run.deadline,
+                                          tags={INSTANCE_TAG: results[made[0]].instance_id})
+        for point in self.retry.call(listing, deadline=run.deadline):
+            by_instance[point.tags.get(INSTANCE_TAG, "")].append(point)
+        results = list(results)
+        for index in made:
+            results[index] = self._prune(run, region, results[index], by_instance.get(results[index].instance_id, []))
+        return results
+
+    def _prune(self, run: Run, region: str, result: Result, points: list[Point]) -> Result:
+        assert run.keep is not None  # noqa: S101 (the caller prunes only with Keep)
+        per_disk: dict[str, list[Point]] = defaultdict(list)
+        for point in points:
+            per_disk[point.disk_id].append(point)
+        doomed: list[Point] = []
+        for made in result.disk_backups:
+            current = {p.id: p for p in per_disk.get(made.disk_id, [])}
+            if made.point_id and made.point_id not in current:  # the listing may not show it yet
+                current[made.point_id] = Point(id=made.point_id, disk_id=made.disk_id, state=made.state or "CREATING",
+                                               tags={INSTANCE_TAG: result.instance_id, SLOT_TAG: run.digest})
+            doomed += plan_prune(current.values(), run.keep, deletable=POINT_DELETABLE)
+        ids = [p.id for p in doomed if _managed(p, result.instance_id)]
+        if not ids or not self._delete(run, region, ids):
+            return result
+        return result.but(pruned_points=result.pruned_points + tuple(ids))
+
+    def _managed(self, run: Run, region: str, instance_id: str) -> list[Point]:
+        found = self.retry.call(partial(self.cloud.find_points, region, tags={INSTANCE_TAG: instance_id},
+                                        deadline=run.deadline), deadline=run.deadline)
+        return [p for p in found if _managed(p, instance_id)]
+
+    def _delete(self, run: Run, region: str, ids: list[str]) -> bool:
+        try:
+            self.retry.call(partial(self.cloud.delete_points, region, ids, deadline=run.deadline),
+                            deadline=run.deadline)
+        except BlueprintError as err:
+            log("ERROR", "could not delete old backup points", region=region, error=err.message)
+            return False
+        return True
+
+    def refresh(self, run: Run, region: str, results: list[Result]) -> list[Result]:
+        """After following the images: the points' latest states; a point the cloud no longer lists could not
+        be made (DiskBackupState has no failure value), and its instance's result says so."""
+        ids = [p.point_id for r in results if r.region == region for p in r.disk_backups
+               if p.point_id and p.state != "NORMAL"]
+        if not ids:
+            return results
+        seen = self._follow(run, region, ids)
+        updated = []
+        for result in results:
+            if result.region != region or not result.disk_backups:
+                updated.append(result)
+                continue
+            points = tuple(p if p.point_id not in ids else DiskPoint(p.disk_id, p.point_id, seen[p.point_id].state)
+                           for p in result.disk_backups if p.point_id not in ids or p.point_id in seen)
+            lost = [(p.disk_id, BlueprintError(f"backup point {p.point_id} could not be made (the cloud no longer "
+                                               "lists it)", code=DISK_FAILED))
+                    for p in result.disk_backups if p.point_id in ids and p.point_id not in seen]
+            updated.append(result.but(disk_backups=points, disk_failures=result.disk_failures + tuple(lost)))
+        return updated
+
+    def finish(self, results: list[Result]) -> list[Result]:
+        """The results, `.failed` where a point failed (once the images were followed)."""
+        return [finish(r) for r in results]
+
+    def _follow(self, run: Run, region: str, ids: list[str]) -> dict[str, Point]:
+        """Poll the points until none is being made (only when the job says Wait: a run that follows its images
+        only to start the instance again looks once), or the deadline is near; the last listing by id."""
+        delay = POINT_POLL_FIRST
+        while True:
+            seen = {p.id: p for p in self.retry.call(partial(self.cloud.find_points, region, ids=ids,
+                                                            deadline=run.deadline), deadline=run.deadline)}
+            moving = [i for i in ids if i in seen and seen[i].state == "CREATING"]
+            if not moving or not run.job.Wait or run.deadline.remaining() < delay + 2:
+                return seen
+            run.deadline.pause(delay, "backup points to become NORMAL", region=region, points=len(moving))
+            delay = min(delay * 1.5, POINT_POLL_MAX)
+
+    # ---- dry runs ---------------------------------------------------------------------------------------
+
+    def dry_run(self, run: Run, target: Target, result: Result) -> Result:
+        """What a real run would protect, leave out, delete and keep, for one instance."""
+        wanted, left_out = self.wanted(run, target.ref.Region, target.ref.InstanceId)
+        points = tuple(DiskPoint(disk_id=d.id, point_id=None, state=None) for d in wanted)
+        kept: dict[str, Any] = dict(result.kept or {})
+        if wanted:
+            mine = self._managed(run, target.ref.Region, target.ref.InstanceId) if run.keep else []
+            kept["DiskBackups"] = {d.id: _kept([p for p in mine if p.disk_id == d.id], run.keep) for d in wanted}
+        return result.but(disk_backups=points, unprotected=left_out or None, kept=kept or None)
+
+    def price(self, run: Run, region: str, count: int) -> dict[str, Any]:
+        """The price of `count` images in the region, or why it is unknown (the dry run answers anyway)."""
+        try:
+            price: Price = self.retry.call(partial(self.cloud.price, region, count, deadline=run.deadline),
+                                           deadline=run.deadline)
+        except BlueprintError as err:
+            return {"Unknown": f"the price could not be read: {err.code}"}
+        return price.data()
+
+
+
+def _state(run: Run, region: str) -> RegionDisks:
+    state = run.disk_state.get(region)
+    return state if isinstance(state, RegionDisks) else RegionDisks()
+
+
+def _kept(points: list[Point], keep: int | None) -> int:
+    """How many managed points of one disk remain after a run that adds one."""
+    return len(points) + 1 if keep is None else min(keep, len(points) + 1)
+
+
+def _managed(point: Point, instance_id: str) -> bool:
+    return point.tags.get(INSTANCE_TAG) == instance_id and bool(point.tags.get(SLOT_TAG))
+
+
+def _oldest_per_disk(points: Any) -> dict[str, Point]:
+    oldest: dict[str, Point] = {}
+    for point in sorted(points, key=lambda p: (p.created.timestamp() if p.created else 0.0, p.id)):
+        if point.state != "DELETING":
+            oldest.setdefault(point.disk_id, point)
+    return oldest
