@@ -417,7 +417,9 @@ class ImageMaker:
                   keep=self.policy.keep_for(job), report=RunReport(trigger, slot_key, multi=multi),
                   was_running={t.ref.InstanceId for t in targets if t.was_running},
                   prefetched=dict(prefetched or {}), account=account,
-                  follows=not job.DryRun and (job.Wait or any(p.wanted(job) for p in self.phases)))
+                  # An instance handed over as "was running" (its image stopped it) is followed to be started.
+                  follows=not job.DryRun and (job.Wait or any(t.was_running for t in targets)
+                                              or any(p.wanted(job) for p in self.phases)))
         run.report.matched = len(targets) + len(refused)
         now = self.clock.monotonic()
         run.report.results.extend(run.result(t, "failed", error=why, started=now, finished=now) for t, why in refused)

@@ -271,3 +271,26 @@ def test_the_listing_shows_each_images_points_and_the_totals(restorer, emu) -> N
     assert response["statusCode"] == 200, body
     assert body["TotalCount"] == 1 and body["DiskBackupCount"] == 1
     assert body["BlueprintSet"][0]["DiskBackups"][0]["DiskId"] == WEB_DISK
+
+
+# ---- chained work: a run that stopped the instance hands the rest on, and the follow-up starts it again ----------
+
+def test_a_run_short_of_time_hands_on_and_the_follow_up_starts_the_instance_again(make_app, emu) -> None:
+    import orjson as _orjson
+
+    emu.scf.add_function("lighthouse-blueprint")
+    app = make_app(BLUEPRINT_DATA_DISKS=None)  # the real clock: the image outlives this short invocation
+    first = app.handle(timer_event({"InstanceId": WEB}), context(time_limit_in_ms=12_000))
+    [result] = first["Results"]
+    assert result["DiskBackups"][0]["DiskId"] == WEB_DISK and first["Dispatched"] == 1
+    instance = emu.lighthouse.instance(WEB)
+    assert instance is not None and instance["InstanceState"] == "STOPPED"  # stopped by the function, image running
+    [call] = [i for i in emu.scf.invocations if i["InvocationType"] == "Event"]
+    event = _orjson.loads(call["ClientContext"])
+    assert event["Kind"] == "follow" and event["Targets"][0]["WasRunning"] is True
+    emu.advance(120)
+    answer = app.handle(event, context(request_id=call["FunctionRequestId"]))
+    assert answer["Results"][0]["State"] == "NORMAL" and answer["Results"][0]["InstanceRestarted"] is True
+    instance = emu.lighthouse.instance(WEB)
+    assert instance is not None and instance["InstanceState"] == "RUNNING"
+    assert len(emu.calls_of("CreateDiskBackup")) == 1 and len(emu.calls_of("CreateBlueprint")) == 1
