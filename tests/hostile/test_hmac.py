@@ -158,3 +158,30 @@ def test_refusals_are_logged_without_what_was_sent(app, clock, log_stream) -> No
     logged = log_stream.getvalue()
     assert "HTTP request refused" in logged
     assert sent.split(",", 1)[1] not in logged
+
+
+# ---- restores are signed with their own secret (issue 14) -----------------------------------------------------
+
+RESTORE_SECRET = "whsec_" + base64.b64encode(b"restore-secret-of-thirty-two-byt").decode()
+
+
+def test_restores_need_the_restore_secret_and_it_never_makes_images(make_app, clock: EmuClock, emu) -> None:
+    app = make_app(clock=clock, BLUEPRINT_HTTP_AUTH="hmac", BLUEPRINT_HTTP_SECRET=SECRET_A, BLUEPRINT_HTTP_TOKEN=None,
+                   BLUEPRINT_RESTORE="on", BLUEPRINT_RESTORE_TOKEN=RESTORE_SECRET)
+    image = app.handle(signed_event(SECRET_A, orjson.dumps({"InstanceId": "lhins-web00001", "Wait": True}),
+                                    msg_id="make", at=clock.time()), context())
+    assert image["statusCode"] == 202, image["body"]
+    emu.advance(60)
+    blueprint_id = orjson.loads(image["body"])["BlueprintId"]
+    body = orjson.dumps({"InstanceId": "lhins-web00001", "BlueprintId": blueprint_id, "DryRun": True})
+
+    def restore(secret: str, msg_id: str) -> int:
+        event = signed_event(secret, body, msg_id=msg_id, at=clock.time())
+        event["path"] = event["requestContext"]["path"] = "/release/restores"
+        return int(app.handle(event, context())["statusCode"])
+
+    assert restore(SECRET_A, "r1") == 401  # the secret that makes images never restores
+    assert restore(RESTORE_SECRET, "r2") == 202
+    made_with_restore_secret = signed_event(RESTORE_SECRET, orjson.dumps(JOB), msg_id="m2", at=clock.time())
+    assert app.handle(made_with_restore_secret, context())["statusCode"] == 401
+    assert emu.calls_of("ResetInstance") == []
