@@ -23,10 +23,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 
-from blueprint.errors import AgentUnavailable, BlueprintError, CommandFailed, InstanceBusy
+from blueprint.errors import (
+    AgentUnavailable,
+    BlueprintError,
+    CloudUnavailable,
+    CommandFailed,
+    CommandInterrupted,
+    InstanceBusy,
+)
 from blueprint.images import Run, Target
 from blueprint.lighthouse import Instance, Lighthouse
 from blueprint.logs import log
@@ -53,6 +60,17 @@ POST_FAILED = "FailedOperation.PostCommandFailed"
 
 Create = Callable[[Run, Sequence[Target]], list[Result]]
 Follow = Callable[[Run, str, list[Result], float], list[Result]]
+
+
+@dataclass(frozen=True)
+class _Ran:
+    """How a command went on a batch: each instance's task (as last seen), the error that stopped the function
+    following it, and the instances where it may still be running (its end is not known and it could not be
+    cancelled, or its start's answer was lost)."""
+
+    tasks: dict[str, Task] = field(default_factory=dict)
+    error: BlueprintError | None = None
+    unsettled: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -133,10 +151,11 @@ class Quiescer:
             return [run.result(t, "failed", error=err) for t in batch]
         results: list[Result] = []
         made: list[Result] = []
+        unsettled: frozenset[str] = frozenset()
         try:
             ready = batch
             if commands.pre is not None:
-                ready, failed = self._pre(run, region, commands.pre, batch)
+                ready, failed, unsettled = self._pre(run, region, commands.pre, batch)
                 results += failed
             # Paused: a busy instance is not waited out (its error says when to retry), the post-command follows.
             made = create(replace(run, deadline=run.deadline.impatient()), ready)
@@ -144,39 +163,51 @@ class Quiescer:
                 made = follow(run, region, made, self._post_window(run) + BATCH_BUDGET)
         finally:
             results += made
-            results += self._post(run, region, batch, made)
+            # Where the pre-command may still be running, the post-command of this run may come before its end:
+            # the mark stays, so the next run (the platform's retry: the failure says a retry helps) thaws again.
+            results += self._post(run, region, batch, made, keep_marked=unsettled)
         return results
 
-    def _pre(self, run: Run, region: str, command: Command, batch: list[Target]) -> tuple[list[Target], list[Result]]:
-        """Run the pre-command; the targets it succeeded on, and a failed result for each of the others."""
-        tasks, err = self._command(run, region, command, [t.ref.InstanceId for t in batch], "pre")
+    def _pre(self, run: Run, region: str, command: Command,
+             batch: list[Target]) -> tuple[list[Target], list[Result], frozenset[str]]:
+        """Run the pre-command; the targets it succeeded on, a failed result for each of the others, and the ids
+        where it may still be running."""
+        ran = self._command(run, region, command, [t.ref.InstanceId for t in batch], "pre")
         ok, failed = [], []
         for target in batch:
-            task = tasks.get(target.ref.InstanceId)
+            task = ran.tasks.get(target.ref.InstanceId)
             if task is not None and task.succeeded:
                 ok.append(target)
                 continue
-            why = _why(task, err, target.ref.InstanceId)
-            failed.append(run.result(target, "failed", command=_report("pre", command, task), error=CommandFailed(
-                f"the pre-command {command.label} {why}: no image was made (the post-command still ran)",
-                code=PRE_FAILED)))
-        return ok, failed
+            why = _why(task, ran.error, target.ref.InstanceId)
+            message = f"the pre-command {command.label} {why}: no image was made (the post-command still ran)"
+            if target.ref.InstanceId in ran.unsettled:
+                message += ("; it may still be running, so the pause mark stays and the next try runs the "
+                            "post-command again")
+            # Cut short by the cloud rather than by the command itself: the next try can succeed.
+            cut_short = target.ref.InstanceId in ran.unsettled or (
+                task is None and ran.error is not None and ran.error.retryable)
+            error = (CommandInterrupted if cut_short else CommandFailed)(message, code=PRE_FAILED)
+            failed.append(run.result(target, "failed", command=_report("pre", command, task), error=error))
+        return ok, failed, ran.unsettled
 
-    def _post(self, run: Run, region: str, batch: Sequence[Target], made: Sequence[Result]) -> list[Result]:
-        """Run the post-command on the batch and unmark where it succeeded; a `.failed` beside each other."""
+    def _post(self, run: Run, region: str, batch: Sequence[Target], made: Sequence[Result], *,
+              keep_marked: frozenset[str] = frozenset()) -> list[Result]:
+        """Run the post-command on the batch and unmark where it succeeded (but `keep_marked`); a `.failed` beside
+        each other."""
         commands = run.commands
         assert commands is not None  # noqa: S101 (the caller runs only jobs with commands)
         images = {r.instance_id: r.blueprint_id for r in made if r.blueprint_id}
         if commands.post is None:
-            self._unmark(run, region, batch)
+            self._unmark(run, region, [t for t in batch if t.ref.InstanceId not in keep_marked])
             return []
-        tasks, err = self._command(run, region, commands.post, [t.ref.InstanceId for t in batch], "post")
-        done = [t for t in batch if (task := tasks.get(t.ref.InstanceId)) is not None and task.succeeded]
-        self._unmark(run, region, done)
+        ran = self._command(run, region, commands.post, [t.ref.InstanceId for t in batch], "post")
+        done = [t for t in batch if (task := ran.tasks.get(t.ref.InstanceId)) is not None and task.succeeded]
+        self._unmark(run, region, [t for t in done if t.ref.InstanceId not in keep_marked])
         failures = []
         for target in (t for t in batch if t not in done):
-            task = tasks.get(target.ref.InstanceId)
-            why = _why(task, err, target.ref.InstanceId)
+            task = ran.tasks.get(target.ref.InstanceId)
+            why = _why(task, ran.error, target.ref.InstanceId)
             log("ERROR", "post-command failed: the application may still be paused", instance=target.ref.InstanceId,
                 region=region, command=commands.post.label, error=why)
             failures.append(run.result(target, "failed", blueprint_id=images.get(target.ref.InstanceId),
@@ -198,11 +229,10 @@ class Quiescer:
 
     # ---- TAT and the pause mark ----------------------------------------------------------------------------
 
-    def _command(self, run: Run, region: str, command: Command, ids: list[str],
-                 phase: str) -> tuple[dict[str, Task], BlueprintError | None]:
-        """Start the command on the instances and wait for its tasks (never retried: RunCommand has no
-        idempotency token, a resent call could run it twice). Returns each instance's task, and the error
-        that stopped it, if one did."""
+    def _command(self, run: Run, region: str, command: Command, ids: list[str], phase: str) -> _Ran:
+        """Start the command on the instances and wait for its tasks (the start is never retried: RunCommand has
+        no idempotency token, a resent call could run it twice). A pre-command given up on is cancelled, so it
+        cannot go on pausing after the post-command."""
         assert run.commands is not None  # noqa: S101 (the caller runs only jobs with commands)
         timeout = run.commands.timeout
         deadline: Deadline = run.deadline.within(timeout + REPORT_GRACE)
@@ -216,20 +246,29 @@ class Quiescer:
             else:
                 invocation = self.tat.run_shell(region, ids, command.text or "", timeout=timeout,
                                                 deadline=run.deadline, name=f"lighthouse-blueprint-{phase}")
+        except BlueprintError as err:
+            # A lost answer, or a failure on the cloud's side, may have started it all the same (its id unknown).
+            return _Ran(error=err, unsettled=frozenset(ids) if isinstance(err, CloudUnavailable) else frozenset())
+        error: BlueprintError | None = None
+        try:
             tasks = wait_for_tasks(self.tat, region, [invocation], deadline=deadline, expected=len(ids),
                                    interval=0.2, growth=1.5, max_interval=1.0)
         except BlueprintError as err:
-            return {}, err
-        if phase == "pre" and not all(t.finished for t in tasks):
-            self._cancel(run, region, invocation)  # given up on: it must not go on pausing after the post-command
-        return {t.instance_id: t for t in tasks}, None
+            tasks, error = [], err
+        unfinished = frozenset(ids) - {t.instance_id for t in tasks if t.finished}
+        if phase == "pre" and unfinished and self._cancel(run, region, invocation):
+            unfinished = frozenset()
+        return _Ran({t.instance_id: t for t in tasks}, error, unfinished if phase == "pre" else frozenset())
 
-    def _cancel(self, run: Run, region: str, invocation: str) -> None:
+    def _cancel(self, run: Run, region: str, invocation: str) -> bool:
+        """CancelInvocation (safe to repeat); False when it could not be done."""
         try:
-            self.tat.cancel(region, invocation, deadline=run.deadline)
+            self.retry.call(partial(self.tat.cancel, region, invocation, deadline=run.deadline), deadline=run.deadline)
         except BlueprintError as err:
             log("ERROR", "could not cancel a pre-command that did not finish in time", region=region,
                 invocation=invocation, error=err.message)
+            return False
+        return True
 
     @staticmethod
     def _post_window(run: Run) -> float:
@@ -276,7 +315,7 @@ def _state(instances: dict[str, Instance], result: Result) -> str | None:
 def _why(task: Task | None, err: BlueprintError | None, instance_id: str) -> str:
     """How a command ended on one instance, in words (the output is in the result's `Command`)."""
     if task is None:
-        return f"could not be started ({err.code}: {err.message})" if err is not None else \
+        return f"could not be started or followed ({err.code}: {err.message})" if err is not None else \
             f"left no task on {instance_id}"
     if not task.finished:
         return f"did not finish in time on {instance_id} (TaskStatus {task.status})"

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
 from blueprint.cloud import ClientCache, translate
+from blueprint.errors import BlueprintError
 from blueprint.logs import redact
 from blueprint.retry import Deadline, RateLimiter
 
@@ -235,16 +236,27 @@ def wait_for_tasks(tat: Tat, region: str, invocation_ids: Sequence[str], *, dead
     grows by `growth` each time, up to `max_interval`.
 
     Returns the last tasks seen: check `finished` on each, time may have run out first. Sleeps on the deadline's
-    clock, so tests that move an emulated clock never wait.
+    clock, so tests that move an emulated clock never wait. A poll that fails in a way a retry can fix is made
+    again at the next interval.
 
     Raises:
-        BlueprintError: what `tasks` raises (a translated cloud error).
+        BlueprintError: what `tasks` raises when a retry cannot help, or when no poll succeeded in time.
     """
+    found: list[Task] = []
     while True:
-        found = tat.tasks(region, invocation_ids, deadline=deadline)
-        if len(found) >= max(expected, 1) and all(task.finished for task in found):
+        try:
+            found, failed = tat.tasks(region, invocation_ids, deadline=deadline), None
+        except BlueprintError as err:
+            # A poll only reads: one that was throttled or failed on the cloud's side is simply made again later
+            # (giving up here would leave a command running that the caller thinks never started).
+            if not err.retryable:
+                raise
+            failed = err
+        if failed is None and len(found) >= max(expected, 1) and all(task.finished for task in found):
             return found
         if deadline.remaining() <= interval:
+            if failed is not None and not found:
+                raise failed
             return found
         deadline.pause(interval, "commands to finish", region=region, invocations=len(invocation_ids))
         interval = min(interval * growth, max(max_interval, interval))

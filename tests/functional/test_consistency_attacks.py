@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from blueprint.errors import BlueprintError
 from tests.conftest import EmuClock, context, timer_event
-from tests.functional.test_consistency import COMMANDS, JOB, POST, PRE, WEB, contents
+from tests.functional.test_consistency import COMMANDS, JOB, POST, PRE, WEB, contents, paused, runs
 
 
 @pytest.fixture
@@ -40,3 +41,86 @@ def test_post_after_ready_still_prunes_to_keep(app, emu) -> None:
         assert answer["Results"][0]["State"] == "NORMAL"
     assert len(managed_images(emu)) == 1
     assert contents(emu) == [PRE, POST] * 3
+
+
+# ---- the pre-command's end is not known ------------------------------------------------------------------
+
+def alternates(sequence: list[str]) -> bool:
+    """Never two pre-commands without a post-command in between."""
+    last = None
+    for content in sequence:
+        if content == PRE and last == PRE:
+            return False
+        last = content if content in (PRE, POST) else last
+    return True
+
+
+def post_started_after_every_pre_ended(emu) -> bool:
+    """The last post-command started once every pre-command before it had ended."""
+    done = runs(emu)
+    last_post = max((r for r in done if r["Content"] == POST), key=lambda r: r["Start"])
+    return all(r["End"] is not None and r["End"] <= last_post["Start"] for r in done
+               if r["Content"] == PRE and r["Created"] <= last_post["Created"])
+
+
+@pytest.mark.parametrize("fault", ["lost answer", "dropped before", "InternalError"])
+def test_a_pre_command_start_that_may_have_run_keeps_the_mark_and_asks_for_a_retry(app, emu, fault: str) -> None:
+    # RunCommand has no idempotency token: after a lost answer the pre-command may be running (5 s here), and the
+    # post-command of this run may come before its end. The mark stays and the platform's retry resumes it.
+    emu.tat.script(WEB, duration=5, match="fsfreeze -f", times=1)
+    if fault == "InternalError":
+        emu.faults.fail("RunCommand", "InternalError", times=1)
+    else:
+        emu.faults.drop("RunCommand", after=fault == "lost answer", times=1)
+    with pytest.raises(BlueprintError) as raised:
+        app.handle(timer_event(JOB), context())
+    assert raised.value.retryable
+    assert contents(emu)[-1] == POST and emu.calls_of("CreateBlueprint") == []
+    assert paused(emu) is not None  # the pre-command may outlive this post-command: the next run thaws again
+    emu.advance(10)
+    answer = app.handle(timer_event(JOB), context())  # SCF's retry of the same slot
+    assert answer["Results"][0]["BlueprintId"].startswith("lhbp-")
+    assert contents(emu)[-3:] == [POST, PRE, POST] and alternates(contents(emu))
+    assert post_started_after_every_pre_ended(emu)
+    assert len(managed_images(emu)) == 1 and paused(emu) is None
+
+
+@pytest.mark.parametrize("code", ["InternalError", "RequestLimitExceeded"])
+def test_a_poll_that_fails_once_does_not_abandon_the_pre_command(app, emu, code: str) -> None:
+    # A transient error reading the tasks used to end the wait: "could not be started", the post-command ran at
+    # once while the pre-command went on running, and the mark was removed.
+    emu.tat.script(WEB, duration=5, match="fsfreeze -f")
+    emu.faults.fail("DescribeInvocationTasks", code, times=1)
+    answer = app.handle(timer_event(JOB), context())
+    assert answer["Results"][0]["BlueprintId"].startswith("lhbp-") and "Error" not in answer["Results"][0]
+    assert contents(emu) == [PRE, POST] and post_started_after_every_pre_ended(emu)
+    assert paused(emu) is None
+
+
+def test_a_pre_command_that_cannot_be_followed_is_cancelled_before_the_post_command(app, emu) -> None:
+    emu.tat.script(WEB, duration=500, match="fsfreeze -f")
+    emu.faults.fail("DescribeInvocationTasks", "InternalError", times=10_000)
+    with pytest.raises(BlueprintError) as raised:  # the cloud, not the command, cut it short: a retry can help
+        app.handle(timer_event(JOB), context(time_limit_in_ms=80_000))  # gives up before TAT's own 60 s timeout
+    assert raised.value.code == "FailedOperation.PreCommandFailed" and raised.value.retryable
+    pre, post = runs(emu)
+    assert pre["TaskStatus"] == "TERMINATED" and pre["End"] <= post["Start"]
+    assert emu.calls_of("CreateBlueprint") == []
+    assert paused(emu) is not None  # the post-command's end could not be read either: it runs again next time
+
+
+def test_a_pre_command_that_cannot_be_cancelled_keeps_the_mark(make_app, emu) -> None:
+    emu.tat.script(WEB, duration=500, match="fsfreeze -f", times=1)
+    emu.faults.fail("CancelInvocation", "InternalError", times=10_000)
+    app = make_app(clock=EmuClock(emu), BLUEPRINT_COMMAND_TIMEOUT="600", **COMMANDS)
+    with pytest.raises(BlueprintError) as raised:
+        app.handle(timer_event(JOB), context(time_limit_in_ms=120_000))
+    assert raised.value.retryable
+    pre, post = runs(emu)
+    assert pre["TaskStatus"] == "RUNNING" and post["TaskStatus"] == "SUCCESS"  # it went on after the post-command
+    assert paused(emu) is not None
+    emu.faults.clear()
+    emu.advance(600)
+    app.handle(timer_event(JOB), context(time_limit_in_ms=120_000))
+    assert contents(emu) == [PRE, POST, POST, PRE, POST] and post_started_after_every_pre_ended(emu)
+    assert paused(emu) is None and len(managed_images(emu)) == 1
