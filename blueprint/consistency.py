@@ -123,7 +123,12 @@ class Quiescer:
     def _running(self, run: Run, region: str, targets: list[Target], create: Create, follow: Follow) -> list[Result]:
         if not targets:
             return []
-        online = self.tat.agent_status(region, [t.ref.InstanceId for t in targets], deadline=run.deadline)
+        try:
+            online = self.retry.call(partial(self.tat.agent_status, region, [t.ref.InstanceId for t in targets],
+                                             deadline=run.deadline), deadline=run.deadline)
+        except BlueprintError as err:
+            # Reported per instance: what was done before (stopped instances imaged, resumes) keeps its results.
+            return [run.result(t, "failed", error=err) for t in targets]
         offline = [t for t in targets if not online.get(t.ref.InstanceId)]
         results = [run.result(t, "failed", error=AgentUnavailable(
             f"the automation agent (TAT) of {t.ref.InstanceId} is offline or not installed: no command can run, "
@@ -160,13 +165,23 @@ class Quiescer:
             # Paused: a busy instance is not waited out (its error says when to retry), the post-command follows.
             made = create(replace(run, deadline=run.deadline.impatient()), ready)
             if commands.post_after == "ready":
-                made = follow(run, region, made, self._post_window(run) + BATCH_BUDGET)
+                made = self._follow(run, region, made, follow)
         finally:
             results += made
             # Where the pre-command may still be running, the post-command of this run may come before its end:
             # the mark stays, so the next run (the platform's retry: the failure says a retry helps) thaws again.
             results += self._post(run, region, batch, made, keep_marked=unsettled)
         return results
+
+    def _follow(self, run: Run, region: str, made: list[Result], follow: Follow) -> list[Result]:
+        """The images followed to NORMAL before the post-command (`PostAfter: "ready"`); as they were when the
+        cloud cannot say (the post-command runs anyway, and the images keep their results)."""
+        try:
+            return follow(run, region, made, self._post_window(run) + BATCH_BUDGET)
+        except BlueprintError as err:
+            log("ERROR", "could not follow the images to NORMAL before the post-command", region=region,
+                error=err.message)
+            return made
 
     def _pre(self, run: Run, region: str, command: Command,
              batch: list[Target]) -> tuple[list[Target], list[Result], frozenset[str]]:

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from blueprint.errors import BlueprintError
-from tests.conftest import EmuClock, context, timer_event
-from tests.functional.test_consistency import COMMANDS, JOB, POST, PRE, WEB, contents, paused, runs
+from tests.conftest import EmuClock, context, received_events, timer_event
+from tests.functional.test_consistency import COMMANDS, JOB, POST, PRE, STOPPED, WEB, contents, paused, runs
 
 
 @pytest.fixture
@@ -124,3 +124,34 @@ def test_a_pre_command_that_cannot_be_cancelled_keeps_the_mark(make_app, emu) ->
     app.handle(timer_event(JOB), context(time_limit_in_ms=120_000))
     assert contents(emu) == [PRE, POST, POST, PRE, POST] and post_started_after_every_pre_ended(emu)
     assert paused(emu) is None and len(managed_images(emu)) == 1
+
+
+# ---- reads that fail ------------------------------------------------------------------------------------
+
+def test_an_agent_check_that_fails_once_is_made_again(app, emu) -> None:
+    emu.faults.fail("DescribeAutomationAgentStatus", "InternalError", times=1)
+    answer = app.handle(timer_event(JOB), context())
+    assert answer["Results"][0]["BlueprintId"].startswith("lhbp-")
+    assert contents(emu) == [PRE, POST]
+
+
+def test_an_agent_check_that_keeps_failing_loses_no_other_result(app, emu, receiver) -> None:
+    # The stopped instance's image is made before the agents are asked about: it must be reported as made.
+    emu.faults.fail("DescribeAutomationAgentStatus", "InternalError", times=100)
+    with pytest.raises(BlueprintError):
+        app.handle(timer_event({"InstanceIds": [WEB, STOPPED]}), context())
+    made = {e["subject"]: e for e in received_events(receiver) if e["type"].endswith(".created")}
+    failed = {e["subject"]: e for e in received_events(receiver) if e["type"].endswith(".failed")}
+    assert set(made) == {STOPPED} and made[STOPPED]["data"]["Consistency"] == "power-off"
+    assert set(failed) == {WEB} and failed[WEB]["data"]["Error"]["Code"] == "InternalError"
+    assert runs(emu) == [] and paused(emu) is None
+
+
+def test_a_follow_that_fails_before_the_post_command_keeps_the_image_result(app, emu, receiver) -> None:
+    emu.faults.fail("DescribeBlueprints", "InternalError", times=100, skip=1)  # the slot lookup passes
+    answer = app.handle(timer_event({**JOB, "PostAfter": "ready"}), context())
+    assert contents(emu) == [PRE, POST] and paused(emu) is None
+    [image] = managed_images(emu)
+    assert answer["Results"][0]["BlueprintId"] == image["BlueprintId"] and "Error" not in answer["Results"][0]
+    created = [e for e in received_events(receiver) if e["type"].endswith(".created")]
+    assert [e["data"]["BlueprintId"] for e in created] == [image["BlueprintId"]]
