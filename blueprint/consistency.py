@@ -57,6 +57,8 @@ POST_WINDOW = 30.0
 MIN_WINDOW = 10.0
 PRE_FAILED = "FailedOperation.PreCommandFailed"
 POST_FAILED = "FailedOperation.PostCommandFailed"
+# Instance states in which the server is off (SHUTDOWN: isolated after expiry): nothing on it is paused.
+OFF_STATES = frozenset({"STOPPED", "SHUTDOWN"})
 
 Create = Callable[[Run, Sequence[Target]], list[Result]]
 Follow = Callable[[Run, str, list[Result], float], list[Result]]
@@ -94,7 +96,13 @@ class Quiescer:
         found = self.retry.call(partial(self.lighthouse.find_instances, region, ids=ids, deadline=run.deadline),
                                 deadline=run.deadline)
         instances = {i.id: i for i in found}
-        results, stuck = self._resume(run, region, [t for t in targets if PAUSED_TAG in _tags(instances, t)])
+        marked = [t for t in targets if PAUSED_TAG in _tags(instances, t)]
+        off = [t for t in marked if _state(instances, t.ref.InstanceId) in OFF_STATES]
+        if off:
+            # A server that is off holds nothing paused (a stop ends the frozen file system, the held lock), and
+            # no command can run on it: its mark is stale.
+            self._unmark(run, region, off)
+        results, stuck = self._resume(run, region, [t for t in marked if t not in off])
         running: list[Target] = []
         other: list[Target] = []
         busy: list[Result] = []
@@ -110,7 +118,7 @@ class Quiescer:
             else:
                 (running if instance is not None and instance.state == "RUNNING" else other).append(target)
         # Not running: stopped (consistent as it is), or in a state the create call will refuse with its reason.
-        results += [r.but(consistency="power-off") if _state(instances, r) == "STOPPED" else r
+        results += [r.but(consistency="power-off") if _state(instances, r.instance_id) == "STOPPED" else r
                     for r in create(run, other)]
         results += [run.result(t, "failed", error=BlueprintError(
             f"the post-command of an earlier run did not succeed on {t.ref.InstanceId}: it is not paused again "
@@ -322,8 +330,8 @@ def _tags(instances: dict[str, Instance], target: Target) -> dict[str, str]:
     return dict(instance.tags) if instance is not None else {}
 
 
-def _state(instances: dict[str, Instance], result: Result) -> str | None:
-    instance = instances.get(result.instance_id)
+def _state(instances: dict[str, Instance], instance_id: str) -> str | None:
+    instance = instances.get(instance_id)
     return instance.state if instance is not None else None
 
 

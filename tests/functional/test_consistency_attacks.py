@@ -155,3 +155,20 @@ def test_a_follow_that_fails_before_the_post_command_keeps_the_image_result(app,
     assert answer["Results"][0]["BlueprintId"] == image["BlueprintId"] and "Error" not in answer["Results"][0]
     created = [e for e in received_events(receiver) if e["type"].endswith(".created")]
     assert [e["data"]["BlueprintId"] for e in created] == [image["BlueprintId"]]
+
+
+# ---- the pause mark ---------------------------------------------------------------------------------------
+
+def test_a_mark_left_on_an_instance_that_was_stopped_since_does_not_block_its_images(app, emu) -> None:
+    # A stop ends whatever the pre-command paused; the post-command cannot run on a stopped server anyway, so
+    # the mark used to fail every later run of the instance with "the post-command of an earlier run".
+    emu.tat.script(WEB, exit_code=1, match="fsfreeze -u", times=1)
+    app.handle(timer_event(JOB), context())
+    assert paused(emu) is not None
+    emu.advance(120)
+    emu.lighthouse.set_instance_state(WEB, "STOPPED")
+    emu.advance(86_400)
+    answer = app.handle(timer_event(JOB, time_=day(28)), context())
+    [result] = answer["Results"]
+    assert result["BlueprintId"].startswith("lhbp-") and result["Consistency"] == "power-off"
+    assert paused(emu) is None and contents(emu) == [PRE, POST]
