@@ -761,7 +761,8 @@ def _quiescer(service: LighthouseService, clients: ClientCache, tagger: Tagger, 
     from blueprint.consistency import Quiescer  # noqa: PLC0415
     from blueprint.tat import TatService  # noqa: PLC0415
 
-    return Quiescer(service, TatService(clients), tagger, RetryPolicy(), batch=settings.concurrency)
+    return Quiescer(service, TatService(clients), tagger, RetryPolicy(), batch=settings.concurrency,
+                    configured_post=_command("BLUEPRINT_POST_COMMAND", settings.post_command))
 
 
 def _command(variable: str, value: SecretStr | None) -> Command | None:

@@ -6,12 +6,12 @@ ForcePowerOff false; the post-command runs as soon as the cloud accepted the ima
 it is NORMAL), and it runs whenever the pre-command ran, also when the pre-command or the create failed, so an
 application is never left paused. A post-command that fails is reported (`.failed` beside the image).
 
-Once per slot. Before its pre-command an instance is tagged `scf-blueprint:paused` (the slot's digest), and
-the tag is removed once its post-command succeeded. An invocation that finds the tag (an earlier one died, or
-its post-command failed, between the two) runs the post-command first: a pre-command never runs twice without
-its post-command in between. An instance whose slot image exists already runs no command at all (unless the
-tag says it is still paused). Post-commands must therefore be safe to run when nothing is paused, e.g.
-`fsfreeze -u /data || true`.
+Once per slot. Before its pre-command an instance is tagged `scf-blueprint:paused` (the slot's digest and the
+post-command that ends the pause), and the tag is removed once its post-command succeeded. An invocation that
+finds the tag (an earlier one died, or its post-command failed, between the two) runs the post-command the tag
+names first: a pre-command never runs twice without its post-command in between. An instance whose slot image
+exists already runs no command at all (unless the tag says it is still paused). Post-commands must therefore be
+safe to run when nothing is paused, e.g. `fsfreeze -u /data || true`.
 
 Fleets. The running instances of a region go in batches of BLUEPRINT_CONCURRENCY, side by side: one RunCommand
 per batch and command, each batch's images created as soon as its pre-command ended, so an instance stays
@@ -37,7 +37,7 @@ from blueprint.errors import (
 from blueprint.images import Run, Target
 from blueprint.lighthouse import Instance, Lighthouse
 from blueprint.logs import log
-from blueprint.policy import Command
+from blueprint.policy import COMMAND_ID, Command
 from blueprint.results import CommandRun, Result
 from blueprint.retry import Deadline, RetryPolicy
 from blueprint.tags import Tagger, resource_name
@@ -46,6 +46,10 @@ from blueprint.tat import Task, Tat, wait_for_tasks
 __all__ = ["PAUSED_TAG", "Quiescer"]
 
 PAUSED_TAG = "scf-blueprint:paused"
+# The pause mark's value is `<slot digest>:<post-command>`: a TAT command id, CONFIGURED (BLUEPRINT_POST_COMMAND's
+# shell text) or NO_POST, so a later run resumes the pause with the command that ends it, whatever it runs itself.
+CONFIGURED = "configured"
+NO_POST = "none"
 # Seconds beyond a command's own timeout that the function waits for TAT to report it (the agent reports a
 # killed task within seconds; TASK_TIMEOUT comes at the timeout itself).
 REPORT_GRACE = 10.0
@@ -84,6 +88,8 @@ class Quiescer:
     tagger: Tagger | None
     retry: RetryPolicy
     batch: int = 8
+    # BLUEPRINT_POST_COMMAND: what resumes a pause that a run with the configured post-command left.
+    configured_post: Command | None = None
 
     def run(self, run: Run, region: str, targets: Sequence[Target], todo: Sequence[Target], *,
             create: Create, follow: Follow) -> list[Result]:
@@ -102,7 +108,8 @@ class Quiescer:
             # A server that is off holds nothing paused (a stop ends the frozen file system, the held lock), and
             # no command can run on it: its mark is stale.
             self._unmark(run, region, off)
-        results, stuck = self._resume(run, region, [t for t in marked if t not in off])
+        results, stuck = self._resume(run, region, [(t, _tags(instances, t)[PAUSED_TAG]) for t in marked
+                                                    if t not in off])
         running: list[Target] = []
         other: list[Target] = []
         busy: list[Result] = []
@@ -159,7 +166,7 @@ class Quiescer:
             run.overflow.extend(batch)  # too little time for both commands: a later invocation does it all
             return []
         try:
-            self._mark(run, region, batch, run.digest)
+            self._mark(run, region, batch, f"{run.digest}:{_post_ref(commands.post)}")
         except BlueprintError as err:
             return [run.result(t, "failed", error=err) for t in batch]
         results: list[Result] = []
@@ -178,7 +185,7 @@ class Quiescer:
             results += made
             # Where the pre-command may still be running, the post-command of this run may come before its end:
             # the mark stays, so the next run (the platform's retry: the failure says a retry helps) thaws again.
-            results += self._post(run, region, batch, made, keep_marked=unsettled)
+            results += self._post(run, region, commands.post, batch, made, keep_marked=unsettled)
         return results
 
     def _follow(self, run: Run, region: str, made: list[Result], follow: Follow) -> list[Result]:
@@ -214,17 +221,15 @@ class Quiescer:
             failed.append(run.result(target, "failed", command=_report("pre", command, task), error=error))
         return ok, failed, ran.unsettled
 
-    def _post(self, run: Run, region: str, batch: Sequence[Target], made: Sequence[Result], *,
-              keep_marked: frozenset[str] = frozenset()) -> list[Result]:
+    def _post(self, run: Run, region: str, post: Command | None, batch: Sequence[Target], made: Sequence[Result],
+              *, keep_marked: frozenset[str] = frozenset()) -> list[Result]:
         """Run the post-command on the batch and unmark where it succeeded (but `keep_marked`); a `.failed` beside
         each other."""
-        commands = run.commands
-        assert commands is not None  # noqa: S101 (the caller runs only jobs with commands)
         images = {r.instance_id: r.blueprint_id for r in made if r.blueprint_id}
-        if commands.post is None:
+        if post is None:
             self._unmark(run, region, [t for t in batch if t.ref.InstanceId not in keep_marked])
             return []
-        ran = self._command(run, region, commands.post, [t.ref.InstanceId for t in batch], "post")
+        ran = self._command(run, region, post, [t.ref.InstanceId for t in batch], "post")
         done = [t for t in batch if (task := ran.tasks.get(t.ref.InstanceId)) is not None and task.succeeded]
         self._unmark(run, region, [t for t in done if t.ref.InstanceId not in keep_marked])
         failures = []
@@ -232,23 +237,37 @@ class Quiescer:
             task = ran.tasks.get(target.ref.InstanceId)
             why = _why(task, ran.error, target.ref.InstanceId)
             log("ERROR", "post-command failed: the application may still be paused", instance=target.ref.InstanceId,
-                region=region, command=commands.post.label, error=why)
+                region=region, command=post.label, error=why)
             failures.append(run.result(target, "failed", blueprint_id=images.get(target.ref.InstanceId),
-                                       command=_report("post", commands.post, task), error=CommandFailed(
-                f"the post-command {commands.post.label} {why}: the application may still be paused; the next run "
+                                       command=_report("post", post, task), error=CommandFailed(
+                f"the post-command {post.label} {why}: the application may still be paused; the next run "
                 "runs the post-command first", code=POST_FAILED)))
         return failures
 
-    def _resume(self, run: Run, region: str, paused: list[Target]) -> tuple[list[Result], set[str]]:
-        """Instances an earlier run left paused: their post-command first. Returns what failed, and the ids
-        still paused (they get no new pre-command in this run)."""
-        commands = run.commands
-        if not paused or commands is None:
+    def _resume(self, run: Run, region: str, paused: list[tuple[Target, str]]) -> tuple[list[Result], set[str]]:
+        """Instances an earlier run left paused (with their marks): the post-command of the run that paused them
+        first (the mark names it; this job may run other commands). Returns what failed, and the ids still paused
+        (they get no new pre-command in this run)."""
+        if not paused or run.commands is None:
             return [], set()
         log("WARNING", "instances were left paused by an earlier run: running their post-command first",
-            region=region, instances=[t.ref.InstanceId for t in paused])
-        failures = self._post(run, region, paused, [])
+            region=region, instances=[t.ref.InstanceId for t, _ in paused])
+        groups: dict[Command | None, list[Target]] = {}
+        for target, mark in paused:
+            groups.setdefault(self._resumer(run, mark), []).append(target)
+        failures = [r for post, group in groups.items() for r in self._post(run, region, post, group, [])]
         return failures, {r.instance_id for r in failures}
+
+    def _resumer(self, run: Run, mark: str) -> Command | None:
+        """The post-command a pause mark names: a TAT command id, the configured one, none; this job's own for a
+        mark that names nothing."""
+        assert run.commands is not None  # noqa: S101 (the caller runs only jobs with commands)
+        ref = mark.partition(":")[2]
+        if COMMAND_ID.match(ref):
+            return Command(label=ref, command_id=ref)
+        if ref == CONFIGURED:
+            return self.configured_post or run.commands.post
+        return None if ref == NO_POST else run.commands.post
 
     # ---- TAT and the pause mark ----------------------------------------------------------------------------
 
@@ -323,6 +342,13 @@ class Quiescer:
                            "the instances", region=region)
             return []
         return [resource_name(region, run.account, "instance", t.ref.InstanceId) for t in batch]
+
+
+def _post_ref(post: Command | None) -> str:
+    """How the pause mark names the post-command that ends the pause (tag values allow `-` and `:`)."""
+    if post is None:
+        return NO_POST
+    return post.command_id or CONFIGURED
 
 
 def _tags(instances: dict[str, Instance], target: Target) -> dict[str, str]:

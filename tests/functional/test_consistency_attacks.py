@@ -172,3 +172,33 @@ def test_a_mark_left_on_an_instance_that_was_stopped_since_does_not_block_its_im
     [result] = answer["Results"]
     assert result["BlueprintId"].startswith("lhbp-") and result["Consistency"] == "power-off"
     assert paused(emu) is None and contents(emu) == [PRE, POST]
+
+
+FREEZE, THAW = "fsfreeze -f /srv", "fsfreeze -u /srv"
+
+
+@pytest.fixture
+def named(make_app, emu):
+    """An app with the configured pair and four allowed TAT commands."""
+    for content, command_id in ((FREEZE, "cmd-frz00001"), (THAW, "cmd-thw00001"), ("sync", "cmd-sync0001"),
+                                ("echo done", "cmd-echo0001")):
+        emu.tat.add_command(content, CommandId=command_id)
+    return make_app(clock=EmuClock(emu), BLUEPRINT_ALLOWED_COMMANDS="cmd-frz00001,cmd-thw00001,cmd-sync0001,"
+                                                                   "cmd-echo0001", **COMMANDS)
+
+
+@pytest.mark.parametrize(("first", "then", "expected"), [
+    ({}, {"PreCommand": "cmd-sync0001", "PostCommand": "cmd-echo0001"}, [PRE, POST, POST, "sync", "echo done"]),
+    ({}, {"PreCommand": "cmd-sync0001"}, [PRE, POST, POST, "sync"]),
+    ({"PreCommand": "cmd-frz00001", "PostCommand": "cmd-thw00001"}, {}, [FREEZE, THAW, THAW, PRE, POST]),
+], ids=["configured-then-named", "configured-then-pre-only", "named-then-configured"])
+def test_a_pause_is_resumed_with_the_post_command_of_the_run_that_paused(named, emu, first, then, expected) -> None:
+    # The resume used to run the new job's post-command (or none at all, for a job without one): the server
+    # stayed frozen, the mark was removed, and a new pre-command ran on top.
+    emu.tat.script(WEB, exit_code=1, match="fsfreeze -u", times=1)
+    named.handle(timer_event({**JOB, **first}), context())
+    assert paused(emu) is not None
+    emu.advance(86_400)
+    named.handle(timer_event({**JOB, **then}, time_=day(28)), context())
+    assert contents(emu) == expected
+    assert paused(emu) is None
