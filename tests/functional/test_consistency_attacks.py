@@ -202,3 +202,16 @@ def test_a_pause_is_resumed_with_the_post_command_of_the_run_that_paused(named, 
     named.handle(timer_event({**JOB, **then}, time_=day(28)), context())
     assert contents(emu) == expected
     assert paused(emu) is None
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "design decision needed: BLUEPRINT_ALLOWED_COMMANDS does not say which ids may pause and which resume, and a "
+    "job that names only a PreCommand runs no post-command (tests/unit/test_slots_and_policy.py pins that), so a "
+    "caller with the HTTP token can leave allowed servers frozen with no pause mark; e.g. allowlist entries as "
+    "pre:post pairs, or the configured post-command as the default"))
+@pytest.mark.parametrize("job", [{"PreCommand": "cmd-frz00001"},
+                                 {"PreCommand": "cmd-thw00001", "PostCommand": "cmd-frz00001"}],
+                         ids=["pre-only", "swapped"])
+def test_a_job_cannot_leave_a_server_frozen_without_a_mark(named, emu, job) -> None:
+    named.handle(timer_event({**JOB, **job}), context())
+    assert contents(emu)[-1] != FREEZE or paused(emu) is not None
