@@ -32,6 +32,7 @@ from blueprint.errors import (
     CloudUnavailable,
     CommandFailed,
     CommandInterrupted,
+    ConfigError,
     InstanceBusy,
 )
 from blueprint.images import Run, Target
@@ -98,6 +99,7 @@ class Quiescer:
         Raises:
             BlueprintError: the instances of the region could not be described (the caller reports the region).
         """
+        budget = run.deadline.remaining()  # about what any invocation of this function has
         ids = [t.ref.InstanceId for t in targets]
         found = self.retry.call(partial(self.lighthouse.find_instances, region, ids=ids, deadline=run.deadline),
                                 deadline=run.deadline)
@@ -131,13 +133,21 @@ class Quiescer:
             f"the post-command of an earlier run did not succeed on {t.ref.InstanceId}: it is not paused again "
             "until a post-command succeeds (the next run tries it first)", code=POST_FAILED))
             for t in todo if t.ref.InstanceId in stuck]
-        return results + busy + self._running(run, region, running, create, follow)
+        return results + busy + self._running(run, region, running, create, follow, budget=budget)
 
     # ---- the running instances, in batches -----------------------------------------------------------------
 
-    def _running(self, run: Run, region: str, targets: list[Target], create: Create, follow: Follow) -> list[Result]:
+    def _running(self, run: Run, region: str, targets: list[Target], create: Create, follow: Follow, *,
+                 budget: float) -> list[Result]:
         if not targets:
             return []
+        needed = self._needed(run)
+        if budget < needed:
+            # A hand-on would fare no better (a child call has the same time limit) and hand on again, for hours.
+            return [run.result(t, "failed", error=ConfigError(
+                f"the function's time limit leaves {budget:.0f} s, and a run with commands needs {needed:.0f} s (the "
+                "pre-command's shortest wait, the post-command's and the create's): raise the time limit or lower "
+                "BLUEPRINT_COMMAND_TIMEOUT; no command ran, no image was made")) for t in targets]
         try:
             online = self.retry.call(partial(self.tat.agent_status, region, [t.ref.InstanceId for t in targets],
                                              deadline=run.deadline), deadline=run.deadline)
@@ -162,7 +172,7 @@ class Quiescer:
         """Mark, pre-command, create, post-command (always, once the pre-command may have run), unmark."""
         commands = run.commands
         assert commands is not None  # noqa: S101 (the caller runs only jobs with commands)
-        if run.deadline.remaining() < 2 * min(commands.timeout + REPORT_GRACE, MIN_WINDOW) + BATCH_BUDGET:
+        if run.deadline.remaining() < self._needed(run):
             run.overflow.extend(batch)  # too little time for both commands: a later invocation does it all
             return []
         try:
@@ -311,6 +321,12 @@ class Quiescer:
                 invocation=invocation, error=err.message)
             return False
         return True
+
+    def _needed(self, run: Run) -> float:
+        """Seconds a batch needs at least: what `_command` keeps for the post-command and the creates, and the
+        shortest wait for the pre-command (below that it would be given up on as soon as it started)."""
+        assert run.commands is not None  # noqa: S101 (the caller runs only jobs with commands)
+        return self._post_window(run) + BATCH_BUDGET + min(run.commands.timeout + REPORT_GRACE, MIN_WINDOW)
 
     @staticmethod
     def _post_window(run: Run) -> float:

@@ -14,6 +14,7 @@ import pytest
 
 from blueprint.errors import BlueprintError
 from tests.conftest import EmuClock, context, received_events, timer_event
+from tests.functional.test_chained_calls import FN, recorded_calls
 from tests.functional.test_consistency import COMMANDS, JOB, POST, PRE, STOPPED, WEB, contents, paused, runs
 
 
@@ -215,3 +216,27 @@ def test_a_pause_is_resumed_with_the_post_command_of_the_run_that_paused(named, 
 def test_a_job_cannot_leave_a_server_frozen_without_a_mark(named, emu, job) -> None:
     named.handle(timer_event({**JOB, **job}), context())
     assert contents(emu)[-1] != FREEZE or paused(emu) is not None
+
+
+# ---- time ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("limit", [30, 45, 50, 60, 120])
+def test_a_short_time_limit_never_starts_a_pre_command_it_must_give_up_at_once_nor_hands_on_forever(
+        make_app, emu, limit: int) -> None:
+    # 45-50 s used to start the pre-command with no time to wait for it (cancelled at once: no image); under 38 s
+    # every invocation handed the instance on to a child with the same limit, which handed it on again.
+    emu.scf.add_function(FN)
+    app = make_app(clock=EmuClock(emu), **COMMANDS)
+    answer = app.handle(timer_event(JOB), context(time_limit_in_ms=limit * 1000))
+    for _ in range(3):  # each child as SCF would deliver it, with the same time limit
+        calls = recorded_calls(emu)
+        emu.scf.invocations.clear()
+        answer = next((app.handle(c["event"], {**c["context"], "time_limit_in_ms": limit * 1000}) for c in calls),
+                      answer)
+    assert recorded_calls(emu) == []
+    [result] = answer["Results"]
+    if result.get("BlueprintId"):
+        assert contents(emu) == [PRE, POST] and "Error" not in result
+    else:
+        assert runs(emu) == [] and "time limit" in result["Error"]["Message"]
+    assert paused(emu) is None
