@@ -23,7 +23,7 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentClo
 
 from blueprint.cloud import ClientCache, translate
 from blueprint.errors import BlueprintError
-from blueprint.logs import redact
+from blueprint.logs import redact, redact_cut
 from blueprint.retry import Deadline, RateLimiter
 
 __all__ = ["FINAL_STATUSES", "Task", "Tat", "TatService", "wait_for_tasks"]
@@ -126,12 +126,15 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
 def _task(item: Any, tail: int) -> Task:
     result = item.TaskResult
     raw = base64.b64decode(result.Output or "") if result is not None else b""
-    # Redact the whole text before cutting it: a cut through a secret would leave its end unredacted.
-    text = redact(raw.decode("utf-8", "replace"))[-tail:] if tail > 0 else ""
+    dropped = int(result.Dropped or 0) if result is not None else 0
+    # Redact the whole text before cutting it: a cut through a secret would leave its end unredacted. TAT's own
+    # cut (Dropped) may have left a secret's beginning at the end.
+    decoded = raw.decode("utf-8", "replace")
+    text = (redact_cut(decoded) if dropped else redact(decoded))[-tail:] if tail > 0 else ""
     return Task(instance_id=item.InstanceId or "", invocation_id=item.InvocationId or "",
                 task_id=item.InvocationTaskId or "", status=item.TaskStatus or "",
                 exit_code=result.ExitCode if result is not None else None, output=text,
-                dropped=int(result.Dropped or 0) if result is not None else 0,
+                dropped=dropped,
                 error_info=redact(item.ErrorInfo or ""))
 
 

@@ -8,6 +8,7 @@ at most one image per slot; every failure is reported; nothing is left paused wi
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -240,3 +241,19 @@ def test_a_short_time_limit_never_starts_a_pre_command_it_must_give_up_at_once_n
     else:
         assert runs(emu) == [] and "time limit" in result["Error"]["Message"]
     assert paused(emu) is None
+
+
+# ---- secrets --------------------------------------------------------------------------------------------------
+
+def test_a_secret_cut_by_tats_24_kib_limit_is_not_shown_in_part(make_app, emu, receiver, log_stream) -> None:
+    # TAT keeps the first 24 KiB of the output: a secret printed across that edge arrives as its first characters,
+    # which no whole-secret redaction catches.
+    secret = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+    app = make_app(clock=EmuClock(emu), BLUEPRINT_WEBHOOK_SECRET=secret, **COMMANDS)
+    emu.tat.script(WEB, exit_code=1, output="x" * (24 * 1024 - 30) + secret + "\n", match="fsfreeze -f")
+    answer = app.handle(timer_event(JOB), context())
+    output = answer["Results"][0]["Command"]["Output"]
+    assert output.startswith("x") and output.endswith("***")
+    part = secret[6:30]  # the key's first 24 characters (whsec_ is no secret)
+    for seen in (str(answer), str(received_events(receiver)), log_stream.getvalue()):
+        assert part not in seen
