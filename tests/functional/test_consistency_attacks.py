@@ -17,6 +17,8 @@ from blueprint.errors import BlueprintError
 from tests.conftest import EmuClock, context, received_events, timer_event
 from tests.functional.test_chained_calls import FN, recorded_calls
 from tests.functional.test_consistency import COMMANDS, JOB, POST, PRE, STOPPED, WEB, contents, paused, runs
+from tests.functional.test_recovery import RESTORE_TOKEN, backup
+from tests.functional.test_recovery import post as restore_post
 
 
 @pytest.fixture
@@ -257,3 +259,24 @@ def test_a_secret_cut_by_tats_24_kib_limit_is_not_shown_in_part(make_app, emu, r
     part = secret[6:30]  # the key's first 24 characters (whsec_ is no secret)
     for seen in (str(answer), str(received_events(receiver)), log_stream.getvalue()):
         assert part not in seen
+
+
+# ---- restores -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("broken", ["agent offline", "pre-command fails"])
+def test_a_restore_does_not_depend_on_the_commands_of_the_server_it_repairs(make_app, emu, broken: str) -> None:
+    # The safety image is made just before the disk is formatted: the server goes down anyway, and a server that
+    # needs a restore is the one whose agent or database (and so its pre-command) is likely broken.
+    app = make_app(clock=EmuClock(emu), BLUEPRINT_RESTORE="on", BLUEPRINT_RESTORE_TOKEN=RESTORE_TOKEN, **COMMANDS)
+    image = backup(app, emu)
+    emu.tat.clear_scripts()
+    emu.reset_calls()
+    if broken == "agent offline":
+        emu.tat.set_agent(WEB, agent_status="Offline")
+    else:
+        emu.tat.script(WEB, exit_code=1, output="mysql: can't connect\n", match="fsfreeze -f")
+    status, body = restore_post(app, "/restores", {"InstanceId": WEB, "BlueprintId": image}, token=RESTORE_TOKEN)
+    assert status == 202, body
+    assert body["SafetyImage"]["State"] == "NORMAL" and body["SafetyImage"]["Consistency"] == "power-off"
+    assert emu.lighthouse.resets(WEB)[0]["Result"] == "SUCCESS"
+    assert emu.calls_of("RunCommand") == [] and paused(emu) is None
