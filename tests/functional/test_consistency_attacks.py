@@ -11,10 +11,11 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import orjson
 import pytest
 
 from blueprint.errors import BlueprintError
-from tests.conftest import EmuClock, context, received_events, timer_event
+from tests.conftest import EmuClock, context, http_event, received_events, timer_event
 from tests.functional.test_chained_calls import FN, recorded_calls
 from tests.functional.test_consistency import COMMANDS, JOB, POST, PRE, STOPPED, WEB, contents, paused, runs
 from tests.functional.test_recovery import RESTORE_TOKEN, backup
@@ -280,3 +281,18 @@ def test_a_restore_does_not_depend_on_the_commands_of_the_server_it_repairs(make
     assert body["SafetyImage"]["State"] == "NORMAL" and body["SafetyImage"]["Consistency"] == "power-off"
     assert emu.lighthouse.resets(WEB)[0]["Result"] == "SUCCESS"
     assert emu.calls_of("RunCommand") == [] and paused(emu) is None
+
+
+# ---- what callers are told --------------------------------------------------------------------------------------
+
+def test_an_http_caller_is_told_when_the_post_command_failed_too(app, emu) -> None:
+    # The pre-command failed (no image: an error answer) and so did the post-command: the caller must learn that
+    # the application may still be paused, not only that no image was made.
+    emu.tat.script(WEB, exit_code=3, match="fsfreeze -f")
+    emu.tat.script(WEB, exit_code=1, output="still frozen\n", match="fsfreeze -u")
+    response = app.handle(http_event(body=JOB), context())
+    body = orjson.loads(response["body"])
+    assert response["statusCode"] == 502 and body["Error"]["Code"] == "FailedOperation.PreCommandFailed"
+    [post] = body["Beside"]
+    assert post["Error"]["Code"] == "FailedOperation.PostCommandFailed" and post["Command"]["Phase"] == "post"
+    assert paused(emu) is not None
