@@ -14,10 +14,12 @@ from typing import Any
 import orjson
 import pytest
 
+from blueprint.app import build_app
 from blueprint.errors import BlueprintError
-from tests.conftest import EmuClock, context, http_event, received_events, timer_event
+from emulator import Emulator
+from tests.conftest import EmuClock, base_env, context, http_event, received_events, timer_event
 from tests.functional.test_chained_calls import FN, recorded_calls
-from tests.functional.test_consistency import COMMANDS, JOB, POST, PRE, STOPPED, WEB, contents, paused, runs
+from tests.functional.test_consistency import COMMANDS, JOB, POST, PRE, STOPPED, WEB, contents, paused, runs, types
 from tests.functional.test_recovery import RESTORE_TOKEN, backup
 from tests.functional.test_recovery import post as restore_post
 
@@ -296,3 +298,161 @@ def test_an_http_caller_is_told_when_the_post_command_failed_too(app, emu) -> No
     [post] = body["Beside"]
     assert post["Error"]["Code"] == "FailedOperation.PostCommandFailed" and post["Command"]["Phase"] == "post"
     assert paused(emu) is not None
+
+
+# ---- what held: every call failing once, before or after it acts ---------------------------------------------
+
+def unpaused_without_mark(emu) -> bool:
+    """A pre-command ran with no successful post-command starting after its end, yet the mark is gone."""
+    done = runs(emu)
+    thawed = [r["Start"] for r in done if r["Content"] == POST and r["TaskStatus"] == "SUCCESS"]
+    open_pauses = [r for r in done if r["Content"] == PRE and r["Start"] is not None
+                   and not any(start >= (r["End"] or float("inf")) for start in thawed)]
+    return bool(open_pauses) and paused(emu) is None
+
+
+CALLS = ["DescribeInstances", "DescribeAutomationAgentStatus", "TagResources", "RunCommand", "DescribeInvocationTasks",
+         "CreateBlueprint", "UnTagResources", "DescribeBlueprints"]
+
+
+@pytest.mark.parametrize("skip", [0, 1], ids=["first-call", "second-call"])
+@pytest.mark.parametrize("fault", ["fail", "drop-before", "drop-after"])
+@pytest.mark.parametrize("action", CALLS)
+def test_every_call_failing_once_keeps_the_promises(app, emu, receiver, action: str, fault: str, skip: int) -> None:  # noqa: PLR0917
+    if fault == "fail":
+        emu.faults.fail(action, "InternalError", times=1, skip=skip)
+    else:
+        emu.faults.drop(action, after=fault == "drop-after", times=1, skip=skip)
+    for _ in range(3):  # the invocation, and SCF's two retries while it raises a retryable error
+        try:
+            app.handle(timer_event(JOB), context())
+            break
+        except BlueprintError as err:
+            assert err.retryable
+            emu.advance(30)
+    assert len(managed_images(emu)) <= 1
+    assert alternates(contents(emu)) and not unpaused_without_mark(emu)
+    reported = {e["type"].rsplit(".", 1)[1] for e in received_events(receiver)}
+    assert reported & {"created", "ready", "failed"}
+    if not managed_images(emu):
+        assert "failed" in reported
+
+
+# ---- what held: replays, chained calls, triggers ----------------------------------------------------------------
+
+def test_the_same_http_request_in_two_warm_containers_runs_the_commands_once(make_app, emu) -> None:
+    first, second = (make_app(clock=EmuClock(emu), **COMMANDS) for _ in range(2))
+    headers = {"Idempotency-Key": "nightly-42"}
+    answers = [a.handle(http_event(body=JOB, headers=headers), context()) for a in (first, second, first)]
+    assert [r["statusCode"] for r in answers] == [202] * 3
+    assert len({orjson.loads(r["body"])["BlueprintId"] for r in answers}) == 1
+    assert contents(emu) == [PRE, POST]
+
+
+def test_a_queue_record_redelivered_to_another_container_runs_the_commands_once(make_app, emu) -> None:
+    record = {"Records": [{"CMQ": {"msgId": "m-1", "msgBody": orjson.dumps({**JOB, "PostAfter": "ready"}).decode()}}]}
+    for app in (make_app(clock=EmuClock(emu), **COMMANDS), make_app(clock=EmuClock(emu), **COMMANDS)):
+        answer = app.handle(record, context())
+        assert answer["Records"][0]["Results"][0]["State"] == "NORMAL"
+    assert contents(emu) == [PRE, POST] and len(managed_images(emu)) == 1
+
+
+def test_a_function_url_request_runs_the_commands(app, emu) -> None:
+    response = app.handle(http_event(body=JOB, apigw=False), context())
+    assert response["statusCode"] == 202 and orjson.loads(response["body"])["Consistency"] == "commands"
+    assert contents(emu) == [PRE, POST]
+
+
+def test_a_fan_out_runs_commands_only_in_its_children_and_once_per_child(app, emu) -> None:
+    emu.scf.add_function(FN)
+    parent = app.handle(timer_event({"InstanceIds": [WEB, "lhins-db000001"], "Dispatch": "invoke"}), context())
+    assert parent["Dispatched"] == 2 and emu.calls_of("RunCommand") == []
+    calls = recorded_calls(emu)
+    for _ in range(2):  # SCF may deliver each child twice
+        for call in calls:
+            app.handle(call["event"], call["context"])
+    assert contents(emu) == [PRE, POST] and contents(emu, "lhins-db000001") == [PRE, POST]
+    assert len(managed_images(emu)) == 1 and len(managed_images(emu, "lhins-db000001")) == 1
+
+
+def test_a_wait_follow_up_runs_no_command(receiver) -> None:
+    with Emulator(image_seconds=600) as emu:  # the image takes longer than the function may wait
+        emu.scf.add_function(FN)
+        app = build_app({**base_env(emu, receiver), **COMMANDS}, clock=EmuClock(emu))
+        first = app.handle(timer_event({**JOB, "Wait": True}), context(time_limit_in_ms=120_000))
+        assert first["Dispatched"] == 1 and contents(emu) == [PRE, POST]
+        [call] = recorded_calls(emu)
+        assert call["event"]["Kind"] == "follow"
+        emu.advance(600)
+        assert app.handle(call["event"], call["context"])["Results"][0]["State"] == "NORMAL"
+        assert contents(emu) == [PRE, POST]
+        assert types(receiver)[-1] == "ready"
+
+
+def test_a_dry_run_runs_nothing_even_on_a_paused_instance(app, emu) -> None:
+    emu.tat.script(WEB, exit_code=1, match="fsfreeze -u", times=1)
+    app.handle(timer_event(JOB), context())
+    mark = paused(emu)
+    answer = app.handle(timer_event({**JOB, "DryRun": True}, time_=day(28)), context())
+    assert answer["Results"][0]["DryRun"] is True
+    assert contents(emu) == [PRE, POST] and paused(emu) == mark
+
+
+def test_a_mixed_fleet_in_two_regions_gets_one_honest_result_each(make_app, emu, receiver) -> None:
+    tags = [{"Key": "tier", "Value": "web"}]
+    for instance, state in (("lhins-offl0001", "RUNNING"), ("lhins-stpd0001", "STOPPED"), ("lhins-deny0001", "RUNNING"),
+                            ("lhins-fail0001", "RUNNING"), ("lhins-good0001", "RUNNING")):
+        emu.lighthouse.add_instance(instance, Tags=tags, InstanceState=state)
+    emu.lighthouse.add_instance("lhins-shgd0001", Region="ap-shanghai", Tags=tags)
+    emu.lighthouse.add_instance("lhins-shna0001", Region="ap-shanghai", Tags=tags)
+    emu.tat.set_agent("lhins-offl0001", agent_status="Offline")
+    emu.tat.set_agent("lhins-shna0001", installed=False)
+    emu.tat.script("lhins-fail0001", exit_code=2, match="fsfreeze -f")
+    allowed = "lhins-offl0001,lhins-stpd0001,lhins-fail0001,lhins-good0001,lhins-shgd0001,lhins-shna0001"
+    app = make_app(clock=EmuClock(emu), BLUEPRINT_ALLOWED_INSTANCES=allowed, **COMMANDS)
+    answer = app.handle(timer_event({"Selector": {"Regions": ["ap-guangzhou", "ap-shanghai"], "Tags": tags}}),
+                        context())
+    outcome = {r["InstanceId"]: (r.get("Consistency"), (r.get("Error") or {}).get("Code", "made"))
+               for r in answer["Results"]}
+    assert outcome == {
+        "lhins-offl0001": ("commands", "ResourceUnavailable.AgentStatusNotOnline"),
+        "lhins-stpd0001": ("power-off", "made"),
+        "lhins-deny0001": ("commands", "UnauthorizedOperation.InstanceNotAllowed"),
+        "lhins-fail0001": ("commands", "FailedOperation.PreCommandFailed"),
+        "lhins-good0001": ("commands", "made"),
+        "lhins-shgd0001": ("commands", "made"),
+        "lhins-shna0001": ("commands", "ResourceUnavailable.AgentStatusNotOnline"),
+    }
+    for instance in ("lhins-offl0001", "lhins-stpd0001", "lhins-deny0001", "lhins-shna0001"):
+        assert runs(emu, instance) == []
+    for instance in ("lhins-fail0001", "lhins-good0001", "lhins-shgd0001"):
+        assert contents(emu, instance) == [PRE, POST] and paused(emu, instance) is None
+    ids = [e["id"] for e in received_events(receiver)]
+    assert len(ids) == len(set(ids))
+
+
+# ---- what held: hostile jobs ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("extra", "status"), [
+    ({"PreCommand": "cmd-allowed1\n"}, 403), ({"PreCommand": "cmd-allowed1 "}, 403),
+    ({"PreCommand": "\uff43md-allowed1"}, 403), ({"PreCommand": "$(reboot)"}, 403),
+    ({"PostCommand": "cmd-allowed1;reboot"}, 403), ({"PreCommand": "cmd-allowed1\u0000"}, 403),
+    ({"PreCommand": "\u202ecmd-allowed1"}, 403), ({"PreCommand": ""}, 400), ({"PreCommand": ["cmd-allowed1"]}, 400),
+    ({"PreCommand": "x" * 70_000}, 413), ({"PostAfter": "READY"}, 400), ({"PostAfter": "ready\n"}, 400),
+    ({"PostAfter": ""}, 400), ({"PostAfter": ["ready"]}, 400), ({"PostAfter": 1}, 400),
+])
+def test_hostile_command_fields_are_refused_before_any_call(make_app, emu, extra: dict, status: int) -> None:
+    app = make_app(BLUEPRINT_ALLOWED_COMMANDS="cmd-allowed1", **COMMANDS)
+    response = app.handle(http_event(body={**JOB, **extra}), context())
+    assert response["statusCode"] == status
+    assert emu.calls == [] and PRE not in response["body"]
+
+
+def test_event_ids_stay_distinct_when_both_commands_fail_in_a_fleet(app, emu, receiver) -> None:
+    emu.tat.script(WEB, exit_code=3, match="fsfreeze -f")
+    emu.tat.script("*", exit_code=1, match="fsfreeze -u")
+    app.handle(timer_event({"InstanceIds": [WEB, "lhins-db000001"]}), context())
+    events = received_events(receiver)
+    assert sorted(e["type"].rsplit(".", 1)[1] for e in events if e["type"] != "com.tencentcloud.lighthouse."
+                  "blueprint.run.completed") == ["created", "failed", "failed", "failed"]
+    assert len({e["id"] for e in events}) == len(events)
