@@ -202,11 +202,15 @@ class Quiescer:
         """The images followed to NORMAL before the post-command (`PostAfter: "ready"`); as they were when the
         cloud cannot say (the post-command runs anyway, and the images keep their results)."""
         try:
-            return follow(run, region, made, self._post_window(run) + BATCH_BUDGET)
+            followed = follow(run, region, made, self._post_window(run) + BATCH_BUDGET)
         except BlueprintError as err:
             log("ERROR", "could not follow the images to NORMAL before the post-command", region=region,
                 error=err.message)
-            return made
+            followed = made
+        # Said on the result: the job asked for the post-command after NORMAL, and storage may need that.
+        return [r.but(reason=r.reason or "the post-command ran before the image was NORMAL: the function's time ran "
+                      "out (or the image could not be followed), and an application is never left paused")
+                if r.outcome == "created" and r.blueprint_id and not r.resent else r for r in followed]
 
     def _pre(self, run: Run, region: str, command: Command,
              batch: list[Target]) -> tuple[list[Target], list[Result], frozenset[str]]:

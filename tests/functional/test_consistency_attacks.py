@@ -50,6 +50,18 @@ def test_post_after_ready_still_prunes_to_keep(app, emu) -> None:
     assert contents(emu) == [PRE, POST] * 3
 
 
+
+def test_post_after_ready_says_so_when_time_ran_out_before_normal(receiver) -> None:
+    # The post-command runs anyway (never left paused by the time limit); the result must not pass for one whose
+    # post-command waited for NORMAL.
+    with Emulator(image_seconds=600) as emu:
+        app = build_app({**base_env(emu, receiver), **COMMANDS}, clock=EmuClock(emu))
+        answer = app.handle(timer_event({**JOB, "PostAfter": "ready"}), context(time_limit_in_ms=120_000))
+        [result] = answer["Results"]
+        assert result["State"] == "CREATING" and "before the image was NORMAL" in result["Reason"]
+        assert contents(emu) == [PRE, POST]
+        assert runs(emu)[1]["Start"] < emu.calls_of("CreateBlueprint")[0].time + 600
+
 # ---- the pre-command's end is not known ------------------------------------------------------------------
 
 def alternates(sequence: list[str]) -> bool:
