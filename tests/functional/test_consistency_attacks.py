@@ -292,6 +292,18 @@ def test_a_secret_cut_by_tats_24_kib_limit_is_not_shown_in_part(make_app, emu, r
         assert part not in seen
 
 
+
+def test_a_secret_printed_by_both_commands_is_redacted_everywhere(make_app, emu, receiver, log_stream) -> None:
+    secret = "whsec_" + base64.b64encode(b"fedcba9876543210fedcba9876543210").decode()
+    app = make_app(clock=EmuClock(emu), BLUEPRINT_WEBHOOK_SECRET=secret, BLUEPRINT_PRE_COMMAND=f"echo {PRE}",
+                   BLUEPRINT_POST_COMMAND=POST)
+    for match in ("echo", "fsfreeze -u"):
+        emu.tat.script(WEB, exit_code=1, output=f"token={secret}\n", error_info=f"agent said {secret}", match=match)
+    response = app.handle(http_event(body=JOB), context())
+    assert response["statusCode"] == 502 and "***" in response["body"]
+    for seen in (response["body"], str(received_events(receiver)), log_stream.getvalue()):
+        assert secret not in seen and secret[6:] not in seen and "echo fsfreeze" not in seen
+
 # ---- restores -------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("broken", ["agent offline", "pre-command fails"])
