@@ -601,12 +601,13 @@ class _HttpJobs:
             return 202, body, headers
         if not report.multi and len(main) == 1:
             result = main[0]
+            beside = report.beside(result)
+            if beside:
+                # E.g. a post-command that failed: the application may still be paused, whatever the image did.
+                extra["Beside"] = [r.data() | {"Type": r.type} for r in beside]
             if result.outcome == "failed" and result.error is not None and not result.blueprint_id:
                 body = {"Error": result.error.as_dict(), "RequestId": self.inv.request_id, **extra}
                 return result.error.status, body, retry_headers(result.error) | headers
-            beside = report.beside(result)
-            if beside:
-                extra["Beside"] = [r.data() | {"Type": r.type} for r in beside]
             return 202, {**result.data(), **extra}, headers
         return 202, [r.data() | extra for r in main], headers
 
@@ -764,7 +765,8 @@ def _quiescer(service: LighthouseService, clients: ClientCache, tagger: Tagger, 
     from blueprint.consistency import Quiescer  # noqa: PLC0415
     from blueprint.tat import TatService  # noqa: PLC0415
 
-    return Quiescer(service, TatService(clients), tagger, RetryPolicy(), batch=settings.concurrency)
+    return Quiescer(service, TatService(clients), tagger, RetryPolicy(), batch=settings.concurrency,
+                    configured_post=_command("BLUEPRINT_POST_COMMAND", settings.post_command))
 
 
 def _command(variable: str, value: SecretStr | None) -> Command | None:

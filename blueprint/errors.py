@@ -18,6 +18,7 @@ __all__ = [
     "CloudRejected",
     "CloudUnavailable",
     "CommandFailed",
+    "CommandInterrupted",
     "ConfigError",
     "DeadlineExceeded",
     "DeliveryError",
@@ -197,6 +198,14 @@ class CommandFailed(BlueprintError):
 
     status = 502
     code = "FailedOperation.PreCommandFailed"
+
+
+class CommandInterrupted(CommandFailed):
+    """An operator's command was cut short by the cloud, not by itself (a lost answer, a failed call), or may
+    still be running: a retry can help (it runs the post-command first)."""
+
+    status = 503
+    retryable = True
 
 
 class QuotaExceeded(CloudError):

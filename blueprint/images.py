@@ -464,7 +464,7 @@ class ImageMaker:
         else:
             created = self._create_all(run, todo)
         run.report.results.extend(created)
-        if any(r.outcome == "created" and not r.resent for r in created) or run.follows:
+        if any(_made_now(r) for r in created) or run.follows:
             self._settle(run, region)
         if self.disks is not None:
             run.report.results[:] = self.disks.finish(run.report.results)
@@ -655,8 +655,7 @@ class ImageMaker:
         Without Keep only this slot's images matter (a handful); with Keep, the managed images of the one
         instance, or of the whole region for a fleet (one paged listing instead of one per instance).
         """
-        created = [r.instance_id for r in run.report.results if r.region == region and r.outcome == "created"
-                   and not r.resent]
+        created = [r.instance_id for r in run.report.results if r.region == region and _made_now(r)]
         if created:
             find = partial(self.lighthouse.find_images, region, deadline=run.deadline)
             if not run.keep:
@@ -698,11 +697,11 @@ class ImageMaker:
             per_instance[image.tags[INSTANCE_TAG]].append(image)
         results = run.report.results
         for index, result in enumerate(results):
-            if result.region == region and result.outcome == "created" and not result.resent:
+            if result.region == region and _made_now(result):
                 results[index] = self._resolve_race(run, result, per_instance.get(result.instance_id, []))
         if run.keep:
             for index, result in enumerate(list(results)):
-                if result.region == region and result.outcome == "created" and not result.resent:
+                if result.region == region and _made_now(result):
                     results[index] = self._prune(run, result, per_instance.get(result.instance_id, []))
 
     def _running(self, run: Run, region: str, ids: list[str]) -> set[str]:
@@ -851,6 +850,12 @@ def _by_region(items: Iterable[T], region_of: Callable[[T], str]) -> dict[str, l
     for item in items:
         groups[region_of(item)].append(item)
     return dict(groups)
+
+
+def _made_now(result: Result) -> bool:
+    """An image this run made (not one it found): races and retention concern it. It may be NORMAL already when
+    the run followed it before its post-command (`PostAfter: "ready"`)."""
+    return result.outcome in ("created", "ready") and bool(result.blueprint_id) and not result.resent
 
 
 def _has_result(report: RunReport, target: Target) -> bool:

@@ -44,6 +44,12 @@ class Answer:
     delay: float = 0.0  # real seconds before answering (for per-attempt timeout tests)
 
 
+class _Server(ThreadingHTTPServer):
+    # The sinks send up to 16 results at once, each on a new connection: with socketserver's backlog of 5, the
+    # kernel drops the connections beyond it and the client's TCP sends them again only a second later.
+    request_queue_size = 64
+
+
 @dataclass
 class Receiver:
     """A local webhook receiver on loopback: answers POSTs from a script (then `default`), records each one
@@ -83,7 +89,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer((self.host, 0), Handler)
+        self._server = _Server((self.host, 0), Handler)
         self._server.daemon_threads = True
         # A client that gave up (a timeout test) makes a late answer hit a closed socket: not an error here.
         self._server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]

@@ -17,8 +17,8 @@ from typing import IO, Any
 
 import orjson
 
-__all__ = ["bind", "clean", "current", "log", "log_exception", "redact", "register_secrets", "set_level", "set_stream",
-           "unbind"]
+__all__ = ["bind", "clean", "current", "log", "log_exception", "redact", "redact_cut", "register_secrets", "set_level",
+           "set_stream", "unbind"]
 
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("blueprint_log_context", default={})  # noqa: B039
@@ -54,6 +54,17 @@ def redact(text: str) -> str:
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, "***")
+    return text
+
+
+def redact_cut(text: str) -> str:
+    """`redact`, and also blank a registered secret's beginning at the very end of `text`: for a text something
+    cut off after a length (TAT keeps the first 24 KiB of a command's output), through a secret maybe."""
+    text = redact(text)
+    for secret in _secrets:
+        for length in range(len(secret) - 1, 3, -1):
+            if text.endswith(secret[:length]):
+                return text[:-length] + "***"
     return text
 
 

@@ -175,7 +175,9 @@ class Restorer:
     def _safety_image(self, restore: _Restore, instance: Instance, report: RunReport) -> Result | None:
         """The safety image of the instance, made once for this restore and followed to NORMAL; None when the
         restore cannot go on yet (the image is still being made: its result is `pending`) or failed."""
-        job = Job(InstanceId=restore.job.InstanceId, Region=restore.region, Wait=True,
+        # Never between the operator's commands: the reset takes the server down anyway, and a server that needs
+        # restoring is one whose agent or application (so its pre-command) may well be broken.
+        job = Job(InstanceId=restore.job.InstanceId, Region=restore.region, Wait=True, Consistent=False,
                   Description=f"before restoring {restore.job.BlueprintId}"[:60])
         target = Target(InstanceRef(Region=restore.region, InstanceId=instance.id), instance.name, instance.tags)
         safety, _ = self.maker.run(job, [target], trigger=restore.trigger, slot_key=f"{restore.slot_key}|safety",

@@ -22,7 +22,8 @@ from typing import Any, Protocol
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
 from blueprint.cloud import ClientCache, translate
-from blueprint.logs import redact
+from blueprint.errors import BlueprintError
+from blueprint.logs import redact, redact_cut
 from blueprint.retry import Deadline, RateLimiter
 
 __all__ = ["FINAL_STATUSES", "Task", "Tat", "TatService", "wait_for_tasks"]
@@ -125,12 +126,15 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
 def _task(item: Any, tail: int) -> Task:
     result = item.TaskResult
     raw = base64.b64decode(result.Output or "") if result is not None else b""
-    # Redact the whole text before cutting it: a cut through a secret would leave its end unredacted.
-    text = redact(raw.decode("utf-8", "replace"))[-tail:] if tail > 0 else ""
+    dropped = int(result.Dropped or 0) if result is not None else 0
+    # Redact the whole text before cutting it: a cut through a secret would leave its end unredacted. TAT's own
+    # cut (Dropped) may have left a secret's beginning at the end.
+    decoded = raw.decode("utf-8", "replace")
+    text = (redact_cut(decoded) if dropped else redact(decoded))[-tail:] if tail > 0 else ""
     return Task(instance_id=item.InstanceId or "", invocation_id=item.InvocationId or "",
                 task_id=item.InvocationTaskId or "", status=item.TaskStatus or "",
                 exit_code=result.ExitCode if result is not None else None, output=text,
-                dropped=int(result.Dropped or 0) if result is not None else 0,
+                dropped=dropped,
                 error_info=redact(item.ErrorInfo or ""))
 
 
@@ -235,16 +239,27 @@ def wait_for_tasks(tat: Tat, region: str, invocation_ids: Sequence[str], *, dead
     grows by `growth` each time, up to `max_interval`.
 
     Returns the last tasks seen: check `finished` on each, time may have run out first. Sleeps on the deadline's
-    clock, so tests that move an emulated clock never wait.
+    clock, so tests that move an emulated clock never wait. A poll that fails in a way a retry can fix is made
+    again at the next interval.
 
     Raises:
-        BlueprintError: what `tasks` raises (a translated cloud error).
+        BlueprintError: what `tasks` raises when a retry cannot help, or when no poll succeeded in time.
     """
+    found: list[Task] = []
     while True:
-        found = tat.tasks(region, invocation_ids, deadline=deadline)
-        if len(found) >= max(expected, 1) and all(task.finished for task in found):
+        try:
+            found, failed = tat.tasks(region, invocation_ids, deadline=deadline), None
+        except BlueprintError as err:
+            # A poll only reads: one that was throttled or failed on the cloud's side is simply made again later
+            # (giving up here would leave a command running that the caller thinks never started).
+            if not err.retryable:
+                raise
+            failed = err
+        if failed is None and len(found) >= max(expected, 1) and all(task.finished for task in found):
             return found
         if deadline.remaining() <= interval:
+            if failed is not None and not found:
+                raise failed
             return found
         deadline.pause(interval, "commands to finish", region=region, invocations=len(invocation_ids))
         interval = min(interval * growth, max(max_interval, interval))

@@ -122,6 +122,9 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # A client sending many calls at once opens many connections: with socketserver's backlog of 5 the kernel drops
+    # those beyond it, and TCP sends them again only a second later (a stall no cloud endpoint has).
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], app: App) -> None:
         super().__init__(address, _Handler)
