@@ -707,7 +707,9 @@ def build_app(env: Mapping[str, str], *, clock: Clock | None = None, session: re
                     share_with=settings.share_with, allowed_share_accounts=frozenset(settings.allowed_share_accounts),
                     pre_command=_command("BLUEPRINT_PRE_COMMAND", settings.pre_command),
                     post_command=_command("BLUEPRINT_POST_COMMAND", settings.post_command),
-                    allowed_commands=frozenset(settings.allowed_commands), command_timeout=settings.command_timeout)
+                    allowed_commands=frozenset(c for c in settings.allowed_commands if ":" not in c),
+                    command_pairs=dict(c.split(":") for c in settings.allowed_commands if ":" in c),
+                    command_timeout=settings.command_timeout)
     http_session = session or requests.Session()
     default_job = None
     if settings.job:

@@ -286,22 +286,25 @@ class Quiescer:
     # ---- TAT and the pause mark ----------------------------------------------------------------------------
 
     def _command(self, run: Run, region: str, command: Command, ids: list[str], phase: str) -> _Ran:
-        """Start the command on the instances and wait for its tasks (the start is never retried: RunCommand has
-        no idempotency token, a resent call could run it twice). A pre-command given up on is cancelled, so it
-        cannot go on pausing after the post-command."""
+        """Start the command on the instances and wait for its tasks. A pre-command's start is never retried
+        (RunCommand has no idempotency token: a resent call could run it twice); a post-command's is. A
+        pre-command given up on is cancelled, so it cannot go on pausing after the post-command."""
         assert run.commands is not None  # noqa: S101 (the caller runs only jobs with commands)
         timeout = run.commands.timeout
         deadline: Deadline = run.deadline.within(timeout + REPORT_GRACE)
         if phase == "pre":
             # A pre-command that takes long must still leave time to create and to run the post-command.
             deadline = Deadline.min(deadline, run.deadline.sooner(self._post_window(run) + BATCH_BUDGET))
+        if command.command_id is not None:
+            start = partial(self.tat.invoke_command, region, command.command_id, ids, deadline=run.deadline,
+                            timeout=timeout)
+        else:
+            start = partial(self.tat.run_shell, region, ids, command.text or "", timeout=timeout,
+                            deadline=run.deadline, name=f"lighthouse-blueprint-{phase}")
         try:
-            if command.command_id is not None:
-                invocation = self.tat.invoke_command(region, command.command_id, ids, deadline=run.deadline,
-                                                     timeout=timeout)
-            else:
-                invocation = self.tat.run_shell(region, ids, command.text or "", timeout=timeout,
-                                                deadline=run.deadline, name=f"lighthouse-blueprint-{phase}")
+            # A post-command is safe to run twice (docs/consistency.md): its start is retried, so one failed call
+            # does not leave the application paused until the next run. A pre-command's never is.
+            invocation = self.retry.call(start, deadline=run.deadline) if phase == "post" else start()
         except BlueprintError as err:
             # A lost answer, or a failure on the cloud's side, may have started it all the same (its id unknown).
             return _Ran(error=err, unsettled=frozenset(ids) if isinstance(err, CloudUnavailable) else frozenset())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from blueprint.errors import AccessDenied, BadRequest
 from blueprint.events import Job
@@ -78,6 +78,8 @@ class Policy:
     pre_command: Command | None = None
     post_command: Command | None = None
     allowed_commands: frozenset[str] = frozenset()
+    # Allowed pairs (`pre:post` entries of BLUEPRINT_ALLOWED_COMMANDS): each pre-command id with its post-command.
+    command_pairs: Mapping[str, str] = field(default_factory=dict)
     command_timeout: int = 60
 
     def check_job(self, job: Job) -> None:
@@ -90,9 +92,9 @@ class Policy:
             raise AccessDenied(f"MaxInstances={job.MaxInstances} is above BLUEPRINT_MAX_INSTANCES="
                                f"{self.max_instances}: a job may lower the operator's ceiling, never raise it",
                                code=LIMIT)
-        for field, asked in (("Keep", job.Keep), ("CopyKeep", job.CopyKeep)):
+        for name, asked in (("Keep", job.Keep), ("CopyKeep", job.CopyKeep)):
             if asked is not None and self.keep is not None and asked < self.keep:
-                raise AccessDenied(f"{field}={asked} is below BLUEPRINT_KEEP={self.keep}: a job may keep more images "
+                raise AccessDenied(f"{name}={asked} is below BLUEPRINT_KEEP={self.keep}: a job may keep more images "
                                    "than the operator's floor, never fewer", code=LIMIT)
         self.commands_for(job)
         strangers = sorted(set(job.ShareWith or ()) - self.share_targets)
@@ -113,7 +115,7 @@ class Policy:
             BadRequest: the job asks for commands and for powering off, or opts out of commands it names.
         """
         named = job.PreCommand is not None or job.PostCommand is not None
-        pre, post = self._allowed(job.PreCommand, "PreCommand"), self._allowed(job.PostCommand, "PostCommand")
+        pre, post = self._named(job)
         if job.ForcePowerOff or job.Consistent is False:
             if named or job.Consistent:
                 raise BadRequest("ForcePowerOff: true (or Consistent: false) cannot be combined with Consistent: "
@@ -129,15 +131,48 @@ class Policy:
             pre, post = self.pre_command, self.post_command
         return Commands(pre, post, job.PostAfter or "accepted", self.command_timeout)
 
-    def _allowed(self, value: str | None, field: str) -> Command | None:
+    def _named(self, job: Job) -> tuple[Command | None, Command | None]:
+        """The commands a job names, checked: a pre-command never runs without its post-command (a pause that
+        nothing undoes). A pair's pre-command (`pre:post` in BLUEPRINT_ALLOWED_COMMANDS) brings its own post-command
+        and takes no other; a pair's post-command is never a pre-command; a plain id's pre-command needs a
+        PostCommand named beside it.
+
+        Raises:
+            AccessDenied: see `commands_for`.
+        """
+        pre_id, post_id = self._allowed(job.PreCommand, "PreCommand"), self._allowed(job.PostCommand, "PostCommand")
+        if pre_id is not None and pre_id in self.paired_posts and pre_id not in self.command_pairs:
+            raise AccessDenied(f"PreCommand {pre_id} is the post-command of a pair in BLUEPRINT_ALLOWED_COMMANDS",
+                               code=COMMAND_DENIED)
+        if pre_id is not None and pre_id in self.command_pairs:
+            paired = self.command_pairs[pre_id]
+            if post_id not in (None, paired):
+                raise AccessDenied(f"PreCommand {pre_id} runs only with its pair's post-command {paired}",
+                                   code=COMMAND_DENIED)
+            post_id = paired
+        elif pre_id is not None and post_id is None:
+            raise AccessDenied(f"PreCommand {pre_id} needs a PostCommand (or list the pair as {pre_id}:cmd-... in "
+                               "BLUEPRINT_ALLOWED_COMMANDS): a pause is always undone", code=COMMAND_DENIED)
+        elif post_id is not None and post_id in self.command_pairs and pre_id is None:
+            raise AccessDenied(f"PostCommand {post_id} is the pre-command of a pair in BLUEPRINT_ALLOWED_COMMANDS",
+                               code=COMMAND_DENIED)
+        return (None if pre_id is None else Command(label=pre_id, command_id=pre_id),
+                None if post_id is None else Command(label=post_id, command_id=post_id))
+
+    def _allowed(self, value: str | None, field: str) -> str | None:
         if value is None:
             return None
         if not COMMAND_ID.match(value):
             raise AccessDenied(f"{field} must be the id of a TAT command in BLUEPRINT_ALLOWED_COMMANDS (cmd- and 8 of "
                                "a-z0-9): a job never carries shell text", code=COMMAND_DENIED)
-        if value not in self.allowed_commands:
+        if value not in self.allowed_commands and value not in self.command_pairs and value not in self.paired_posts:
             raise AccessDenied(f"{field} {value} is not in BLUEPRINT_ALLOWED_COMMANDS", code=COMMAND_DENIED)
-        return Command(label=value, command_id=value)
+        return value
+
+    @property
+    def paired_posts(self) -> frozenset[str]:
+        """The post-commands of the allowed pairs."""
+        return frozenset(self.command_pairs.values())
 
     @property
     def share_targets(self) -> frozenset[str]:

@@ -96,9 +96,15 @@ def _state_names(states: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _command_ids(ids: tuple[str, ...]) -> tuple[str, ...]:
-    bad = [n + 1 for n, item in enumerate(ids) if not COMMAND_ID.match(item)]
+    """TAT command ids, or `pre:post` pairs of them (a pair's pre-command runs only with its post-command)."""
+    bad = [n + 1 for n, item in enumerate(ids) if not all(COMMAND_ID.match(part) for part in item.split(":"))
+           or item.count(":") > 1]
     if bad:
-        raise ValueError(f"expected TAT command ids (cmd- and 8 of a-z0-9); item(s) {bad} are not")
+        raise ValueError(f"expected TAT command ids (cmd- and 8 of a-z0-9), or pre:post pairs of them; item(s) {bad} "
+                         "are not")
+    pres = [item.split(":")[0] for item in ids if ":" in item]
+    if len(set(pres)) != len(pres):
+        raise ValueError("a pre-command is paired with two post-commands")
     return ids
 
 
@@ -300,7 +306,8 @@ class Settings(BaseModel):
     restore: Annotated[bool, BeforeValidator(_on_off)] = Field(False, validation_alias="BLUEPRINT_RESTORE")
     restore_tokens: TokenList = Field((), validation_alias="BLUEPRINT_RESTORE_TOKEN")
     # Consistent images (TAT): shell text (or a `cmd-` id) run as root before and after the image, the command ids
-    # a job may name, and how long a command may run. The text may hold credentials: it is a SecretStr, never
+    # a job may name (`pre:post` pairs: that pre-command runs only with that post-command), and how long a command
+    # may run. The text may hold credentials: it is a SecretStr, never
     # logged or echoed (it is not registered for redaction: a short command like `sync` would blank that word in
     # every log line).
     pre_command: Annotated[SecretStr | None, AfterValidator(_command_text)] = Field(

@@ -118,8 +118,9 @@ def test_a_retried_invocation_runs_the_commands_once(make_app, emu, second_conta
 
 
 def test_an_invocation_that_died_between_the_commands_is_resumed_before_any_new_pre_command(app, emu) -> None:
-    # The first post-command's RunCommand fails: as far as the function knows, the server is still paused.
-    emu.faults.fail("RunCommand", "InternalError", times=1, skip=1)
+    # Every start of the post-command fails (it is retried): as far as the function knows, the server is still
+    # paused.
+    emu.faults.fail("RunCommand", "InternalError", times=4, skip=1)
     app.handle(timer_event(JOB), context())
     assert contents(emu) == [PRE] and paused(emu) is not None
     # SCF retries the same slot: the image is found (no pre-command), the post-command runs to resume.
@@ -179,7 +180,7 @@ def test_an_allowed_command_id_runs_through_invoke_command(make_app, emu) -> Non
 
 @pytest.mark.parametrize(("job", "status"), [
     ({"ForcePowerOff": True, "Consistent": True}, 400),
-    ({"ForcePowerOff": True, "PreCommand": "cmd-allowed1"}, 400),
+    ({"ForcePowerOff": True, "PreCommand": "cmd-allowed1", "PostCommand": "cmd-allowed1"}, 400),
     ({"Consistent": False, "PostCommand": "cmd-allowed1"}, 400),
 ])
 def test_contradictions_are_400(make_app, emu, job: dict, status: int) -> None:

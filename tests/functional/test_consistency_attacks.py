@@ -146,12 +146,6 @@ def test_a_pre_command_that_cannot_be_cancelled_keeps_the_mark(make_app, emu) ->
 
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "needs a decision: the post-command's start is not retried and its failure is not retryable, so one "
-    "InternalError on its RunCommand leaves the application paused until the next scheduled run (a day for a "
-    "daily timer), with only a .failed to alert; post-commands must be safe to repeat, so their start could be "
-    "retried, but test_consistency.py::test_an_invocation_that_died_between_the_commands_is_resumed_before_any_new_"
-    "pre_command uses exactly this fault to simulate an invocation that died between the commands"))
 def test_a_post_command_whose_start_fails_once_still_runs_in_the_same_invocation(app, emu) -> None:
     emu.faults.fail("RunCommand", "InternalError", times=1, skip=1)  # the post-command's RunCommand
     try:
@@ -218,13 +212,13 @@ def named(make_app, emu):
     for content, command_id in ((FREEZE, "cmd-frz00001"), (THAW, "cmd-thw00001"), ("sync", "cmd-sync0001"),
                                 ("echo done", "cmd-echo0001")):
         emu.tat.add_command(content, CommandId=command_id)
-    return make_app(clock=EmuClock(emu), BLUEPRINT_ALLOWED_COMMANDS="cmd-frz00001,cmd-thw00001,cmd-sync0001,"
+    return make_app(clock=EmuClock(emu), BLUEPRINT_ALLOWED_COMMANDS="cmd-frz00001:cmd-thw00001,cmd-sync0001,"
                                                                    "cmd-echo0001", **COMMANDS)
 
 
 @pytest.mark.parametrize(("first", "then", "expected"), [
     ({}, {"PreCommand": "cmd-sync0001", "PostCommand": "cmd-echo0001"}, [PRE, POST, POST, "sync", "echo done"]),
-    ({}, {"PreCommand": "cmd-sync0001"}, [PRE, POST, POST, "sync"]),
+    ({}, {"PreCommand": "cmd-frz00001"}, [PRE, POST, POST, FREEZE, THAW]),
     ({"PreCommand": "cmd-frz00001", "PostCommand": "cmd-thw00001"}, {}, [FREEZE, THAW, THAW, PRE, POST]),
 ], ids=["configured-then-named", "configured-then-pre-only", "named-then-configured"])
 def test_a_pause_is_resumed_with_the_post_command_of_the_run_that_paused(named, emu, first, then, expected) -> None:
@@ -239,17 +233,15 @@ def test_a_pause_is_resumed_with_the_post_command_of_the_run_that_paused(named, 
     assert paused(emu) is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "design decision needed: BLUEPRINT_ALLOWED_COMMANDS does not say which ids may pause and which resume, and a "
-    "job that names only a PreCommand runs no post-command (tests/unit/test_slots_and_policy.py pins that), so a "
-    "caller with the HTTP token can leave allowed servers frozen with no pause mark; e.g. allowlist entries as "
-    "pre:post pairs, or the configured post-command as the default"))
 @pytest.mark.parametrize("job", [{"PreCommand": "cmd-frz00001"},
                                  {"PreCommand": "cmd-thw00001", "PostCommand": "cmd-frz00001"}],
                          ids=["pre-only", "swapped"])
 def test_a_job_cannot_leave_a_server_frozen_without_a_mark(named, emu, job) -> None:
+    # The operator lists freeze:thaw as a pair: the freeze never runs without its thaw, the thaw never pauses.
     named.handle(timer_event({**JOB, **job}), context())
-    assert contents(emu)[-1] != FREEZE or paused(emu) is not None
+    ran = contents(emu)
+    assert not ran or ran[-1] != FREEZE or paused(emu) is not None
+    assert FREEZE not in ran or ran[ran.index(FREEZE) + 1] == THAW
 
 
 # ---- time ---------------------------------------------------------------------------------------------------

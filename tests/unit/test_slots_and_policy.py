@@ -87,9 +87,11 @@ def test_a_configured_pair_is_the_default_and_consistent_false_opts_out() -> Non
 
 
 def test_a_job_names_only_allowed_ids() -> None:
-    chosen = PAIR.commands_for(_job(PreCommand="cmd-allowed1"))
+    chosen = PAIR.commands_for(_job(PreCommand="cmd-allowed1", PostCommand="cmd-allowed1"))
     assert chosen is not None and chosen.pre == Command("cmd-allowed1", command_id="cmd-allowed1")
-    assert chosen.post is None  # a job that names commands picks both itself
+    assert chosen.post == chosen.pre  # a job that names commands picks both itself
+    post_only = PAIR.commands_for(_job(PostCommand="cmd-allowed1"))
+    assert post_only is not None and post_only.pre is None
     for value in ("sync", "cmd-abcdefgh", "cmd-allowed1 ", "CMD-ALLOWED1", "cmd-allowed1\n"):
         with pytest.raises(AccessDenied) as refused:
             PAIR.commands_for(_job(PreCommand=value))
@@ -101,6 +103,22 @@ def test_shell_text_is_403_even_beside_a_contradiction() -> None:
     with pytest.raises(AccessDenied):
         PAIR.commands_for(_job(PreCommand="rm -rf /", ForcePowerOff=True))
     with pytest.raises(BadRequest):
-        PAIR.commands_for(_job(PreCommand="cmd-allowed1", ForcePowerOff=True))
+        PAIR.commands_for(_job(PreCommand="cmd-allowed1", PostCommand="cmd-allowed1", ForcePowerOff=True))
     with pytest.raises(AccessDenied):
         Policy().commands_for(_job(Consistent=True))
+
+
+def test_a_pre_command_never_runs_without_its_post_command() -> None:
+    paired = Policy(allowed_commands=frozenset({"cmd-plain001"}),
+                    command_pairs={"cmd-freeze01": "cmd-thaw0001"})
+    chosen = paired.commands_for(_job(PreCommand="cmd-freeze01"))
+    assert chosen is not None and chosen.post == Command("cmd-thaw0001", command_id="cmd-thaw0001")
+    refused = [{"PreCommand": "cmd-plain001"},  # a plain pre-command needs a post-command beside it
+               {"PreCommand": "cmd-thaw0001", "PostCommand": "cmd-freeze01"},  # swapped
+               {"PreCommand": "cmd-freeze01", "PostCommand": "cmd-plain001"},  # not its pair's post
+               {"PostCommand": "cmd-freeze01"}]  # a pair's pre-command as a post-command
+    for fields in refused:
+        with pytest.raises(AccessDenied) as denied:
+            paired.commands_for(_job(**fields))
+        assert denied.value.code == "UnauthorizedOperation.CommandNotAllowed", fields
+    assert paired.commands_for(_job(PostCommand="cmd-thaw0001")) is not None  # a thaw alone never pauses
