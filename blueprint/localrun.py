@@ -134,7 +134,8 @@ def emulated(env: Mapping[str, str], **emulator_options: Any) -> Iterator[tuple[
     """
     from emulator import DEFAULT_UIN, SECRET_ID, SECRET_KEY, Emulator  # noqa: PLC0415 (local runs only)
 
-    emu = Emulator(**{"image_seconds": 5.0, "backup_seconds": 5.0, **emulator_options}).start()
+    # Short, so the README's first command (which stops, backs up, images and starts again) answers in seconds.
+    emu = Emulator(**{"image_seconds": 2.0, "backup_seconds": 2.0, **emulator_options}).start()
     receiver = Receiver().start()
     local = {
         **env,

@@ -148,11 +148,13 @@ class DiskSteps:
     def _until_stopped(self, run: Run, region: str, ids: list[str]) -> None:
         deadline = run.deadline.within(STOP_TIMEOUT)
         waiting = list(ids)
-        while waiting and deadline.remaining() > STOP_POLL:
-            deadline.pause(STOP_POLL, "instances to stop", region=region, instances=len(waiting))
+        while waiting:
             found = self.retry.call(partial(self.lighthouse.find_instances, region, ids=waiting,
                                             deadline=run.deadline), deadline=run.deadline)
             waiting = [i.id for i in found if not (i.state == "STOPPED" and i.operation_state != "OPERATING")]
+            if not waiting or deadline.remaining() <= STOP_POLL:
+                return
+            deadline.pause(STOP_POLL, "instances to stop", region=region, instances=len(waiting))
 
     # ---- one instance --------------------------------------------------------------------------------------
 
