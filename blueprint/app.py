@@ -23,7 +23,7 @@ import requests
 from blueprint import chained, logs
 from blueprint.chained import ChainTarget
 from blueprint.cloud import ClientCache, read_credentials
-from blueprint.dispatch import Chain, Dispatcher
+from blueprint.dispatch import Chain, Dispatcher, batches, forecast
 from blueprint.errors import (
     AccessDenied,
     BadRequest,
@@ -59,7 +59,7 @@ from blueprint.lighthouse import Lighthouse, LighthouseService
 from blueprint.outcome import summarize
 from blueprint.policy import Policy
 from blueprint.results import Result, RunReport, Source, result_events, summary_event
-from blueprint.retry import Clock, Deadline, RetryPolicy, SystemClock, Waits
+from blueprint.retry import Clock, Deadline, Pacer, RetryPolicy, SystemClock, Waits
 from blueprint.settings import Settings, load_settings
 from blueprint.sinks import Delivery, Sink, SinkContext, build_sinks, deliver
 from blueprint.slots import (
@@ -104,7 +104,8 @@ class Spec:
         if isinstance(self.job, RestoreJob):
             return False
         if self.chained:
-            return len(self.names) > 1
+            # A fan-out's batch is part of its parent's run: the parent sends the run's summary.
+            return False
         return self.job.InstanceId is None
 
     def named(self, default_region: str) -> list[InstanceRef]:
@@ -124,6 +125,8 @@ class Invocation:
     delivery: Deadline
     correlation_id: str
     source: Source
+    # The part of the account's API rates this invocation may use (a fan-out child's is less than 1).
+    share: float = 1.0
     # Filled in as the invocation goes: the one summary log line per invocation.
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -214,10 +217,15 @@ class App:
         # Raised here, outside the `except` blocks, so the platform's traceback has no chain to print.
         raise failure
 
+    def _budget(self, context: Mapping[str, Any]) -> float:
+        """Seconds of work an invocation gets: its time limit less the margin kept for delivering results."""
+        limit = _seconds(context.get("time_limit_in_ms")) or self.settings.default_time_limit
+        return max(limit - self.settings.time_margin, limit * 0.5)
+
     def _invocation(self, context: Mapping[str, Any], event: Any) -> Invocation:
         limit = _seconds(context.get("time_limit_in_ms")) or self.settings.default_time_limit
         waits = Waits()
-        work = Deadline.after(self.clock, max(limit - self.settings.time_margin, limit * 0.5), waits)
+        work = Deadline.after(self.clock, self._budget(context), waits)
         request_id = str(context.get("request_id") or uuid.uuid4())
         correlation = event.get("CorrelationId") if isinstance(event, Mapping) else None
         source = Source(region=str(context.get("tencentcloud_region") or self.settings.region),
@@ -300,6 +308,8 @@ class App:
             trigger = refused.trigger or TriggerInfo(Type="invoke", Time=_now())
             slot = refused.slot_key or request_slot("invoke", inv.request_id)
             return self._refuse(refused.error, inv, trigger, slot, refused.targets)
+        if call.Share < 1:
+            inv.share, inv.work = call.Share, replace(inv.work, pace=Pacer(call.Share, clock=self.clock))
         running = frozenset(t.InstanceId for t in call.Targets if t.WasRunning)
         spec = Spec(job, call.Trigger, call.SlotKey, not_after=call.Deadline, names=call.names(),
                     was_running=running, chained=True)
@@ -441,7 +451,7 @@ class App:
             target = ChainTarget(Region=job.Region or self.settings.region, InstanceId=job.InstanceId,
                                  BlueprintName="restore", WasRunning=job.InstanceId in report.was_running)
             for _, err in self.dispatcher.send(inv.self_function(), chain, [target], kind="restore", report=report,
-                                               deadline=inv.work):
+                                               deadline=inv.work, share=inv.share):
                 report.results.append(Result(outcome="restore.failed", instance_id=job.InstanceId,
                                              region=target.Region, trigger=spec.trigger, slot_key=spec.key,
                                              force_power_off=False, blueprint_id=job.BlueprintId,
@@ -466,14 +476,17 @@ class App:
             report, _ = self.maker.run(job, [], trigger=spec.trigger, slot_key=spec.key, deadline=inv.work,
                                        multi=spec.multi, refused=plan.refused)
             report.matched += len(targets)
-            self._send(report, chain, targets, inv, why="")
+            self._send(report, chain, targets, inv, why="", share=inv.share)
             return report
         report, overflow = self.maker.run(job, targets, trigger=spec.trigger, slot_key=spec.key, deadline=inv.work,
                                           multi=spec.multi, refused=plan.refused, prefetched=plan.slot_images,
                                           account=account)
+        # What this invocation hands on and what it follows run side by side: its share is split between them.
+        share = inv.share / 2 if overflow and any(r.pending for r in report.results) else inv.share
         if overflow:
-            self._send(report, chain, overflow, inv, why="the function's time ran out before this instance; ")
-        self._follow(report, chain, inv)
+            self._send(report, chain, overflow, inv, why="the function's time ran out before this instance; ",
+                       share=share)
+        self._follow(report, chain, inv, share=share)
         return report
 
     def _fans_out(self, spec: Spec, count: int) -> bool:
@@ -485,21 +498,26 @@ class App:
             return True
         return "Dispatch" not in job.model_fields_set and count > self.settings.dispatch_threshold
 
-    def _send(self, report: RunReport, chain: Chain, targets: list[Target], inv: Invocation, *, why: str) -> None:
-        """Hand instances to child calls (fan-out, or what this run had no time for: `why` says so)."""
+    def _send(self, report: RunReport, chain: Chain, targets: list[Target], inv: Invocation, *, why: str,
+              share: float) -> None:
+        """Hand instances to child calls (fan-out, or what this run had no time for: `why` says so), in batches
+        that share `share` of the account's rates."""
         assert isinstance(chain.job, Job)  # noqa: S101 (restores never fan out)
         calls = [ChainTarget(Region=t.ref.Region, InstanceId=t.ref.InstanceId,
                              BlueprintName=self.maker.name_for(chain.job, t, chain.trigger),
                              WasRunning=t.was_running or t.ref.InstanceId in report.was_running) for t in targets]
         job = chain.job
+        logs.log("INFO", "handing instances on", **vars(forecast(
+            [len(b) for b in batches(calls)], share=share, create_rate=self.settings.create_rate,
+            budget=self._budget(inv.context))))
         for call, err in self.dispatcher.send(inv.self_function(), chain, calls, kind="child", report=report,
-                                              deadline=inv.work):
+                                              deadline=inv.work, share=share):
             report.results.append(Result(
                 outcome="failed", instance_id=call.InstanceId, region=call.Region, trigger=chain.trigger,
                 slot_key=chain.slot_key, force_power_off=self.maker.force_power_off(job),
                 blueprint_name=call.BlueprintName, error=_not_started(err, why)))
 
-    def _follow(self, report: RunReport, chain: Chain, inv: Invocation) -> None:
+    def _follow(self, report: RunReport, chain: Chain, inv: Invocation, *, share: float) -> None:
         """Images still being made when time ran out: a chained call of this function follows each one. One
         that cannot be scheduled is a failure of the run (retryable: the platform's retry follows it)."""
         pending = {(r.region, r.instance_id): n for n, r in enumerate(report.results) if r.pending}
@@ -511,7 +529,7 @@ class App:
                  for (region, instance), n in pending.items()]
 
         for call, err in self.dispatcher.send(inv.self_function(), chain, calls, kind="follow", report=report,
-                                              deadline=inv.work):
+                                              deadline=inv.work, share=share):
             index = pending[(call.Region, call.InstanceId)]
             why = report.results[index].reason or "still in progress"
             report.results[index] = report.results[index].but(outcome="failed", error=_not_followed(err, why))

@@ -34,6 +34,7 @@ from blueprint.errors import (
     BlueprintError,
     CloudUnavailable,
     InstanceBusy,
+    NotSent,
     QuotaExceeded,
 )
 from blueprint.events import InstanceRef, Job, TriggerInfo
@@ -424,6 +425,10 @@ class ImageMaker:
             return None
         try:
             result = self._create(run, target)
+        except NotSent:
+            # This invocation's share of the rate had no room left: handed on (the next one looks first).
+            run.overflow.append(target)
+            return None
         except BlueprintError as err:
             result = run.result(target, "failed", error=err, request_id=err.request_id,
                                 blueprint_name=self.name_for(run.job, target, run.trigger))

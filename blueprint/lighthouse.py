@@ -256,7 +256,10 @@ class LighthouseService:
             limiter.name = action
 
     def _call(self, action: str, region: str, request: Any, deadline: Deadline) -> Any:
-        self._limits[action].acquire(deadline)
+        limiter = self._limits[action]
+        if deadline.pace is not None:  # a fan-out child: its share of the account's rate first
+            deadline.pace.acquire(action, limiter.rate, deadline)
+        limiter.acquire(deadline)
         client = self._clients.get("lighthouse", region, lighthouse_client.LighthouseClient)
         try:
             return getattr(client, action)(request)

@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from blueprint.errors import BlueprintError, DeadlineExceeded, InstanceBusy, Throttled
+from blueprint.errors import BlueprintError, InstanceBusy, NotSent, Throttled
 from blueprint.logs import log
 
-__all__ = ["Clock", "Deadline", "RateLimiter", "RetryPolicy", "SystemClock", "Waits"]
+__all__ = ["Clock", "Deadline", "Pacer", "RateLimiter", "RetryPolicy", "SystemClock", "Waits"]
 
 # A wait this long or longer is logged at INFO (shorter ones at DEBUG; all are counted in `Waits`).
 LOUD_WAIT = 1.0
@@ -95,6 +95,8 @@ class Deadline:
     at: float
     waits: Waits = field(default_factory=Waits)
     patient: bool = True
+    # A fan-out child's share of the account's API rates (None: the whole rate, as one container paces it).
+    pace: Pacer | None = None
 
     @classmethod
     def after(cls, clock: Clock, seconds: float, waits: Waits | None = None) -> Deadline:
@@ -138,7 +140,8 @@ class RateLimiter:
     """At most `rate` calls in any sliding one-second window (the strictest reading of "N per second").
 
     A token bucket would allow a burst of N right after N spent at the end of the previous second: up to 2N
-    in one window, which a strict server answers with RequestLimitExceeded.
+    in one window, which a strict server answers with RequestLimitExceeded. A rate under one per second (a
+    fan-out child's share) is one call per 1/rate seconds; a fraction above one is rounded down.
     """
 
     rate: float
@@ -150,35 +153,69 @@ class RateLimiter:
     _sent: deque[float] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def _shape(self) -> tuple[int, float]:
+        """Calls allowed per window, and the window's length."""
+        if self.rate >= 1:
+            return int(self.rate), self.window
+        return 1, self.window / self.rate
+
     def acquire(self, deadline: Deadline | None = None) -> None:
         """Block until one more call fits in the window.
 
         Raises:
-            DeadlineExceeded: the slot would come after the deadline.
+            NotSent: the slot would come after the deadline (the call was not sent).
         """
-        capacity = max(1, int(self.rate))
+        capacity, window = self._shape()
         while True:
             with self._lock:
                 now = self.clock.monotonic()
-                while self._sent and now - self._sent[0] >= self.window:
+                while self._sent and now - self._sent[0] >= window:
                     self._sent.popleft()
                 if len(self._sent) < capacity:
                     self._sent.append(now)
                     return
-                wait = self.window - (now - self._sent[0]) + 0.001
+                wait = window - (now - self._sent[0]) + 0.001
             if deadline is not None and deadline.remaining() < wait:
-                raise DeadlineExceeded("no time left to send another request within the API rate limit")
+                raise NotSent("no time left to send another request within the API rate limit")
             pause(self.clock, wait, "the API rate limit", deadline.waits if deadline is not None else None,
                   action=self.name or None)
 
     def saturate(self) -> None:
         """The cloud said the limit is reached (other callers share the account's rate): count the window as
         full, so the next call waits for it to pass instead of being throttled again at once."""
-        capacity = max(1, int(self.rate))
+        capacity, _ = self._shape()
         with self._lock:
             now = self.clock.monotonic()
             self._sent.clear()
             self._sent.extend([now] * capacity)
+
+
+class Pacer:
+    """One invocation's share of the account's API rates: a fan-out child's limiter per action.
+
+    The documented limits (20 CreateBlueprint/s, 10 DescribeBlueprints/s, ...) hold per account, for every
+    container at once. Each container paces itself at the whole rate; a child of a fan-out is paced at its
+    `share` of it as well, so children running side by side stay within the account's limits together.
+    """
+
+    def __init__(self, share: float, clock: Clock | None = None) -> None:
+        self.share = share
+        # The cloud counts requests in real time, so the pacing does too.
+        self._clock = clock or SystemClock()
+        self._limits: dict[str, RateLimiter] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, action: str, rate: float, deadline: Deadline) -> None:
+        """Block until this invocation's share of `action`'s documented `rate` allows one more call.
+
+        Raises:
+            NotSent: the slot would come after the deadline.
+        """
+        with self._lock:
+            limiter = self._limits.get(action)
+            if limiter is None:
+                limiter = self._limits[action] = RateLimiter(rate * self.share, clock=self._clock, name=action)
+        limiter.acquire(deadline)
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,9 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # The listen backlog: the default of 5 drops connections a busy client opens side by side (a fan-out's
+    # children each keep several), and a dropped SYN costs the client a one-second retransmit.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], app: App) -> None:
         super().__init__(address, _Handler)

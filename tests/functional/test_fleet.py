@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from blueprint.errors import BlueprintError
@@ -106,17 +107,25 @@ def test_dry_run_lists_the_plan(make_app, emu) -> None:
 
 
 @pytest.mark.parametrize("tagged", [30, pytest.param(200, marks=pytest.mark.longrun)])
-def test_fan_out_dispatches_one_child_per_instance_and_they_complete(make_app, emu, receiver, tagged: int) -> None:
+def test_fan_out_dispatches_one_child_per_region_batch_and_they_complete(make_app, emu, receiver,
+                                                                         tagged: int) -> None:
     wanted = add_fleet(emu, total=tagged * 2, tagged=tagged)
     app = make_app(BLUEPRINT_MAX_INSTANCES="500")
     # Children run in other warm containers: their own App and clock (their waits are not the parent's).
     emu.scf.register("lighthouse-blueprint", make_app().handle)
     answer = app.handle(timer_event({"Selector": SELECTOR, "Dispatch": "invoke"}), context())
-    assert answer["Dispatched"] == tagged
+    assert answer["Dispatched"] == tagged  # every instance accounted for, each with its child's request id
     assert emu.scf.wait_idle(timeout=300)
     assert sorted(managed_sources(emu)) == sorted(wanted)
     children = [i for i in emu.scf.invocations if i["FunctionName"] == "lighthouse-blueprint"]
-    assert len(children) == tagged and all(i["InvocationType"] == "Event" for i in children)
+    # A child is a batch: here one per region (each region has fewer than 100), not one per instance.
+    assert len(children) == len(REGIONS) and all(i["InvocationType"] == "Event" for i in children)
+    envelopes = [orjson.loads(i["ClientContext"]) for i in children]
+    assert sorted({t["Region"] for t in e["Targets"]}.pop() for e in envelopes) == sorted(REGIONS)
+    assert all(len({t["Region"] for t in e["Targets"]}) == 1 for e in envelopes)
+    assert sorted(t["InstanceId"] for e in envelopes for t in e["Targets"]) == sorted(wanted)
+    # Each child draws on its part of the account's rate: together, the whole of it.
+    assert sum(e["Share"] for e in envelopes) == pytest.approx(1.0)
     # Each child is idempotent on its own: running the fan-out again makes nothing new.
     app.handle(timer_event({"Selector": SELECTOR, "Dispatch": "invoke"}), context())
     assert emu.scf.wait_idle(timeout=300)
@@ -152,14 +161,13 @@ def test_a_child_that_starts_after_its_deadline_makes_no_image(make_app, emu, re
 
 
 def test_children_carry_slot_deadline_and_correlation_id(make_app, emu) -> None:
-    import orjson
-
     emu.scf.add_function("lighthouse-blueprint")
     app = make_app()
     app.handle(timer_event({"InstanceIds": ["lhins-web00001", "lhins-db000001"], "Dispatch": "invoke"}),
                context(request_id="parent-1"))
     children = [orjson.loads(i["ClientContext"]) for i in emu.scf.invocations]
-    assert len(children) == 2
+    assert len(children) == 1  # one batch: both instances are in ap-guangzhou
+    assert children[0]["Share"] == 1.0
     assert {c["CorrelationId"] for c in children} == {"parent-1"}
     assert {c["SlotKey"] for c in children} == {"timer|tick|daily|2026-11-27T03:00:00Z"}
     assert all(c["Deadline"] > "2026-" for c in children)
@@ -186,11 +194,17 @@ def test_inline_run_short_of_time_hands_the_rest_to_children(make_app, emu, rece
 
 def test_a_child_that_could_not_be_dispatched_is_reported_and_the_timer_retries(make_app, emu, receiver) -> None:
     emu.scf.add_function("lighthouse-blueprint")
-    emu.faults.fail("Invoke", "InternalError", times=3)  # the first child's attempts all fail
+    emu.faults.fail("Invoke", "InternalError", times=3)  # every attempt of the (one) batch's call fails
     app = make_app()
+    job = {"InstanceIds": ["lhins-web00001", "lhins-db000001"], "Dispatch": "invoke"}
     with pytest.raises(BlueprintError, match="retry can fix"):
-        app.handle(timer_event({"InstanceIds": ["lhins-web00001", "lhins-db000001"], "Dispatch": "invoke"}),
-                   context())
-    assert len(emu.scf.invocations) == 1
+        app.handle(timer_event(job), context())
+    assert emu.scf.invocations == []
     failed = [e for e in received_events(receiver) if e["type"].endswith(".failed")]
-    assert [e["subject"] for e in failed] == ["lhins-web00001"]
+    # Every instance of the batch that could not be sent is reported, with an error a retry can fix.
+    assert sorted(e["subject"] for e in failed) == ["lhins-db000001", "lhins-web00001"]
+    assert {e["data"]["Error"]["Code"] for e in failed} == {"InternalError"}
+    # The platform's retry sends the batch.
+    assert app.handle(timer_event(job), context())["Dispatched"] == 2
+    [child] = [orjson.loads(i["ClientContext"]) for i in emu.scf.invocations]
+    assert sorted(t["InstanceId"] for t in child["Targets"]) == ["lhins-db000001", "lhins-web00001"]
