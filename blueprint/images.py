@@ -499,18 +499,20 @@ class ImageMaker:
         """One listing after creating resolves races and drives retention.
 
         Without Keep only this slot's images matter (a handful); with Keep, the managed images of the one
-        instance, or of the whole region for a fleet (one paged listing instead of one per instance).
+        instance, or of the instances created (one paged listing instead of one per instance). A fleet's listing
+        names its instances, so a fan-out's batch reads its own images, not the whole region's.
         """
         created = [r.instance_id for r in run.report.results if r.region == region and r.outcome == "created"
                    and not r.resent]
         if created:
             find = partial(self.lighthouse.find_images, region, deadline=run.deadline)
+            mine = partial(find, tag_key=INSTANCE_TAG, tag_values=created) if len(created) > 1 else find
             if not run.keep:
-                listing = partial(find, tags={SLOT_TAG: run.digest})
+                listing = partial(mine, tags={SLOT_TAG: run.digest})
             elif len(created) == 1:
                 listing = partial(find, tags={INSTANCE_TAG: created[0]})
             else:
-                listing = partial(find, tag_key=INSTANCE_TAG)
+                listing = mine
             managed = [i for i in self._retrying(partial(listing, at_least=len(created)), run.deadline)
                        if is_managed(i)]
             self._races_and_retention(run, region, managed)

@@ -121,8 +121,10 @@ class Lighthouse(Protocol):
 
     def find_images(self, region: str, *, deadline: Deadline, tags: Mapping[str, str] | None = None,
                     tag_key: str | None = None, ids: Sequence[str] | None = None,
-                    names: Sequence[str] | None = None, at_least: int = 0) -> list[Image]:
-        """Custom images matching all the given tags / tag key (or ids, or one of the names), every page.
+                    names: Sequence[str] | None = None, at_least: int = 0,
+                    tag_values: Sequence[str] | None = None) -> list[Image]:
+        """Custom images matching all the given tags / tag key (or ids, or one of the names), every page;
+        with `tag_values`, only those whose `tag_key` tag has one of these values.
 
         `at_least` is how many the caller knows exist: their pages are asked for at once.
         """
@@ -185,7 +187,8 @@ class Replication(Protocol):
 
     def find_images(self, region: str, *, deadline: Deadline, tags: Mapping[str, str] | None = None,
                     tag_key: str | None = None, ids: Sequence[str] | None = None,
-                    names: Sequence[str] | None = None, at_least: int = 0) -> list[Image]:
+                    names: Sequence[str] | None = None, at_least: int = 0,
+                    tag_values: Sequence[str] | None = None) -> list[Image]:
         """Custom images matching all the given tags / tag key (or ids, or one of the names), every page."""
         ...
 
@@ -215,15 +218,16 @@ def _filter(name: str, values: Sequence[str]) -> models.Filter:
     return f
 
 
-def _tag_filters(tags: Mapping[str, str], tag_key: str | None = None) -> list[models.Filter]:
+def _tag_filters(tags: Mapping[str, str], tag_key: str | None = None,
+                 tag_values: Sequence[str] = ()) -> list[models.Filter]:
     """Tag lookups whose meaning does not depend on how the cloud parses `tag:<key>` when the key holds a
     colon (`tag:scf-blueprint:slot` is nowhere documented): `tag-key` and `tag-value`, each an exact match.
     Both filters together over-match (a key and a value from different tags); `_has_tags` checks the exact
     pairs on what comes back."""
     keys = [*tags, *([tag_key] if tag_key else [])]
     filters = [_filter("tag-key", keys)] if keys else []
-    if tags:
-        filters.append(_filter("tag-value", list(tags.values())))
+    if tags or tag_values:
+        filters.append(_filter("tag-value", [*tags.values(), *tag_values]))
     return filters
 
 
@@ -283,21 +287,29 @@ class LighthouseService:
 
     def find_images(self, region: str, *, deadline: Deadline, tags: Mapping[str, str] | None = None,
                     tag_key: str | None = None, ids: Sequence[str] | None = None,
-                    names: Sequence[str] | None = None, at_least: int = 0) -> list[Image]:
-        """DescribeBlueprints over every page, custom images only."""
+                    names: Sequence[str] | None = None, at_least: int = 0,
+                    tag_values: Sequence[str] | None = None) -> list[Image]:
+        """DescribeBlueprints over every page, custom images only; with `tag_key` and `tag_values`, only images
+        whose `tag_key` tag has one of the values (the values go out in parts: a filter takes at most 100)."""
+        wanted = list(dict.fromkeys(tag_values or []))
+        room = PAGE - len(tags or {})
+        parts = [wanted[i:i + room] for i in range(0, len(wanted), room)] if tag_key and wanted else [[]]
         found: list[Image] = []
-        filters = [*_tag_filters(tags or {}, tag_key), _filter("blueprint-type", ["PRIVATE"])]
-        if names:
-            filters.append(_filter("blueprint-name", names))
-        for page in self._pages("DescribeBlueprints", region, deadline, ids=ids, filters=filters,
-                                at_least=at_least):
-            found.extend(Image(id=b.BlueprintId, name=b.BlueprintName or "", state=b.BlueprintState or "",
-                               region=region, created=_time(b.CreatedTime), tags=_tags(b.Tags),
-                               request_id=page.RequestId, source=b, shared=bool(b.BlueprintShared))
-                         for b in page.BlueprintSet or [] if b.BlueprintType in (None, "PRIVATE"))
+        for part in parts:
+            filters = [*_tag_filters(tags or {}, tag_key, part), _filter("blueprint-type", ["PRIVATE"])]
+            if names:
+                filters.append(_filter("blueprint-name", names))
+            for page in self._pages("DescribeBlueprints", region, deadline, ids=ids, filters=filters,
+                                    at_least=max(at_least // len(parts), len(part))):
+                found.extend(Image(id=b.BlueprintId, name=b.BlueprintName or "", state=b.BlueprintState or "",
+                                   region=region, created=_time(b.CreatedTime), tags=_tags(b.Tags),
+                                   request_id=page.RequestId, source=b, shared=bool(b.BlueprintShared))
+                             for b in page.BlueprintSet or [] if b.BlueprintType in (None, "PRIVATE"))
         # Pages read while images are being made may overlap: one entry per id. Only exact tag matches.
         unique = {image.id: image for image in found}.values()
-        return [image for image in unique if ids or _has_tags(image.tags, tags or {}, tag_key)]
+        values = set(wanted)
+        return [image for image in unique if ids or (_has_tags(image.tags, tags or {}, tag_key)
+                                                     and (not values or image.tags.get(str(tag_key)) in values))]
 
     def _pages(self, action: str, region: str, deadline: Deadline, *, ids: Sequence[str] | None,
                filters: list[models.Filter], at_least: int = 0) -> Iterator[Any]:

@@ -67,13 +67,42 @@ class Delivery:
         return not self.failed
 
 
-# Each factory returns its sink when configured, or None. Add a sink: write its file, add it here.
-def _factories() -> list[Callable[[SinkContext], Sink | None]]:
-    from blueprint.sinks import cmq, invoke, webhook  # noqa: PLC0415 (sinks load only when configured)
+# Each factory returns its sink when configured, or None. Add a sink: write its file, add it here. A sink's
+# module is imported only when its variable is set (a cold start pays for the sinks it uses, issue 18).
+def _webhook(ctx: SinkContext) -> Sink | None:
+    if not ctx.settings.webhook_url:
+        return None
+    from blueprint.sinks import webhook  # noqa: PLC0415
 
-    factories: list[Callable[[SinkContext], Sink | None]] = [
-        webhook.from_settings, cmq.queue_from_settings, cmq.topic_from_settings, invoke.from_settings]
-    return factories
+    return webhook.from_settings(ctx)
+
+
+def _cmq_queue(ctx: SinkContext) -> Sink | None:
+    if not ctx.settings.cmq_queue:
+        return None
+    from blueprint.sinks import cmq  # noqa: PLC0415
+
+    return cmq.queue_from_settings(ctx)
+
+
+def _cmq_topic(ctx: SinkContext) -> Sink | None:
+    if not ctx.settings.cmq_topic:
+        return None
+    from blueprint.sinks import cmq  # noqa: PLC0415
+
+    return cmq.topic_from_settings(ctx)
+
+
+def _next_function(ctx: SinkContext) -> Sink | None:
+    if ctx.settings.next_function is None:
+        return None
+    from blueprint.sinks import invoke  # noqa: PLC0415
+
+    return invoke.from_settings(ctx)
+
+
+def _factories() -> list[Callable[[SinkContext], Sink | None]]:
+    return [_webhook, _cmq_queue, _cmq_topic, _next_function]
 
 
 FACTORIES: Callable[[], list[Callable[[SinkContext], Sink | None]]] = _factories

@@ -260,6 +260,10 @@ def test_a_fan_out_sends_one_batch_per_region_and_each_child_runs_it_like_an_inl
         mine = [c.action for c in emu.calls[before:]]
         assert mine.count("CreateBlueprint") == 4 and mine.count("DescribeBlueprints") == 2
         assert len(answer["Results"]) == 4
+        # The listing after creating names the batch's instances: it reads their images, not the region's.
+        listing = [c for c in emu.calls[before:] if c.action == "DescribeBlueprints"][-1]
+        values = next(f["Values"] for f in listing.params["Filters"] if f["Name"] == "tag-value")
+        assert set(values) >= {t["InstanceId"] for t in call["event"]["Targets"]}
     assert sorted(managed(emu)) == sorted(ids)
     # Children send per-instance events; the run's one summary is the parent's.
     events = received_events(receiver)

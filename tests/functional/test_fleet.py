@@ -5,9 +5,11 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from blueprint.cloud import read_credentials
 from blueprint.errors import BlueprintError
 from blueprint.images import INSTANCE_TAG
-from tests.conftest import context, received_events, timer_event
+from blueprint.retry import Deadline, SystemClock
+from tests.conftest import base_env, context, received_events, timer_event
 
 REGIONS = ["ap-guangzhou", "ap-shanghai", "ap-singapore"]
 SELECTOR = {"Regions": REGIONS, "Tags": [{"Key": "backup", "Value": "nightly"}]}
@@ -208,3 +210,26 @@ def test_a_child_that_could_not_be_dispatched_is_reported_and_the_timer_retries(
     assert app.handle(timer_event(job), context())["Dispatched"] == 2
     [child] = [orjson.loads(i["ClientContext"]) for i in emu.scf.invocations]
     assert sorted(t["InstanceId"] for t in child["Targets"]) == ["lhins-db000001", "lhins-web00001"]
+
+
+def test_a_listing_by_more_instance_ids_than_a_filter_holds_goes_out_in_parts(make_app, emu) -> None:
+    wanted = sorted(add_fleet(emu, total=150, tagged=150))
+    app = make_app()
+    app.clients.use(read_credentials(base_env(emu, None)))
+    deadline = Deadline.after(SystemClock(), 30)
+    guangzhou = [i for i in wanted if int(i[-7:]) % 3 == 0]
+    made = guangzhou[:3]  # images of three instances of ap-guangzhou, and one the filters over-match
+    for instance in made:
+        app.lighthouse.create_blueprint("ap-guangzhou", name=instance, instance_id=instance, description=None,
+                                        force_power_off=False, tags={INSTANCE_TAG: instance}, deadline=deadline)
+    app.lighthouse.create_blueprint("ap-guangzhou", name="other", instance_id=guangzhou[3], description=None,
+                                    force_power_off=False, tags={INSTANCE_TAG: "lhins-zz000000", "team": made[1]},
+                                    deadline=deadline)
+    before = len(emu.calls)
+    # A filter takes at most 100 values: 150 instance ids go out in two parts; only exact tag pairs come back.
+    found = app.lighthouse.find_images("ap-guangzhou", deadline=deadline, tag_key=INSTANCE_TAG, tag_values=wanted)
+    assert sorted(i.tags[INSTANCE_TAG] for i in found) == made
+    calls = emu.calls[before:]
+    assert len(calls) == 2 and all(c.action == "DescribeBlueprints" for c in calls)
+    assert [len(next(f["Values"] for f in c.params["Filters"] if f["Name"] == "tag-value")) for c in calls] == \
+        [100, 50]
