@@ -591,8 +591,9 @@ class App:
             report.results[index] = report.results[index].but(outcome="failed", error=_not_followed(err, why))
 
     def _deliver(self, report: RunReport, inv: Invocation) -> Delivery:
-        events = [e for r in report.results for e in result_events(r, inv.source, correlation_id=inv.correlation_id)]
-        if report.multi:
+        events = [e for r in report.results for e in result_events(r, inv.source, correlation_id=inv.correlation_id)
+                  ] if self.sinks else []  # no sink: no event to build
+        if report.multi and self.sinks:
             events.append(summary_event(report, inv.source, correlation_id=inv.correlation_id))
         for result in report.results:
             logs.log("INFO" if result.outcome != "failed" else "ERROR", f"image {result.outcome}",
@@ -833,6 +834,16 @@ def answer_config_error(err: ConfigError, event: Any, context: Any) -> dict[str,
     raise err
 
 
+def _fingerprint(env: Mapping[str, str]) -> str:
+    """What the App is built from: the BLUEPRINT_* variables and the region (read on every invocation)."""
+    data = getattr(env, "_data", None)
+    if env is os.environ and isinstance(data, dict):
+        # os.environ's own dict of bytes: filtered without decoding every variable (a warm invocation's cost).
+        return repr(sorted((k, v) for k, v in data.items()
+                           if k.startswith(b"BLUEPRINT_") or k == b"TENCENTCLOUD_REGION"))
+    return repr(sorted((k, v) for k, v in env.items() if k.startswith("BLUEPRINT_") or k == "TENCENTCLOUD_REGION"))
+
+
 _cache: dict[str, Any] = {}
 _cache_lock = threading.Lock()
 
@@ -844,8 +855,7 @@ def get_app(env: Mapping[str, str] | None = None) -> App:
         ConfigError: a variable has a bad value.
     """
     env = os.environ if env is None else env
-    fingerprint = repr(sorted((k, v) for k, v in env.items()
-                              if k.startswith("BLUEPRINT_") or k == "TENCENTCLOUD_REGION"))
+    fingerprint = _fingerprint(env)
     with _cache_lock:
         app = _cache.get("app")
         if app is None or _cache.get("fingerprint") != fingerprint:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import partial
+from functools import cached_property, partial
 from typing import Any, Protocol, TypeVar
 
 from blueprint.errors import (
@@ -170,7 +170,7 @@ class Run:
     # Instances (region, id) whose phases must look again later (a copy waits for its source): why.
     later: dict[tuple[str, str], str] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def digest(self) -> str:
         return slot_digest(self.slot_key)
 

@@ -328,8 +328,11 @@ class LighthouseService:
             return self._call(action, region, req, deadline)
 
         known = list(range(0, max(at_least, 1), PAGE))
-        with ThreadPoolExecutor(max_workers=min(4, len(known))) as pool:
-            pages = list(pool.map(page, known)) if len(known) > 1 else [page(0)]
+        if len(known) > 1:
+            with ThreadPoolExecutor(max_workers=min(4, len(known))) as pool:
+                pages = list(pool.map(page, known))
+        else:  # one page: no pool to build and shut down
+            pages = [page(0)]
         yield from pages
         first = pages[0]
         items = first.BlueprintSet if action == "DescribeBlueprints" else first.InstanceSet
