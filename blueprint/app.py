@@ -349,7 +349,7 @@ class App:
             slot = refused.slot_key or request_slot("invoke", inv.request_id)
             return self._refuse(refused.error, inv, trigger, slot, refused.targets)
         if call.Share < 1:
-            inv.share, inv.work = call.Share, replace(inv.work, pace=Pacer(call.Share, clock=self.clock))
+            inv.share, inv.work = call.Share, inv.work.paced(Pacer(call.Share, clock=self.clock))
         running = frozenset(t.InstanceId for t in call.Targets if t.WasRunning)
         spec = Spec(job, call.Trigger, call.SlotKey, not_after=call.Deadline, names=call.names(),
                     was_running=running, chained=True)

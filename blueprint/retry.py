@@ -15,8 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from blueprint.errors import BlueprintError, InstanceBusy, NotSent, Throttled
 from blueprint.logs import log
@@ -62,12 +61,14 @@ class SystemClock(Clock):
         return time.time()
 
 
-@dataclass(eq=False)
 class Waits:
     """What one invocation waited for and how long, by reason (shared by its deadlines; thread-safe)."""
 
-    _by: dict[str, list[float]] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    __slots__ = ("_by", "_lock")
+
+    def __init__(self) -> None:
+        self._by: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
 
     def add(self, what: str, seconds: float) -> None:
         """Count one wait."""
@@ -83,17 +84,17 @@ class Waits:
                     for what, (count, total) in sorted(self._by.items())}
 
 
-@dataclass(frozen=True)
-class Deadline:
+class Deadline(NamedTuple):
     """The moment the function must stop working (its time limit minus a margin for delivery).
 
     `patient` is False when a caller waits for the answer (HTTP): an instance busy with another operation is
-    then reported at once (409 with Retry-After) instead of being waited out for minutes.
+    then reported at once (409 with Retry-After) instead of being waited out for minutes. (A NamedTuple, not
+    a frozen dataclass: a cold start pays for every dataclass it defines, issue 18.)
     """
 
     clock: Clock
     at: float
-    waits: Waits = field(default_factory=Waits)
+    waits: Waits
     patient: bool = True
     # A fan-out child's share of the account's API rates (None: the whole rate, as one container paces it).
     pace: Pacer | None = None
@@ -113,11 +114,15 @@ class Deadline:
 
     def sooner(self, seconds: float) -> Deadline:
         """A deadline that is `seconds` earlier than this one."""
-        return replace(self, at=self.at - seconds)
+        return self._replace(at=self.at - seconds)
 
     def impatient(self) -> Deadline:
         """The same deadline, for a caller who waits for the answer (see `patient`)."""
-        return replace(self, patient=False)
+        return self._replace(patient=False)
+
+    def paced(self, pace: Pacer) -> Deadline:
+        """The same deadline, for an invocation paced at its share of the account's rates."""
+        return self._replace(pace=pace)
 
     def pause(self, seconds: float, what: str, **fields: object) -> None:
         """Wait `seconds` for `what`: logged, counted, then slept on this deadline's clock."""
@@ -135,7 +140,6 @@ def pause(clock: Clock, seconds: float, what: str, waits: Waits | None = None, *
     clock.sleep(seconds)
 
 
-@dataclass
 class RateLimiter:
     """At most `rate` calls in any sliding one-second window (the strictest reading of "N per second").
 
@@ -144,14 +148,21 @@ class RateLimiter:
     fan-out child's share) is one call per 1/rate seconds; a fraction above one is rounded down.
     """
 
-    rate: float
-    clock: Clock = field(default_factory=SystemClock)
-    # The action it paces, for the log line of a wait.
-    name: str = ""
-    # A little over one second: requests leave in order but may arrive a few ms apart in another order.
-    window: float = 1.05
-    _sent: deque[float] = field(default_factory=deque)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    # A plain class, not a dataclass: a cold start pays for every dataclass it defines (issue 18).
+    __slots__ = ("_lock", "_sent", "clock", "name", "rate", "window")
+
+    def __init__(self, rate: float, clock: Clock | None = None, name: str = "", window: float = 1.05) -> None:
+        self.rate = rate
+        self.clock = clock or SystemClock()
+        # The action it paces, for the log line of a wait.
+        self.name = name
+        # A little over one second: requests leave in order but may arrive a few ms apart in another order.
+        self.window = window
+        self._sent: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"RateLimiter(rate={self.rate!r}, name={self.name!r})"
 
     def _shape(self) -> tuple[int, float]:
         """Calls allowed per window, and the window's length."""
@@ -218,8 +229,7 @@ class Pacer:
         limiter.acquire(deadline)
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     """Bounded retries with full-jitter exponential backoff, on retryable errors only."""
 
     attempts: int = 4

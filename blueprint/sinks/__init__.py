@@ -13,8 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -42,8 +41,7 @@ class Sink(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class SinkContext:
+class SinkContext(NamedTuple):
     """What sink factories may use: the settings and shared clients, built once per warm container."""
 
     settings: Any
@@ -52,14 +50,16 @@ class SinkContext:
     clock: Any
 
 
-@dataclass
 class Delivery:
     """What happened to the results of one invocation."""
 
-    # (sink name, event id) pairs that were accepted: never sent twice within one invocation.
-    sent: set[tuple[str, str]] = field(default_factory=set)
-    # sink name -> why it failed (the first failure); HTTP answers and raised errors name these sinks.
-    failed: dict[str, str] = field(default_factory=dict)
+    __slots__ = ("failed", "sent")
+
+    def __init__(self, sent: set[tuple[str, str]] | None = None, failed: dict[str, str] | None = None) -> None:
+        # (sink name, event id) pairs that were accepted: never sent twice within one invocation.
+        self.sent: set[tuple[str, str]] = set() if sent is None else sent
+        # sink name -> why it failed (the first failure); HTTP answers and raised errors name these sinks.
+        self.failed: dict[str, str] = {} if failed is None else failed
 
     @property
     def ok(self) -> bool:

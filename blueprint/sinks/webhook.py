@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
@@ -66,18 +65,24 @@ class _Retry(Exception):
         self.after = after
 
 
-@dataclass
 class WebhookSink:
     """POST results to one URL from configuration."""
 
-    url: str
-    session: requests.Session
-    clock: Any
-    timeout: float = 5.0
-    secret: str | None = field(default=None, repr=False)
-    format: str = "cloudevents"
-    rng: Callable[[], float] = random.random
-    name: str = "webhook"
+    # A plain class, not a dataclass: a cold start pays for every dataclass it defines (issue 18).
+    def __init__(self, url: str, session: requests.Session, clock: Any, *, timeout: float = 5.0,
+                 secret: str | None = None, format: str = "cloudevents", rng: Callable[[], float] = random.random,
+                 name: str = "webhook") -> None:
+        self.url = url
+        self.session = session
+        self.clock = clock
+        self.timeout = timeout
+        self.secret = secret
+        self.format = format
+        self.rng = rng
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"WebhookSink(name={self.name!r}, format={self.format!r})"
 
     def send(self, event: dict[str, Any], body: bytes, deadline: Deadline) -> None:
         """POST one event, retrying what a retry can fix.
