@@ -113,8 +113,9 @@ def test_fan_out_dispatches_one_child_per_region_batch_and_they_complete(make_ap
                                                                          tagged: int) -> None:
     wanted = add_fleet(emu, total=tagged * 2, tagged=tagged)
     app = make_app(BLUEPRINT_MAX_INSTANCES="500")
-    # Children run in other warm containers: their own App and clock (their waits are not the parent's).
-    emu.scf.register("lighthouse-blueprint", make_app().handle)
+    # Children run in other warm containers of the same function (the same variables): their own App and
+    # clock (their waits are not the parent's).
+    emu.scf.register("lighthouse-blueprint", make_app(BLUEPRINT_MAX_INSTANCES="500").handle)
     answer = app.handle(timer_event({"Selector": SELECTOR, "Dispatch": "invoke"}), context())
     assert answer["Dispatched"] == tagged  # every instance accounted for, each with its child's request id
     assert emu.scf.wait_idle(timeout=300)
