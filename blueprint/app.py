@@ -70,19 +70,16 @@ from blueprint.slots import (
     webhook_slot,
 )
 
+# A timer imports only what it uses (issue 18): the chained-call envelope, fan-out, HTTP, the other sinks,
+# copies, shares, tags and restores load on first use, in the functions that use them.
 if TYPE_CHECKING:
     from blueprint.dispatch import Chain, Dispatcher
     from blueprint.functions import FunctionRef, Functions
     from blueprint.http import Authenticator
     from blueprint.restore import Restorer
 
-# A timer imports only what it uses (issue 18): the chained-call envelope, fan-out, HTTP, the other sinks,
-# copies, shares, tags and restores load on first use, in the functions that use them.
-
 __all__ = ["App", "Invocation", "Spec", "answer_config_error", "build_app", "get_app"]
 
-# Keys only a chained call's envelope has (blueprint/chained.py): their presence routes a call there.
-_ENVELOPE_KEYS = frozenset({"Chained", "Targets", "SlotKey", "Job"})
 _CORRELATION = re.compile(r"[A-Za-z0-9._:|-]{1,100}")
 _ACCOUNT = re.compile(r"[1-9][0-9]{4,19}")
 RESTORE_OFF = "UnauthorizedOperation.RestoreOff"
@@ -325,8 +322,10 @@ class App:
         return self._async_run(Spec(job, trigger, key), inv)
 
     def _invoke(self, event: InvokeEvent, inv: Invocation) -> dict[str, Any]:
+        from blueprint import chained  # noqa: PLC0415 (a timer never needs the envelope)
+
         payload = event.payload
-        if not _ENVELOPE_KEYS.isdisjoint(payload):
+        if chained.is_chained(payload):
             return self._chained(payload, inv)
         trigger = TriggerInfo(Type="invoke", Name=None, Time=_now())
         try:
