@@ -41,6 +41,7 @@ from blueprint.events import InstanceRef, Job, TriggerInfo
 from blueprint.lighthouse import (
     DELETABLE_STATES,
     FAILED_STATES,
+    FILTER_VALUES,
     GONE_STATES,
     MADE_STATES,
     Created,
@@ -500,13 +501,15 @@ class ImageMaker:
 
         Without Keep only this slot's images matter (a handful); with Keep, the managed images of the one
         instance, or of the instances created (one paged listing instead of one per instance). A fleet's listing
-        names its instances, so a fan-out's batch reads its own images, not the whole region's.
+        names its instances (with Keep, or when one filter holds them and the slot), so a fan-out's batch reads
+        its own images, not the whole region's.
         """
         created = [r.instance_id for r in run.report.results if r.region == region and r.outcome == "created"
                    and not r.resent]
         if created:
             find = partial(self.lighthouse.find_images, region, deadline=run.deadline)
-            mine = partial(find, tag_key=INSTANCE_TAG, tag_values=created) if len(created) > 1 else find
+            scoped = len(created) > 1 and (bool(run.keep) or len(created) < FILTER_VALUES)
+            mine = partial(find, tag_key=INSTANCE_TAG, tag_values=created) if scoped else find
             if not run.keep:
                 listing = partial(mine, tags={SLOT_TAG: run.digest})
             elif len(created) == 1:

@@ -20,10 +20,12 @@ from blueprint.cloud import ClientCache, translate
 from blueprint.errors import Throttled
 from blueprint.retry import Deadline, RateLimiter
 
-__all__ = ["DELETABLE_STATES", "FAILED_STATES", "GONE_STATES", "MADE_STATES", "Created", "Image", "Instance",
-           "Lighthouse", "LighthouseService", "RegionInfo", "Replication"]
+__all__ = ["DELETABLE_STATES", "FAILED_STATES", "FILTER_VALUES", "GONE_STATES", "MADE_STATES", "Created", "Image",
+           "Instance", "Lighthouse", "LighthouseService", "RegionInfo", "Replication"]
 
 PAGE = 100
+# Values one DescribeBlueprints filter takes (the SDK's DescribeBlueprintsRequest.Filters: at most 100).
+FILTER_VALUES = 100
 # The documented BlueprintState values (API 2020-03-24): NORMAL, SYNCING, OFFLINE, CREATEFAILED, SYNCING_FAILED,
 # ISOLATING, ISOLATED, DELETING, DESTROYING. The state while an image is being made is not documented.
 FAILED_STATES = frozenset({"CREATEFAILED", "SYNCING_FAILED"})
@@ -291,7 +293,7 @@ class LighthouseService:
         """DescribeBlueprints over every page, custom images only; with `tag_key` and `tag_values`, only images
         whose `tag_key` tag has one of the values (the values go out in parts: a filter takes at most 100)."""
         wanted = list(dict.fromkeys(tag_values or []))
-        room = PAGE - len(tags or {})
+        room = FILTER_VALUES - len(tags or {})
         parts = [wanted[i:i + room] for i in range(0, len(wanted), room)] if tag_key and wanted else [[]]
         found: list[Image] = []
         for part in parts:
