@@ -202,8 +202,8 @@ def _memory_section(samples: dict[str, list[dict[str, Any]]]) -> Section:
     fn, naive = rss["function"], rss["naive"]
     mem.notes.append("VmHWM (/proc/self/status) is the whole interpreter's peak resident set, Python itself "
                      "included. It replaces ru_maxrss, which Linux carries over a fork and exec: a child's "
-                     "ru_maxrss is at least the benchmark process's own resident set at the fork, so the figures "
-                     "before issue 18 measured the parent as much as the child. SCF bills memory in tiers; the "
+                     "ru_maxrss is at least the benchmark process's own resident set at the fork, so it measured the "
+                     "parent whenever the parent was the larger. SCF bills memory in tiers; the "
                      "smallest is 64 MB. The 64 MB tier is safe when the peak leaves 2x headroom: at most 32 MiB "
                      "(the highest run counts).")
     mem.summary += [
