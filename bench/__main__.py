@@ -48,6 +48,9 @@ def render(config: Config, sections: Sequence[Section], seconds: float, setup: S
         for title, headers, rows in section.extra:
             parts += [f"**{title}**", "", table(headers, rows), ""]
         parts += [f"- {note}" for note in section.notes] + ([""] if section.notes else [])
+    history = ROOT / "bench" / "history.md"
+    if history.exists():  # measured once per step, by hand: copied in, never re-measured by this run
+        parts += [history.read_text(encoding="utf-8").rstrip(), ""]
     parts += ["## Configuration", "", "`" + repr(config) + "`", ""]
     return "\n".join(parts)
 

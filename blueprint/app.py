@@ -13,17 +13,16 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import requests
 
-from blueprint import chained, logs
-from blueprint.chained import ChainTarget
+from blueprint import logs
 from blueprint.cloud import ClientCache, read_credentials
-from blueprint.dispatch import Chain, Dispatcher
 from blueprint.errors import (
     AccessDenied,
     BadRequest,
@@ -52,14 +51,13 @@ from blueprint.events import (
     parse_request,
     parse_restore,
 )
-from blueprint.functions import FunctionRef, Functions
-from blueprint.http import Authenticator, HttpApi, error_response, generic_error, retry_headers
 from blueprint.images import PER_INSTANCE_BUDGET, ImageMaker, Quiesce, Target, is_managed
 from blueprint.lighthouse import Lighthouse, LighthouseService
 from blueprint.outcome import summarize
+from blueprint.phases import Recovery
 from blueprint.policy import Command, Policy
 from blueprint.results import Result, RunReport, Source, result_events, summary_event
-from blueprint.retry import Clock, Deadline, RetryPolicy, SystemClock, Waits
+from blueprint.retry import Clock, Deadline, Pacer, RetryPolicy, SystemClock, Waits
 from blueprint.settings import Settings, load_settings
 from blueprint.sinks import Delivery, Sink, SinkContext, build_sinks, deliver
 from blueprint.slots import (
@@ -72,11 +70,15 @@ from blueprint.slots import (
     webhook_slot,
 )
 
+# A timer imports only what it uses (issue 18): the chained-call envelope, fan-out, HTTP, the other sinks,
+# copies, shares, tags and restores load on first use, in the functions that use them.
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
+    from blueprint.dispatch import Chain, Dispatcher
+    from blueprint.functions import FunctionRef, Functions
+    from blueprint.http import Authenticator
     from blueprint.restore import Restorer
-    from blueprint.tags import Tagger
 
 __all__ = ["App", "Invocation", "Spec", "answer_config_error", "build_app", "get_app"]
 
@@ -107,7 +109,8 @@ class Spec:
         if isinstance(self.job, RestoreJob):
             return False
         if self.chained:
-            return len(self.names) > 1
+            # A fan-out's batch is part of its parent's run: the parent sends the run's summary.
+            return False
         return self.job.InstanceId is None
 
     def named(self, default_region: str) -> list[InstanceRef]:
@@ -127,6 +130,8 @@ class Invocation:
     delivery: Deadline
     correlation_id: str
     source: Source
+    # The part of the account's API rates this invocation may use (a fan-out child's is less than 1).
+    share: float = 1.0
     # Filled in as the invocation goes: the one summary log line per invocation.
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -149,6 +154,8 @@ class Invocation:
 
     def self_function(self) -> FunctionRef | None:
         """This function, for fan-out and continuations (known from the context, or SCF's variables)."""
+        from blueprint.functions import FunctionRef  # noqa: PLC0415 (only chained calls pay for it)
+
         name = self.context.get("function_name") or os.environ.get("SCF_FUNCTIONNAME")
         if not name:
             return None
@@ -166,18 +173,44 @@ class App:
     lighthouse: Lighthouse
     maker: ImageMaker
     sinks: list[Sink]
-    functions: Functions
-    auth: Authenticator
     clock: Clock = field(default_factory=SystemClock)
     default_job: Job | None = None
     env: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False)
-    # Restores (None with a fake cloud port in tests), and what authenticates them over HTTP (None: off).
-    restorer: Restorer | None = None
-    restore_auth: Authenticator | None = None
-    dispatcher: Dispatcher = field(init=False)
+    # Restores (None with a fake cloud port in tests): built on first use, like everything below.
+    restorers: Callable[[], Restorer | None] = field(default=lambda: None, repr=False)
 
-    def __post_init__(self) -> None:
-        self.dispatcher = Dispatcher(self.functions)
+    @cached_property
+    def functions(self) -> Functions:
+        """SCF Invoke, for chained calls."""
+        from blueprint.functions import Functions  # noqa: PLC0415 (only chained calls pay for it)
+
+        return Functions(self.clients, clock=self.clock)
+
+    @cached_property
+    def dispatcher(self) -> Dispatcher:
+        """What sends chained calls (fan-out, hand-on, follow-ups)."""
+        from blueprint.dispatch import Dispatcher  # noqa: PLC0415 (only chained calls pay for it)
+
+        return Dispatcher(self.functions)
+
+    @cached_property
+    def auth(self) -> Authenticator:
+        """What authenticates HTTP requests."""
+        from blueprint.http import Authenticator  # noqa: PLC0415 (only HTTP pays for it)
+
+        settings = self.settings
+        return Authenticator(settings.http_auth, tokens=[t.get_secret_value() for t in settings.http_tokens],
+                             secrets=[s.get_secret_value() for s in settings.http_secrets], now=self.clock.time)
+
+    @cached_property
+    def restore_auth(self) -> Authenticator | None:
+        """What authenticates HTTP restores (None: restores are off)."""
+        return _restore_auth(self.settings, self.clock) if self.settings.restore else None
+
+    @cached_property
+    def restorer(self) -> Restorer | None:
+        """Restores (None with a fake cloud port in tests)."""
+        return self.restorers()
 
     @property
     def policy(self) -> Policy:
@@ -217,10 +250,15 @@ class App:
         # Raised here, outside the `except` blocks, so the platform's traceback has no chain to print.
         raise failure
 
+    def _budget(self, context: Mapping[str, Any]) -> float:
+        """Seconds of work an invocation gets: its time limit less the margin kept for delivering results."""
+        limit = _seconds(context.get("time_limit_in_ms")) or self.settings.default_time_limit
+        return max(limit - self.settings.time_margin, limit * 0.5)
+
     def _invocation(self, context: Mapping[str, Any], event: Any) -> Invocation:
         limit = _seconds(context.get("time_limit_in_ms")) or self.settings.default_time_limit
         waits = Waits()
-        work = Deadline.after(self.clock, max(limit - self.settings.time_margin, limit * 0.5), waits)
+        work = Deadline.after(self.clock, self._budget(context), waits)
         request_id = str(context.get("request_id") or uuid.uuid4())
         correlation = event.get("CorrelationId") if isinstance(event, Mapping) else None
         source = Source(region=str(context.get("tencentcloud_region") or self.settings.region),
@@ -256,10 +294,14 @@ class App:
         if isinstance(err, ConfigError):
             logs.log("ERROR", "configuration error", error=err.message)
             if is_http:
+                from blueprint.http import generic_error  # noqa: PLC0415 (only HTTP pays for it)
+
                 # The deployment's problem, not the caller's, and the caller is not authenticated yet.
                 return generic_error(inv.request_id)
             raise err
         if is_http:
+            from blueprint.http import error_response  # noqa: PLC0415 (only HTTP pays for it)
+
             return error_response(err, inv.request_id)
         kind: TriggerType = "timer" if _looks_like_timer(event) else "queue" if _has(event, "Records") else "invoke"
         return self._refuse(err, inv, TriggerInfo(Type=kind, Time=_now()), request_slot(kind, inv.request_id))
@@ -282,6 +324,8 @@ class App:
         return self._async_run(Spec(job, trigger, key), inv)
 
     def _invoke(self, event: InvokeEvent, inv: Invocation) -> dict[str, Any]:
+        from blueprint import chained  # noqa: PLC0415 (a timer never needs the envelope)
+
         payload = event.payload
         if chained.is_chained(payload):
             return self._chained(payload, inv)
@@ -297,12 +341,16 @@ class App:
     def _chained(self, payload: Mapping[str, Any], inv: Invocation) -> dict[str, Any]:
         """A call this function sent itself: validated up front; one that cannot run is reported as `.failed`
         for every instance it names."""
+        from blueprint import chained  # noqa: PLC0415 (only chained calls pay for it)
+
         try:
             call, job = chained.parse(payload, now=_now(), ttl=self.settings.child_ttl)
         except chained.Refused as refused:
             trigger = refused.trigger or TriggerInfo(Type="invoke", Time=_now())
             slot = refused.slot_key or request_slot("invoke", inv.request_id)
             return self._refuse(refused.error, inv, trigger, slot, refused.targets)
+        if call.Share < 1:
+            inv.share, inv.work = call.Share, inv.work.paced(Pacer(call.Share, clock=self.clock))
         running = frozenset(t.InstanceId for t in call.Targets if t.WasRunning)
         spec = Spec(job, call.Trigger, call.SlotKey, not_after=call.Deadline, names=call.names(),
                     was_running=running, chained=True)
@@ -405,6 +453,8 @@ class App:
     # ---- HTTP -----------------------------------------------------------------------------------------
 
     def _http(self, req: HttpRequest, inv: Invocation) -> dict[str, Any]:
+        from blueprint.http import HttpApi, generic_error  # noqa: PLC0415 (only HTTP pays for it)
+
         # The caller waits for the answer: a busy instance is a quick 409 with Retry-After, not minutes of retries.
         inv = replace(inv, work=inv.work.impatient())
         api = HttpApi(self.auth, _HttpJobs(self, req, inv), restore_auth=self.restore_auth)
@@ -439,12 +489,13 @@ class App:
                                               slot_key=spec.key, deadline=inv.work,
                                               account=inv.account(self.settings.account_id))
         if any(r.pending for r in report.results):
-            deadline = spec.not_after or _now() + timedelta(seconds=self.settings.child_ttl)
-            chain = Chain(job, spec.trigger, spec.key, inv.correlation_id, deadline)
+            from blueprint.chained import ChainTarget  # noqa: PLC0415 (only chained calls pay for it)
+
+            chain = self._chain(spec, inv, spec.not_after or _now() + timedelta(seconds=self.settings.child_ttl))
             target = ChainTarget(Region=job.Region or self.settings.region, InstanceId=job.InstanceId,
                                  BlueprintName="restore", WasRunning=job.InstanceId in report.was_running)
             for _, err in self.dispatcher.send(inv.self_function(), chain, [target], kind="restore", report=report,
-                                               deadline=inv.work):
+                                               deadline=inv.work, share=inv.share):
                 report.results.append(Result(outcome="restore.failed", instance_id=job.InstanceId,
                                              region=target.Region, trigger=spec.trigger, slot_key=spec.key,
                                              force_power_off=False, blueprint_id=job.BlueprintId,
@@ -463,21 +514,35 @@ class App:
         plan = self.maker.plan(job, self.settings.region, inv.work, slot_key=spec.key, account=account)
         targets = [replace(t, blueprint_name=spec.names.get((t.ref.Region, t.ref.InstanceId)),
                            was_running=t.ref.InstanceId in spec.was_running) for t in plan.targets]
-        chain = Chain(job, spec.trigger, spec.key, inv.correlation_id,
-                      spec.not_after or _now() + timedelta(seconds=self.settings.child_ttl))
+        # Chained calls this run sends must start by then (a child's own calls keep its parent's deadline).
+        not_after = spec.not_after or _now() + timedelta(seconds=self.settings.child_ttl)
         if self._fans_out(spec, len(targets)):
             report, _ = self.maker.run(job, [], trigger=spec.trigger, slot_key=spec.key, deadline=inv.work,
                                        multi=spec.multi, refused=plan.refused)
             report.matched += len(targets)
-            self._send(report, chain, targets, inv, why="")
+            # `Dispatch: "invoke"` asks for one async call per instance (each retried and dead-lettered on its own);
+            # the automatic switch sends batches, which scale with the account's limits (docs/scale.md).
+            self._send(report, self._chain(spec, inv, not_after), targets, inv, why="", share=inv.share,
+                       size=1 if job.Dispatch == "invoke" else None)
             return report
         report, overflow = self.maker.run(job, targets, trigger=spec.trigger, slot_key=spec.key, deadline=inv.work,
                                           multi=spec.multi, refused=plan.refused, prefetched=plan.slot_images,
                                           account=account)
+        # What this invocation hands on and what it follows run side by side: its share is split between them.
+        share = inv.share / 2 if overflow and any(r.pending for r in report.results) else inv.share
         if overflow:
-            self._send(report, chain, overflow, inv, why="the function's time ran out before this instance; ")
-        self._follow(report, chain, inv)
+            self._send(report, self._chain(spec, inv, not_after), overflow, inv,
+                       why="the function's time ran out before this instance; ", share=share)
+        if any(r.pending for r in report.results):
+            self._follow(report, self._chain(spec, inv, not_after), inv, share=share)
         return report
+
+    @staticmethod
+    def _chain(spec: Spec, inv: Invocation, not_after: datetime) -> Chain:
+        """What every chained call of this run carries."""
+        from blueprint.dispatch import Chain  # noqa: PLC0415 (only chained calls pay for it)
+
+        return Chain(spec.job, spec.trigger, spec.key, inv.correlation_id, not_after)
 
     def _fans_out(self, spec: Spec, count: int) -> bool:
         """Fan out when the job asks for it, or when it is large and did not ask to run inline."""
@@ -488,23 +553,34 @@ class App:
             return True
         return "Dispatch" not in job.model_fields_set and count > self.settings.dispatch_threshold
 
-    def _send(self, report: RunReport, chain: Chain, targets: list[Target], inv: Invocation, *, why: str) -> None:
-        """Hand instances to child calls (fan-out, or what this run had no time for: `why` says so)."""
+    def _send(self, report: RunReport, chain: Chain, targets: list[Target], inv: Invocation, *, why: str,
+              share: float, size: int | None = None) -> None:
+        """Hand instances to child calls (fan-out, or what this run had no time for: `why` says so), in batches
+        (of at most `size` instances, default the largest) that share `share` of the account's rates."""
+        from blueprint.chained import ChainTarget  # noqa: PLC0415 (only chained calls pay for it)
+        from blueprint.dispatch import MAX_BATCH, batches, forecast  # noqa: PLC0415
+
         assert isinstance(chain.job, Job)  # noqa: S101 (restores never fan out)
         calls = [ChainTarget(Region=t.ref.Region, InstanceId=t.ref.InstanceId,
                              BlueprintName=self.maker.name_for(chain.job, t, chain.trigger),
                              WasRunning=t.was_running or t.ref.InstanceId in report.was_running) for t in targets]
         job = chain.job
+        size = size or MAX_BATCH
+        logs.log("INFO", "handing instances on", **vars(forecast(
+            [len(b) for b in batches(calls, size)], share=share, create_rate=self.settings.create_rate,
+            budget=self._budget(inv.context))))
         for call, err in self.dispatcher.send(inv.self_function(), chain, calls, kind="child", report=report,
-                                              deadline=inv.work):
+                                              deadline=inv.work, share=share, size=size):
             report.results.append(Result(
                 outcome="failed", instance_id=call.InstanceId, region=call.Region, trigger=chain.trigger,
                 slot_key=chain.slot_key, force_power_off=self.maker.force_power_off(job),
                 blueprint_name=call.BlueprintName, error=_not_started(err, why)))
 
-    def _follow(self, report: RunReport, chain: Chain, inv: Invocation) -> None:
+    def _follow(self, report: RunReport, chain: Chain, inv: Invocation, *, share: float) -> None:
         """Images still being made when time ran out: a chained call of this function follows each one. One
         that cannot be scheduled is a failure of the run (retryable: the platform's retry follows it)."""
+        from blueprint.chained import ChainTarget  # noqa: PLC0415 (only chained calls pay for it)
+
         pending = {(r.region, r.instance_id): n for n, r in enumerate(report.results) if r.pending}
         if not pending:
             return
@@ -514,14 +590,15 @@ class App:
                  for (region, instance), n in pending.items()]
 
         for call, err in self.dispatcher.send(inv.self_function(), chain, calls, kind="follow", report=report,
-                                              deadline=inv.work):
+                                              deadline=inv.work, share=share):
             index = pending[(call.Region, call.InstanceId)]
             why = report.results[index].reason or "still in progress"
             report.results[index] = report.results[index].but(outcome="failed", error=_not_followed(err, why))
 
     def _deliver(self, report: RunReport, inv: Invocation) -> Delivery:
-        events = [e for r in report.results for e in result_events(r, inv.source, correlation_id=inv.correlation_id)]
-        if report.multi:
+        events = [e for r in report.results for e in result_events(r, inv.source, correlation_id=inv.correlation_id)
+                  ] if self.sinks else []  # no sink: no event to build
+        if report.multi and self.sinks:
             events.append(summary_event(report, inv.source, correlation_id=inv.correlation_id))
         for result in report.results:
             logs.log("INFO" if result.outcome != "failed" else "ERROR", f"image {result.outcome}",
@@ -569,7 +646,7 @@ class _HttpJobs:
             body["DeliveryFailed"] = sorted(delivery.failed)
         if result.outcome == "restore.failed" and result.error is not None:
             return result.error.status, {"Error": result.error.as_dict(), "RequestId": self.inv.request_id,
-                                         **body}, retry_headers(result.error) | headers
+                                         **body}, _retry_headers(result.error) | headers
         return 202, body, headers
 
     def listing(self, instance_id: str, region: str | None) -> list[dict[str, Any]] | None:
@@ -607,7 +684,7 @@ class _HttpJobs:
                 extra["Beside"] = [r.data() | {"Type": r.type} for r in beside]
             if result.outcome == "failed" and result.error is not None and not result.blueprint_id:
                 body = {"Error": result.error.as_dict(), "RequestId": self.inv.request_id, **extra}
-                return result.error.status, body, retry_headers(result.error) | headers
+                return result.error.status, body, _retry_headers(result.error) | headers
             return 202, {**result.data(), **extra}, headers
         return 202, [r.data() | extra for r in main], headers
 
@@ -634,6 +711,12 @@ class _HttpJobs:
             return True
         found = self.app.lighthouse.find_instances(region, ids=[instance_id], deadline=self.inv.work)
         return policy.refusal(instance_id, found[0].tags if found else {}) is None
+
+
+def _retry_headers(err: BlueprintError) -> dict[str, str]:
+    from blueprint.http import retry_headers  # noqa: PLC0415 (only HTTP pays for it)
+
+    return retry_headers(err)
 
 
 def _not_started(err: BlueprintError, why: str) -> BlueprintError:
@@ -717,17 +800,13 @@ def build_app(env: Mapping[str, str], *, clock: Clock | None = None, session: re
             default_job = parse_job(parse_json(settings.job, what="BLUEPRINT_JOB"), what="BLUEPRINT_JOB")
         except BadRequest as err:
             raise ConfigError(f"BLUEPRINT_JOB: {err.message}") from None
-    auth = Authenticator(settings.http_auth, tokens=[t.get_secret_value() for t in settings.http_tokens],
-                         secrets=[s.get_secret_value() for s in settings.http_secrets], now=clock.time)
-    restore_auth = _restore_auth(settings, clock) if settings.restore else None
     if settings.http_auth == "none":
         logs.log("WARNING", "HTTP authentication is OFF (BLUEPRINT_HTTP_AUTH=none): anyone who can reach the "
                             "HTTP trigger can image instances")
     sinks = build_sinks(SinkContext(settings=settings, clients=clients, session=http_session, clock=clock))
-    maker, restorer = _maker(service, clients, settings, policy, clock)
-    return App(settings=settings, clients=clients, lighthouse=service, maker=maker, sinks=sinks,
-               functions=Functions(clients, clock=clock), auth=auth, clock=clock, default_job=default_job, env=env,
-               restorer=restorer, restore_auth=restore_auth)
+    maker, restorers = _maker(service, clients, settings, policy, clock)
+    return App(settings=settings, clients=clients, lighthouse=service, maker=maker, sinks=sinks, clock=clock,
+               default_job=default_job, env=env, restorers=restorers)
 
 
 def _restore_auth(settings: Settings, clock: Clock) -> Authenticator:
@@ -736,38 +815,35 @@ def _restore_auth(settings: Settings, clock: Clock) -> Authenticator:
     BLUEPRINT_HTTP_AUTH=none."""
     secrets = [t.get_secret_value() for t in settings.restore_tokens]
     mode = "hmac" if settings.http_auth == "hmac" and secrets else "token"
+    from blueprint.http import Authenticator  # noqa: PLC0415 (only HTTP pays for it)
+
     return Authenticator(mode, tokens=secrets, secrets=secrets, now=clock.time, variable="BLUEPRINT_RESTORE_TOKEN")
 
 
 def _maker(service: Lighthouse, clients: ClientCache, settings: Settings, policy: Policy,
-           clock: Clock) -> tuple[ImageMaker, Restorer | None]:
+           clock: Clock) -> tuple[ImageMaker, Callable[[], Restorer | None]]:
     """The use case, with what happens after an image is NORMAL (shares, then copies), and restores, when the
-    cloud port can (a fake port in tests makes images only)."""
+    cloud port can (a fake port in tests makes images only); each is built the first time a job uses it."""
     if not isinstance(service, LighthouseService):
-        return ImageMaker(service, policy=policy, clock=clock), None
-    from blueprint.copies import Copies  # noqa: PLC0415
-    from blueprint.protect import DiskSteps  # noqa: PLC0415
-    from blueprint.restore import Restorer  # noqa: PLC0415
-    from blueprint.shares import Shares  # noqa: PLC0415
-    from blueprint.tags import TagService  # noqa: PLC0415
+        return ImageMaker(service, policy=policy, clock=clock), lambda: None
+    from blueprint.protect import DiskSteps  # noqa: PLC0415 (a small module; every run with disks uses it)
 
-    tagger = TagService(clients, region=settings.region)
-    shares = Shares(service, policy, RetryPolicy())
-    copies = Copies(service, tagger, policy, RetryPolicy())
-    maker = ImageMaker(service, policy=policy, clock=clock, phases=(shares, copies), release=shares.release,
-                       quiesce=_quiescer(service, clients, tagger, settings),
+    recovery = Recovery(service, clients, settings.region, policy)
+    maker = ImageMaker(service, policy=policy, clock=clock, phases=recovery.phases(), release=recovery.release,
+                       quiesce=_quiescer(service, clients, recovery, settings),
                        disks=DiskSteps(service, service, RetryPolicy(), default=settings.data_disks))
-    return maker, Restorer(service, maker, tagger, RetryPolicy(), disks=service)
+    return maker, lambda: recovery.restorer(maker)
 
 
-def _quiescer(service: LighthouseService, clients: ClientCache, tagger: Tagger, settings: Settings) -> Quiesce | None:
+def _quiescer(service: LighthouseService, clients: ClientCache, recovery: Recovery,
+              settings: Settings) -> Quiesce | None:
     """The commands around images (TAT), when the operator configured any: otherwise TAT is never imported."""
     if not (settings.pre_command or settings.post_command or settings.allowed_commands):
         return None
     from blueprint.consistency import Quiescer  # noqa: PLC0415
     from blueprint.tat import TatService  # noqa: PLC0415
 
-    return Quiescer(service, TatService(clients), tagger, RetryPolicy(), batch=settings.concurrency,
+    return Quiescer(service, TatService(clients), recovery.tagger, RetryPolicy(), batch=settings.concurrency,
                     configured_post=_command("BLUEPRINT_POST_COMMAND", settings.post_command))
 
 
@@ -783,9 +859,21 @@ def answer_config_error(err: ConfigError, event: Any, context: Any) -> dict[str,
     """
     logs.log("ERROR", "configuration error: the function cannot start", error=err.message)
     if isinstance(event, Mapping) and "httpMethod" in event:
+        from blueprint.http import generic_error  # noqa: PLC0415 (only HTTP pays for it)
+
         request_id = context.get("request_id") if isinstance(context, Mapping) else None
         return generic_error(str(request_id or uuid.uuid4()))
     raise err
+
+
+def _fingerprint(env: Mapping[str, str]) -> str:
+    """What the App is built from: the BLUEPRINT_* variables and the region (read on every invocation)."""
+    data = getattr(env, "_data", None)
+    if env is os.environ and isinstance(data, dict):
+        # os.environ's own dict of bytes: filtered without decoding every variable (a warm invocation's cost).
+        return repr(sorted((k, v) for k, v in data.items()
+                           if k.startswith(b"BLUEPRINT_") or k == b"TENCENTCLOUD_REGION"))
+    return repr(sorted((k, v) for k, v in env.items() if k.startswith("BLUEPRINT_") or k == "TENCENTCLOUD_REGION"))
 
 
 _cache: dict[str, Any] = {}
@@ -799,8 +887,7 @@ def get_app(env: Mapping[str, str] | None = None) -> App:
         ConfigError: a variable has a bad value.
     """
     env = os.environ if env is None else env
-    fingerprint = repr(sorted((k, v) for k, v in env.items()
-                              if k.startswith("BLUEPRINT_") or k == "TENCENTCLOUD_REGION"))
+    fingerprint = _fingerprint(env)
     with _cache_lock:
         app = _cache.get("app")
         if app is None or _cache.get("fingerprint") != fingerprint:

@@ -6,7 +6,7 @@ and Wait follow-ups (an image still being made when time ran out). They share on
 
     {"Chained": 1, "Kind": "child" | "follow", "Job": {options}, "Targets": [{"Region", "InstanceId",
      "BlueprintName", "WasRunning"}], "Trigger": {...}, "SlotKey": "...", "CorrelationId": "...",
-     "Deadline": "...Z"}
+     "Deadline": "...Z", "Share": 0.5}
 
 * Names travel rendered, as plain data: the parent fills the `BlueprintName` template once, and the child
   never reads the rendered text as a template again (an instance named `web{prod}` stays `web{prod}`).
@@ -14,6 +14,11 @@ and Wait follow-ups (an image still being made when time ran out). They share on
   re-checks them (allowlists, operator limits) like any other job.
 * `Deadline` is required and carries its zone; one further away than BLUEPRINT_CHILD_TTL, or naive, or not a
   date, is refused up front. A call that starts after its deadline makes no image (SlotExpired).
+* `Targets` is a batch: up to MAX_TARGETS instances of one region (blueprint/dispatch.py cuts them), run by
+  the child like an inline run (one slot lookup, creates side by side, one listing after).
+* `Share` is the part of the account's API rates the call may use (blueprint/retry.py, `Pacer`): the sender
+  splits its own share between the calls it sends, so all children together stay within the account's
+  documented limits. Absent (an envelope from before it existed): the whole rate.
 * A refused envelope still names what it can (instances, slot, trigger: `salvage`), so the refusal is
   reported as `.failed` for those instances instead of vanishing.
 """
@@ -89,6 +94,8 @@ class ChainedCall(_Model):
     SlotKey: Annotated[str, StringConstraints(min_length=1, max_length=300)]
     CorrelationId: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     Deadline: AwareUtc
+    # The part of the account's API rates this call may use (the sender's share, split between its calls).
+    Share: Annotated[float, Field(gt=0, le=1)] = 1.0
 
     def job(self) -> JobModel:
         """The child's own job: the options it was sent with, over the envelope's targets.
@@ -140,10 +147,10 @@ def restore_options(job: RestoreJob) -> dict[str, Any]:
 
 
 def build(*, kind: Kind, options: Mapping[str, Any], targets: Sequence[ChainTarget], trigger: TriggerInfo,
-          slot_key: str, correlation_id: str, deadline: datetime) -> str:
+          slot_key: str, correlation_id: str, deadline: datetime, share: float = 1.0) -> str:
     """The JSON of one chained call (validated by the same model that reads it)."""
     call = ChainedCall(Kind=kind, Job=dict(options), Targets=list(targets), Trigger=trigger, SlotKey=slot_key,
-                       CorrelationId=correlation_id[:100] or "-", Deadline=deadline)
+                       CorrelationId=correlation_id[:100] or "-", Deadline=deadline, Share=share)
     return orjson.dumps(call.model_dump(mode="json")).decode()
 
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 from tencentcloud.common.credential import Credential
@@ -165,18 +164,18 @@ def _printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else " " for ch in text)
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(NamedTuple):
     """The run role's credentials as read from the environment (never shown by `repr`/`str`)."""
 
     secret_id: str
-    secret_key: str = field(repr=False)
-    token: str | None = field(repr=False)
+    secret_key: str
+    token: str | None
 
     def __repr__(self) -> str:
         return f"Credentials(secret_id={self.secret_id[:6]}…, secret_key=***, token={'***' if self.token else None})"
 
-    __str__ = __repr__
+    def __str__(self) -> str:
+        return self.__repr__()
 
 
 def read_credentials(env: Mapping[str, str]) -> Credentials:

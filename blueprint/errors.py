@@ -28,6 +28,7 @@ __all__ = [
     "InvalidInstanceState",
     "MethodNotAllowed",
     "NotFound",
+    "NotSent",
     "PayloadTooLarge",
     "QuotaExceeded",
     "RecordsFailed",
@@ -119,6 +120,11 @@ class DeadlineExceeded(BlueprintError):
     status = 503
     retryable = True
     code = "FailedOperation.Timeout"
+
+
+class NotSent(DeadlineExceeded):
+    """A cloud call was never sent: the rate limit had no room for it before the deadline (the next invocation,
+    which looks first for what this one did, sends it)."""
 
 
 class DeliveryError(BlueprintError):

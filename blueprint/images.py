@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import partial
+from functools import cached_property, partial
 from typing import Any, Protocol, TypeVar
 
 from blueprint.errors import (
@@ -35,12 +35,14 @@ from blueprint.errors import (
     CloudUnavailable,
     ConfigError,
     InstanceBusy,
+    NotSent,
     QuotaExceeded,
 )
 from blueprint.events import InstanceRef, Job, TriggerInfo
 from blueprint.lighthouse import (
     DELETABLE_STATES,
     FAILED_STATES,
+    FILTER_VALUES,
     GONE_STATES,
     MADE_STATES,
     Created,
@@ -196,7 +198,7 @@ class Run:
     # Per region: the data disks of the run's instances and the slot's backup points (`blueprint.protect`).
     disk_state: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def digest(self) -> str:
         return slot_digest(self.slot_key)
 
@@ -582,6 +584,10 @@ class ImageMaker:
         protection = self.disks.protect(run, target, name) if self.disks is not None else None
         try:
             result = self._create(run, target)
+        except NotSent:
+            # This invocation's share of the rate had no room left: handed on (the next one looks first).
+            run.overflow.append(target)
+            return None
         except BlueprintError as err:
             result = run.result(target, "failed", error=err, request_id=err.request_id, blueprint_name=name)
         if protection is not None:
@@ -653,17 +659,21 @@ class ImageMaker:
         """One listing after creating resolves races and drives retention.
 
         Without Keep only this slot's images matter (a handful); with Keep, the managed images of the one
-        instance, or of the whole region for a fleet (one paged listing instead of one per instance).
+        instance, or of the instances created (one paged listing instead of one per instance). A fleet's listing
+        names its instances (with Keep, or when one filter holds them and the slot), so a fan-out's batch reads
+        its own images, not the whole region's.
         """
         created = [r.instance_id for r in run.report.results if r.region == region and _made_now(r)]
         if created:
             find = partial(self.lighthouse.find_images, region, deadline=run.deadline)
+            scoped = len(created) > 1 and (bool(run.keep) or len(created) < FILTER_VALUES)
+            mine = partial(find, tag_key=INSTANCE_TAG, tag_values=created) if scoped else find
             if not run.keep:
-                listing = partial(find, tags={SLOT_TAG: run.digest})
+                listing = partial(mine, tags={SLOT_TAG: run.digest})
             elif len(created) == 1:
                 listing = partial(find, tags={INSTANCE_TAG: created[0]})
             else:
-                listing = partial(find, tag_key=INSTANCE_TAG)
+                listing = mine
             managed = [i for i in self._retrying(partial(listing, at_least=len(created)), run.deadline)
                        if is_managed(i)]
             self._races_and_retention(run, region, managed)

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.lighthouse.v20200324 import lighthouse_client, models
@@ -21,10 +21,12 @@ from blueprint.disks import DiskCalls
 from blueprint.errors import Throttled
 from blueprint.retry import Deadline, RateLimiter
 
-__all__ = ["DELETABLE_STATES", "FAILED_STATES", "GONE_STATES", "MADE_STATES", "Created", "Image", "Instance",
-           "Lighthouse", "LighthouseService", "RegionInfo", "Replication"]
+__all__ = ["DELETABLE_STATES", "FAILED_STATES", "FILTER_VALUES", "GONE_STATES", "MADE_STATES", "Created", "Image",
+           "Instance", "Lighthouse", "LighthouseService", "RegionInfo", "Replication"]
 
 PAGE = 100
+# Values one DescribeBlueprints filter takes (the SDK's DescribeBlueprintsRequest.Filters: at most 100).
+FILTER_VALUES = 100
 # The documented BlueprintState values (API 2020-03-24): NORMAL, SYNCING, OFFLINE, CREATEFAILED, SYNCING_FAILED,
 # ISOLATING, ISOLATED, DELETING, DESTROYING. The state while an image is being made is not documented.
 FAILED_STATES = frozenset({"CREATEFAILED", "SYNCING_FAILED"})
@@ -95,8 +97,7 @@ class Instance:
     blueprint_id: str | None = None
 
 
-@dataclass(frozen=True)
-class RegionInfo:
+class RegionInfo(NamedTuple):
     """A region as DescribeRegions tells it."""
 
     region: str
@@ -104,8 +105,8 @@ class RegionInfo:
     available: bool
 
 
-@dataclass(frozen=True)
-class Created:
+# Small value types are NamedTuples: a frozen dataclass costs a cold start ten times as much to define.
+class Created(NamedTuple):
     """What CreateBlueprint answered."""
 
     blueprint_id: str
@@ -122,8 +123,10 @@ class Lighthouse(Protocol):
 
     def find_images(self, region: str, *, deadline: Deadline, tags: Mapping[str, str] | None = None,
                     tag_key: str | None = None, ids: Sequence[str] | None = None,
-                    names: Sequence[str] | None = None, at_least: int = 0) -> list[Image]:
-        """Custom images matching all the given tags / tag key (or ids, or one of the names), every page.
+                    names: Sequence[str] | None = None, at_least: int = 0,
+                    tag_values: Sequence[str] | None = None) -> list[Image]:
+        """Custom images matching all the given tags / tag key (or ids, or one of the names), every page;
+        with `tag_values`, only those whose `tag_key` tag has one of these values.
 
         `at_least` is how many the caller knows exist: their pages are asked for at once.
         """
@@ -186,7 +189,8 @@ class Replication(Protocol):
 
     def find_images(self, region: str, *, deadline: Deadline, tags: Mapping[str, str] | None = None,
                     tag_key: str | None = None, ids: Sequence[str] | None = None,
-                    names: Sequence[str] | None = None, at_least: int = 0) -> list[Image]:
+                    names: Sequence[str] | None = None, at_least: int = 0,
+                    tag_values: Sequence[str] | None = None) -> list[Image]:
         """Custom images matching all the given tags / tag key (or ids, or one of the names), every page."""
         ...
 
@@ -216,15 +220,16 @@ def _filter(name: str, values: Sequence[str]) -> models.Filter:
     return f
 
 
-def _tag_filters(tags: Mapping[str, str], tag_key: str | None = None) -> list[models.Filter]:
+def _tag_filters(tags: Mapping[str, str], tag_key: str | None = None,
+                 tag_values: Sequence[str] = ()) -> list[models.Filter]:
     """Tag lookups whose meaning does not depend on how the cloud parses `tag:<key>` when the key holds a
     colon (`tag:scf-blueprint:slot` is nowhere documented): `tag-key` and `tag-value`, each an exact match.
     Both filters together over-match (a key and a value from different tags); `_has_tags` checks the exact
     pairs on what comes back."""
     keys = [*tags, *([tag_key] if tag_key else [])]
     filters = [_filter("tag-key", keys)] if keys else []
-    if tags:
-        filters.append(_filter("tag-value", list(tags.values())))
+    if tags or tag_values:
+        filters.append(_filter("tag-value", [*tags.values(), *tag_values]))
     return filters
 
 
@@ -266,7 +271,10 @@ class LighthouseService(DiskCalls):
             limiter.name = action
 
     def _call(self, action: str, region: str, request: Any, deadline: Deadline) -> Any:
-        self._limits[action].acquire(deadline)
+        limiter = self._limits[action]
+        if deadline.pace is not None:  # a fan-out child: its share of the account's rate first
+            deadline.pace.acquire(action, limiter.rate, deadline)
+        limiter.acquire(deadline)
         client = self._clients.get("lighthouse", region, lighthouse_client.LighthouseClient)
         try:
             return getattr(client, action)(request)
@@ -290,21 +298,29 @@ class LighthouseService(DiskCalls):
 
     def find_images(self, region: str, *, deadline: Deadline, tags: Mapping[str, str] | None = None,
                     tag_key: str | None = None, ids: Sequence[str] | None = None,
-                    names: Sequence[str] | None = None, at_least: int = 0) -> list[Image]:
-        """DescribeBlueprints over every page, custom images only."""
+                    names: Sequence[str] | None = None, at_least: int = 0,
+                    tag_values: Sequence[str] | None = None) -> list[Image]:
+        """DescribeBlueprints over every page, custom images only; with `tag_key` and `tag_values`, only images
+        whose `tag_key` tag has one of the values (the values go out in parts: a filter takes at most 100)."""
+        wanted = list(dict.fromkeys(tag_values or []))
+        room = FILTER_VALUES - len(tags or {})
+        parts = [wanted[i:i + room] for i in range(0, len(wanted), room)] if tag_key and wanted else [[]]
         found: list[Image] = []
-        filters = [*_tag_filters(tags or {}, tag_key), _filter("blueprint-type", ["PRIVATE"])]
-        if names:
-            filters.append(_filter("blueprint-name", names))
-        for page in self._pages("DescribeBlueprints", region, deadline, ids=ids, filters=filters,
-                                at_least=at_least):
-            found.extend(Image(id=b.BlueprintId, name=b.BlueprintName or "", state=b.BlueprintState or "",
-                               region=region, created=_time(b.CreatedTime), tags=_tags(b.Tags),
-                               request_id=page.RequestId, source=b, shared=bool(b.BlueprintShared))
-                         for b in page.BlueprintSet or [] if b.BlueprintType in (None, "PRIVATE"))
+        for part in parts:
+            filters = [*_tag_filters(tags or {}, tag_key, part), _filter("blueprint-type", ["PRIVATE"])]
+            if names:
+                filters.append(_filter("blueprint-name", names))
+            for page in self._pages("DescribeBlueprints", region, deadline, ids=ids, filters=filters,
+                                    at_least=max(at_least // len(parts), len(part))):
+                found.extend(Image(id=b.BlueprintId, name=b.BlueprintName or "", state=b.BlueprintState or "",
+                                   region=region, created=_time(b.CreatedTime), tags=_tags(b.Tags),
+                                   request_id=page.RequestId, source=b, shared=bool(b.BlueprintShared))
+                             for b in page.BlueprintSet or [] if b.BlueprintType in (None, "PRIVATE"))
         # Pages read while images are being made may overlap: one entry per id. Only exact tag matches.
         unique = {image.id: image for image in found}.values()
-        return [image for image in unique if ids or _has_tags(image.tags, tags or {}, tag_key)]
+        values = set(wanted)
+        return [image for image in unique if ids or (_has_tags(image.tags, tags or {}, tag_key)
+                                                     and (not values or image.tags.get(str(tag_key)) in values))]
 
     def _pages(self, action: str, region: str, deadline: Deadline, *, ids: Sequence[str] | None,
                filters: list[models.Filter], at_least: int = 0) -> Iterator[Any]:
@@ -323,8 +339,11 @@ class LighthouseService(DiskCalls):
             return self._call(action, region, req, deadline)
 
         known = list(range(0, max(at_least, 1), PAGE))
-        with ThreadPoolExecutor(max_workers=min(4, len(known))) as pool:
-            pages = list(pool.map(page, known)) if len(known) > 1 else [page(0)]
+        if len(known) > 1:
+            with ThreadPoolExecutor(max_workers=min(4, len(known))) as pool:
+                pages = list(pool.map(page, known))
+        else:  # one page: no pool to build and shut down
+            pages = [page(0)]
         yield from pages
         first = pages[0]
         items = first.BlueprintSet if action == "DescribeBlueprints" else first.InstanceSet

@@ -34,6 +34,12 @@ LOCAL_TOKEN = "local-dev-token"  # noqa: S105 (a documented local-only value, no
 RECEIVER_SINK = "local receiver"
 
 
+class _BackloggedServer(ThreadingHTTPServer):
+    # The default backlog of 5 drops connections that parallel senders open at once (a dropped SYN costs the
+    # sender a one-second retransmit); a real webhook endpoint accepts them.
+    request_queue_size = 128
+
+
 @dataclass
 class Answer:
     """How the receiver answers one POST."""
@@ -42,12 +48,6 @@ class Answer:
     headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
     body: bytes = b'{"ok": true}'
     delay: float = 0.0  # real seconds before answering (for per-attempt timeout tests)
-
-
-class _Server(ThreadingHTTPServer):
-    # The sinks send up to 16 results at once, each on a new connection: with socketserver's backlog of 5, the
-    # kernel drops the connections beyond it and the client's TCP sends them again only a second later.
-    request_queue_size = 64
 
 
 @dataclass
@@ -89,7 +89,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 return
 
-        self._server = _Server((self.host, 0), Handler)
+        self._server = _BackloggedServer((self.host, 0), Handler)
         self._server.daemon_threads = True
         # A client that gave up (a timeout test) makes a late answer hit a closed socket: not an error here.
         self._server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]

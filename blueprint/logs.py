@@ -23,6 +23,8 @@ __all__ = ["bind", "clean", "current", "log", "log_exception", "redact", "redact
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("blueprint_log_context", default={})  # noqa: B039
 _secrets: tuple[str, ...] = ()
+# The same values as a set, for the check every invocation makes (are these credentials registered yet?).
+_known: frozenset[str] = frozenset()
 _secrets_lock = threading.Lock()
 _state: dict[str, Any] = {"level": 20, "stream": None}
 
@@ -33,7 +35,11 @@ def register_secrets(values: Iterable[str | None]) -> None:
     Each value is also remembered as JSON spells it inside a string (a quote or backslash in a secret is
     escaped in a log line, and the raw form would no longer match). Values under 4 characters are ignored.
     """
-    global _secrets  # noqa: PLW0603 (one process-wide list, replaced atomically)
+    global _secrets, _known  # noqa: PLW0603 (one process-wide list, replaced atomically)
+    values = list(values)
+    known = _known
+    if all(value in known for value in values if isinstance(value, str) and len(value) >= 4):
+        return  # a warm invocation's credentials: registered already
     fresh: set[str] = set()
     for value in values:
         if not isinstance(value, str) or len(value) < 4:
@@ -47,6 +53,7 @@ def register_secrets(values: Iterable[str | None]) -> None:
         if fresh <= set(_secrets):
             return
         _secrets = tuple(sorted(set(_secrets) | fresh, key=len, reverse=True))
+        _known = frozenset(_secrets)
 
 
 def redact(text: str) -> str:

@@ -15,13 +15,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
-from blueprint.errors import BlueprintError, DeadlineExceeded, InstanceBusy, Throttled
+from blueprint.errors import BlueprintError, InstanceBusy, NotSent, Throttled
 from blueprint.logs import log
 
-__all__ = ["Clock", "Deadline", "RateLimiter", "RetryPolicy", "SystemClock", "Waits"]
+__all__ = ["Clock", "Deadline", "Pacer", "RateLimiter", "RetryPolicy", "SystemClock", "Waits"]
 
 # A wait this long or longer is logged at INFO (shorter ones at DEBUG; all are counted in `Waits`).
 LOUD_WAIT = 1.0
@@ -62,12 +61,14 @@ class SystemClock(Clock):
         return time.time()
 
 
-@dataclass(eq=False)
 class Waits:
     """What one invocation waited for and how long, by reason (shared by its deadlines; thread-safe)."""
 
-    _by: dict[str, list[float]] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    __slots__ = ("_by", "_lock")
+
+    def __init__(self) -> None:
+        self._by: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
 
     def add(self, what: str, seconds: float) -> None:
         """Count one wait."""
@@ -83,18 +84,20 @@ class Waits:
                     for what, (count, total) in sorted(self._by.items())}
 
 
-@dataclass(frozen=True)
-class Deadline:
+class Deadline(NamedTuple):
     """The moment the function must stop working (its time limit minus a margin for delivery).
 
     `patient` is False when a caller waits for the answer (HTTP): an instance busy with another operation is
-    then reported at once (409 with Retry-After) instead of being waited out for minutes.
+    then reported at once (409 with Retry-After) instead of being waited out for minutes. (A NamedTuple, not
+    a frozen dataclass: a cold start pays for every dataclass it defines, issue 18.)
     """
 
     clock: Clock
     at: float
-    waits: Waits = field(default_factory=Waits)
+    waits: Waits
     patient: bool = True
+    # A fan-out child's share of the account's API rates (None: the whole rate, as one container paces it).
+    pace: Pacer | None = None
 
     @classmethod
     def after(cls, clock: Clock, seconds: float, waits: Waits | None = None) -> Deadline:
@@ -111,20 +114,24 @@ class Deadline:
 
     def sooner(self, seconds: float) -> Deadline:
         """A deadline that is `seconds` earlier than this one."""
-        return replace(self, at=self.at - seconds)
+        return self._replace(at=self.at - seconds)
 
     @staticmethod
     def min(first: Deadline, second: Deadline) -> Deadline:
         """The sooner of two deadlines (the first's waits and patience)."""
-        return replace(first, at=min(first.at, second.at))
+        return first._replace(at=min(first.at, second.at))
 
     def within(self, seconds: float) -> Deadline:
         """This deadline, or `seconds` from now if that is sooner (a step with a time limit of its own)."""
-        return replace(self, at=min(self.at, self.clock.monotonic() + seconds))
+        return self._replace(at=min(self.at, self.clock.monotonic() + seconds))
 
     def impatient(self) -> Deadline:
         """The same deadline, for a caller who waits for the answer (see `patient`)."""
-        return replace(self, patient=False)
+        return self._replace(patient=False)
+
+    def paced(self, pace: Pacer) -> Deadline:
+        """The same deadline, for an invocation paced at its share of the account's rates."""
+        return self._replace(pace=pace)
 
     def pause(self, seconds: float, what: str, **fields: object) -> None:
         """Wait `seconds` for `what`: logged, counted, then slept on this deadline's clock."""
@@ -142,56 +149,96 @@ def pause(clock: Clock, seconds: float, what: str, waits: Waits | None = None, *
     clock.sleep(seconds)
 
 
-@dataclass
 class RateLimiter:
     """At most `rate` calls in any sliding one-second window (the strictest reading of "N per second").
 
     A token bucket would allow a burst of N right after N spent at the end of the previous second: up to 2N
-    in one window, which a strict server answers with RequestLimitExceeded.
+    in one window, which a strict server answers with RequestLimitExceeded. A rate under one per second (a
+    fan-out child's share) is one call per 1/rate seconds; a fraction above one is rounded down.
     """
 
-    rate: float
-    clock: Clock = field(default_factory=SystemClock)
-    # The action it paces, for the log line of a wait.
-    name: str = ""
-    # A little over one second: requests leave in order but may arrive a few ms apart in another order.
-    window: float = 1.05
-    _sent: deque[float] = field(default_factory=deque)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    # A plain class, not a dataclass: a cold start pays for every dataclass it defines (issue 18).
+    __slots__ = ("_lock", "_sent", "clock", "name", "rate", "window")
+
+    def __init__(self, rate: float, clock: Clock | None = None, name: str = "", window: float = 1.05) -> None:
+        self.rate = rate
+        self.clock = clock or SystemClock()
+        # The action it paces, for the log line of a wait.
+        self.name = name
+        # A little over one second: requests leave in order but may arrive a few ms apart in another order.
+        self.window = window
+        self._sent: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"RateLimiter(rate={self.rate!r}, name={self.name!r})"
+
+    def _shape(self) -> tuple[int, float]:
+        """Calls allowed per window, and the window's length."""
+        if self.rate >= 1:
+            return int(self.rate), self.window
+        return 1, self.window / self.rate
 
     def acquire(self, deadline: Deadline | None = None) -> None:
         """Block until one more call fits in the window.
 
         Raises:
-            DeadlineExceeded: the slot would come after the deadline.
+            NotSent: the slot would come after the deadline (the call was not sent).
         """
-        capacity = max(1, int(self.rate))
+        capacity, window = self._shape()
         while True:
             with self._lock:
                 now = self.clock.monotonic()
-                while self._sent and now - self._sent[0] >= self.window:
+                while self._sent and now - self._sent[0] >= window:
                     self._sent.popleft()
                 if len(self._sent) < capacity:
                     self._sent.append(now)
                     return
-                wait = self.window - (now - self._sent[0]) + 0.001
+                wait = window - (now - self._sent[0]) + 0.001
             if deadline is not None and deadline.remaining() < wait:
-                raise DeadlineExceeded("no time left to send another request within the API rate limit")
+                raise NotSent("no time left to send another request within the API rate limit")
             pause(self.clock, wait, "the API rate limit", deadline.waits if deadline is not None else None,
                   action=self.name or None)
 
     def saturate(self) -> None:
         """The cloud said the limit is reached (other callers share the account's rate): count the window as
         full, so the next call waits for it to pass instead of being throttled again at once."""
-        capacity = max(1, int(self.rate))
+        capacity, _ = self._shape()
         with self._lock:
             now = self.clock.monotonic()
             self._sent.clear()
             self._sent.extend([now] * capacity)
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class Pacer:
+    """One invocation's share of the account's API rates: a fan-out child's limiter per action.
+
+    The documented limits (20 CreateBlueprint/s, 10 DescribeBlueprints/s, ...) hold per account, for every
+    container at once. Each container paces itself at the whole rate; a child of a fan-out is paced at its
+    `share` of it as well, so children running side by side stay within the account's limits together.
+    """
+
+    def __init__(self, share: float, clock: Clock | None = None) -> None:
+        self.share = share
+        # The cloud counts requests in real time, so the pacing does too.
+        self._clock = clock or SystemClock()
+        self._limits: dict[str, RateLimiter] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, action: str, rate: float, deadline: Deadline) -> None:
+        """Block until this invocation's share of `action`'s documented `rate` allows one more call.
+
+        Raises:
+            NotSent: the slot would come after the deadline.
+        """
+        with self._lock:
+            limiter = self._limits.get(action)
+            if limiter is None:
+                limiter = self._limits[action] = RateLimiter(rate * self.share, clock=self._clock, name=action)
+        limiter.acquire(deadline)
+
+
+class RetryPolicy(NamedTuple):
     """Bounded retries with full-jitter exponential backoff, on retryable errors only."""
 
     attempts: int = 4

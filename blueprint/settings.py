@@ -332,7 +332,7 @@ class Settings(BaseModel):
     create_rate: float = Field(20.0, gt=0, le=20, validation_alias="BLUEPRINT_CREATE_RATE")
     describe_rate: float = Field(10.0, gt=0, le=10, validation_alias="BLUEPRINT_DESCRIBE_RATE")
     concurrency: int = Field(8, ge=1, le=64, validation_alias="BLUEPRINT_CONCURRENCY")
-    # Above this many instances a run fans out to one async invocation per instance.
+    # Above this many instances a run fans out: async invocations of batches of up to 100 (blueprint/dispatch.py).
     dispatch_threshold: int = Field(100, ge=1, validation_alias="BLUEPRINT_DISPATCH_THRESHOLD")
     # A fan-out child or follow-up that starts later than this after it was sent makes no image (SCF keeps
     # async events for up to 6 hours by default; a later run of the schedule covers the instance).

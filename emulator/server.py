@@ -122,8 +122,8 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    # A client sending many calls at once opens many connections: with socketserver's backlog of 5 the kernel drops
-    # those beyond it, and TCP sends them again only a second later (a stall no cloud endpoint has).
+    # The listen backlog: the default of 5 drops connections a busy client opens side by side (a fan-out's
+    # children each keep several), and a dropped SYN costs the client a one-second retransmit.
     request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], app: App) -> None:

@@ -13,8 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -42,8 +41,7 @@ class Sink(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class SinkContext:
+class SinkContext(NamedTuple):
     """What sink factories may use: the settings and shared clients, built once per warm container."""
 
     settings: Any
@@ -52,14 +50,16 @@ class SinkContext:
     clock: Any
 
 
-@dataclass
 class Delivery:
     """What happened to the results of one invocation."""
 
-    # (sink name, event id) pairs that were accepted: never sent twice within one invocation.
-    sent: set[tuple[str, str]] = field(default_factory=set)
-    # sink name -> why it failed (the first failure); HTTP answers and raised errors name these sinks.
-    failed: dict[str, str] = field(default_factory=dict)
+    __slots__ = ("failed", "sent")
+
+    def __init__(self, sent: set[tuple[str, str]] | None = None, failed: dict[str, str] | None = None) -> None:
+        # (sink name, event id) pairs that were accepted: never sent twice within one invocation.
+        self.sent: set[tuple[str, str]] = set() if sent is None else sent
+        # sink name -> why it failed (the first failure); HTTP answers and raised errors name these sinks.
+        self.failed: dict[str, str] = {} if failed is None else failed
 
     @property
     def ok(self) -> bool:
@@ -67,13 +67,42 @@ class Delivery:
         return not self.failed
 
 
-# Each factory returns its sink when configured, or None. Add a sink: write its file, add it here.
-def _factories() -> list[Callable[[SinkContext], Sink | None]]:
-    from blueprint.sinks import cmq, invoke, webhook  # noqa: PLC0415 (sinks load only when configured)
+# Each factory returns its sink when configured, or None. Add a sink: write its file, add it here. A sink's
+# module is imported only when its variable is set (a cold start pays for the sinks it uses, issue 18).
+def _webhook(ctx: SinkContext) -> Sink | None:
+    if not ctx.settings.webhook_url:
+        return None
+    from blueprint.sinks import webhook  # noqa: PLC0415
 
-    factories: list[Callable[[SinkContext], Sink | None]] = [
-        webhook.from_settings, cmq.queue_from_settings, cmq.topic_from_settings, invoke.from_settings]
-    return factories
+    return webhook.from_settings(ctx)
+
+
+def _cmq_queue(ctx: SinkContext) -> Sink | None:
+    if not ctx.settings.cmq_queue:
+        return None
+    from blueprint.sinks import cmq  # noqa: PLC0415
+
+    return cmq.queue_from_settings(ctx)
+
+
+def _cmq_topic(ctx: SinkContext) -> Sink | None:
+    if not ctx.settings.cmq_topic:
+        return None
+    from blueprint.sinks import cmq  # noqa: PLC0415
+
+    return cmq.topic_from_settings(ctx)
+
+
+def _next_function(ctx: SinkContext) -> Sink | None:
+    if ctx.settings.next_function is None:
+        return None
+    from blueprint.sinks import invoke  # noqa: PLC0415
+
+    return invoke.from_settings(ctx)
+
+
+def _factories() -> list[Callable[[SinkContext], Sink | None]]:
+    return [_webhook, _cmq_queue, _cmq_topic, _next_function]
 
 
 FACTORIES: Callable[[], list[Callable[[SinkContext], Sink | None]]] = _factories

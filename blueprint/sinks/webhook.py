@@ -15,16 +15,17 @@ import hashlib
 import hmac
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
 from blueprint.errors import ConfigError, DeliveryError
 from blueprint.retry import Deadline, pause
 from blueprint.sinks import SinkContext
-from blueprint.sinks.chat import RobotReply, format_chat, read_reply
+
+if TYPE_CHECKING:
+    from blueprint.sinks.chat import RobotReply
 
 __all__ = ["WebhookSink", "from_settings", "standard_webhooks_key", "standard_webhooks_signature"]
 
@@ -64,18 +65,24 @@ class _Retry(Exception):
         self.after = after
 
 
-@dataclass
 class WebhookSink:
     """POST results to one URL from configuration."""
 
-    url: str
-    session: requests.Session
-    clock: Any
-    timeout: float = 5.0
-    secret: str | None = field(default=None, repr=False)
-    format: str = "cloudevents"
-    rng: Callable[[], float] = random.random
-    name: str = "webhook"
+    # A plain class, not a dataclass: a cold start pays for every dataclass it defines (issue 18).
+    def __init__(self, url: str, session: requests.Session, clock: Any, *, timeout: float = 5.0,
+                 secret: str | None = None, format: str = "cloudevents", rng: Callable[[], float] = random.random,
+                 name: str = "webhook") -> None:
+        self.url = url
+        self.session = session
+        self.clock = clock
+        self.timeout = timeout
+        self.secret = secret
+        self.format = format
+        self.rng = rng
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"WebhookSink(name={self.name!r}, format={self.format!r})"
 
     def send(self, event: dict[str, Any], body: bytes, deadline: Deadline) -> None:
         """POST one event, retrying what a retry can fix.
@@ -124,6 +131,8 @@ class WebhookSink:
         if status >= 400:
             raise DeliveryError(f"{self.name}: refused with HTTP {status}")
         if self.format != "cloudevents":
+            from blueprint.sinks.chat import read_reply  # noqa: PLC0415 (only chat formats pay for it)
+
             self._check_robot(read_reply(self.format, resp.text))
 
     def _check_robot(self, reply: RobotReply) -> None:
@@ -137,6 +146,8 @@ class WebhookSink:
 
     def _request(self, event: dict[str, Any], body: bytes) -> tuple[str, bytes, dict[str, str]]:
         if self.format != "cloudevents":
+            from blueprint.sinks.chat import format_chat  # noqa: PLC0415 (only chat formats pay for it)
+
             url, message = format_chat(self.format, event, self.url, self.secret, now=self.clock.time())
             return url, message, {"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT}
         headers = {"Content-Type": "application/cloudevents+json", "User-Agent": USER_AGENT}

@@ -24,7 +24,7 @@ SUMMARY_ROWS = (
     "| Own cold cost (c) - (b), wall |",
     "| Peak RSS, (c) / (a) |",
     "| Peak RSS, 2x headroom under 64 MB |",
-    "| Warm overhead over the same calls made raw (median / p99) |",
+    "| Warm overhead over the same calls made raw (median, order-balanced / p99) |",
     "| Fleet of 4, function vs the 20/s bound |",
     "| Fleet of 4, cloud calls per image |",
     "| Fleet of 4, function vs naive sequential loop |",
@@ -35,7 +35,7 @@ SUMMARY_ROWS = (
 SECTIONS = (
     "## Machine",
     "## Cold start (whole process, spawn to first answered invocation)",
-    "## Peak memory (ru_maxrss of the cold child after its first invocation)",
+    "## Peak memory (VmHWM of the cold child after its first invocation)",
     "## Cold start in instructions (valgrind callgrind, whole process to the answer)",
     "## Import time on a timer invocation (`python -X importtime`, medians)",
     "## Warm invocation overhead",

@@ -217,3 +217,139 @@ def test_a_redelivered_child_in_another_warm_container_finds_the_image(make_app,
     for call in calls:  # SCF redelivers every child to the parent's warm container
         parent.handle(call["event"], call["context"])
     assert {k: len(v) for k, v in managed(emu).items()} == {"lhins-web00001": 1, "lhins-db000001": 1}
+
+
+# ---- issue 18: a child is a batch, sent side by side, with its share of the account's rates -----------------
+
+BATCH_REGIONS = ["ap-guangzhou", "ap-shanghai", "ap-singapore"]
+BATCH_TAG = {"Key": "batch", "Value": "yes"}
+
+
+def add_batch_fleet(emu, per_region: int = 4) -> list[str]:
+    ids = []
+    for r, region in enumerate(BATCH_REGIONS):
+        for n in range(per_region):
+            ids.append(f"lhins-bt{r}{n:05d}")
+            emu.lighthouse.add_instance(ids[-1], Region=region, InstanceName=f"b{r}-{n}", Tags=[BATCH_TAG])
+    return ids
+
+
+def batch_job(**extra: Any) -> dict[str, Any]:
+    return {"Selector": {"Regions": BATCH_REGIONS, "Tags": [BATCH_TAG]}, **extra}
+
+
+def test_a_fan_out_sends_one_batch_per_region_and_each_child_runs_it_like_an_inline_run(make_app, emu,
+                                                                                         receiver) -> None:
+    emu.scf.add_function(FN)
+    ids = add_batch_fleet(emu)
+    parent = make_app(BLUEPRINT_DISPATCH_THRESHOLD="5")  # 12 instances: fans out without being asked
+    answer = parent.handle(timer_event(batch_job()), context())
+    assert answer["Dispatched"] == 12
+    # The parent: one listing and one slot lookup per region, one Invoke per batch.
+    assert sorted(c.action for c in emu.calls) == ["DescribeBlueprints"] * 3 + ["DescribeInstances"] * 3 + \
+        ["Invoke"] * 3
+    calls = recorded_calls(emu)
+    assert len(calls) == 3
+    assert all(len({t["Region"] for t in c["event"]["Targets"]}) == 1 for c in calls)
+    assert [c["event"]["Share"] for c in calls] == [pytest.approx(1 / 3)] * 3
+    # Each child as SCF delivers it, in a warm container of its own: one slot lookup for the batch, the
+    # creates, one listing after; never a lookup per instance.
+    for call in calls:
+        before = len(emu.calls)
+        answer = make_app().handle(call["event"], call["context"])
+        mine = [c.action for c in emu.calls[before:]]
+        assert mine.count("CreateBlueprint") == 4 and mine.count("DescribeBlueprints") == 2
+        assert len(answer["Results"]) == 4
+        # The listing after creating names the batch's instances: it reads their images, not the region's.
+        listing = [c for c in emu.calls[before:] if c.action == "DescribeBlueprints"][-1]
+        values = next(f["Values"] for f in listing.params["Filters"] if f["Name"] == "tag-value")
+        assert set(values) >= {t["InstanceId"] for t in call["event"]["Targets"]}
+    assert sorted(managed(emu)) == sorted(ids)
+    # Children send per-instance events; the run's one summary is the parent's.
+    events = received_events(receiver)
+    assert [e["type"].rsplit(".", 1)[-1] for e in events].count("completed") == 1
+    assert sum(e["type"].endswith(".created") for e in events) == 12
+
+
+def test_a_replayed_batch_finds_its_images_and_makes_none(make_app, emu, receiver) -> None:
+    emu.scf.add_function(FN)
+    ids = add_batch_fleet(emu)
+    make_app(BLUEPRINT_DISPATCH_THRESHOLD="1").handle(timer_event(batch_job()), context())
+    child = make_app()
+    deliver_all(child, emu)
+    first = [e for e in received_events(receiver) if e["type"].endswith(".created")]
+    before = len(emu.calls_of("CreateBlueprint"))
+    replies = deliver_all(make_app(), emu)  # SCF redelivers every child, to other containers
+    assert len(emu.calls_of("CreateBlueprint")) == before
+    assert {k: len(v) for k, v in managed(emu).items()} == dict.fromkeys(ids, 1)
+    assert all(r["Resent"] for a in replies for r in a["Results"])
+    again = [e for e in received_events(receiver) if e["type"].endswith(".created")][len(first):]
+    assert sorted(e["id"] for e in again) == sorted(e["id"] for e in first)
+
+
+def test_invoke_failing_once_before_it_acts_is_retried_and_every_batch_goes_once(make_app, emu, receiver) -> None:
+    emu.scf.add_function(FN)
+    ids = add_batch_fleet(emu)
+    emu.faults.fail("Invoke", "InternalError", times=1)
+    answer = make_app(BLUEPRINT_DISPATCH_THRESHOLD="1").handle(timer_event(batch_job()), context())
+    assert answer["Dispatched"] == 12
+    calls = recorded_calls(emu)
+    assert sorted(t["InstanceId"] for c in calls for t in c["event"]["Targets"]) == sorted(ids)
+    deliver_all(make_app(), emu)
+    assert {k: len(v) for k, v in managed(emu).items()} == dict.fromkeys(ids, 1)
+    assert not [e for e in received_events(receiver) if e["type"].endswith(".failed")]
+
+
+def test_invoke_failing_after_it_acts_sends_a_batch_twice_and_it_still_images_once(make_app, emu, receiver) -> None:
+    emu.scf.add_function(FN)
+    ids = add_batch_fleet(emu)
+    emu.faults.drop("Invoke", after=True)  # the child is queued, the answer is lost: the parent sends it again
+    make_app(BLUEPRINT_DISPATCH_THRESHOLD="1").handle(timer_event(batch_job()), context())
+    calls = recorded_calls(emu)
+    assert len(calls) == 4
+    batches = [tuple(sorted(t["InstanceId"] for t in c["event"]["Targets"])) for c in calls]
+    assert len(set(batches)) == 3  # one batch went twice
+    deliver_all(make_app(), emu)
+    assert {k: len(v) for k, v in managed(emu).items()} == dict.fromkeys(ids, 1)
+    created = [e for e in received_events(receiver) if e["type"].endswith(".created")]
+    assert len({e["id"] for e in created}) == 12 and len(created) == 16
+
+
+def test_an_explicit_inline_job_runs_inline_above_the_threshold(make_app, emu) -> None:
+    emu.scf.add_function(FN)
+    add_batch_fleet(emu)
+    answer = make_app(BLUEPRINT_DISPATCH_THRESHOLD="5").handle(timer_event(batch_job(Dispatch="inline")), context())
+    assert answer["Dispatched"] == 0 and len(answer["Results"]) == 12
+    assert emu.scf.invocations == [] and len(managed(emu)) == 12
+
+
+def test_a_child_is_paced_at_its_share_of_the_account_rate(make_app, emu, receiver, log_stream) -> None:
+    for n in range(5):
+        emu.lighthouse.add_instance(f"lhins-pc{n:06d}", Tags=[BATCH_TAG])
+    targets = [{"Region": "ap-guangzhou", "InstanceId": f"lhins-pc{n:06d}", "BlueprintName": f"pc-{n}"}
+               for n in range(5)]
+    # A tenth of the account's rate: 2 CreateBlueprint and 1 DescribeBlueprints per second.
+    answer = make_app().handle(envelope(Targets=targets, Share=0.1), context())
+    assert len(answer["Results"]) == 5 and len(managed(emu)) == 5
+    summary = [orjson.loads(line) for line in log_stream.getvalue().splitlines()][-1]
+    assert summary["message"] == "invocation finished"
+    # 5 creates at 2 per window wait for two more windows; the listing after them for the lookup's window.
+    assert summary["waited"]["the API rate limit"]["seconds"] >= 2.0
+
+
+def test_a_child_whose_share_leaves_no_time_hands_the_rest_on_with_that_share(make_app, emu, receiver) -> None:
+    emu.scf.add_function(FN)
+    for n in range(5):
+        emu.lighthouse.add_instance(f"lhins-ho{n:06d}", Tags=[BATCH_TAG])
+    targets = [{"Region": "ap-guangzhou", "InstanceId": f"lhins-ho{n:06d}", "BlueprintName": f"ho-{n}"}
+               for n in range(5)]
+    # 0.2 creates per second, 17 s of work: creates at 0, 5.25, 10.5 and 15.75 s; no slot for the fifth.
+    answer = make_app().handle(envelope(Targets=targets, Share=0.01), context(time_limit_in_ms=20_000))
+    assert len(managed(emu)) == 4 and answer["Dispatched"] == 1
+    [call] = recorded_calls(emu)
+    assert [t["InstanceId"] for t in call["event"]["Targets"]] == [sorted(set(f"lhins-ho{n:06d}" for n in range(5))
+                                                                           - set(managed(emu)))[0]]
+    assert call["event"]["Share"] == 0.01
+    make_app().handle(call["event"], call["context"])
+    assert len(managed(emu)) == 5
+    assert not [e for e in received_events(receiver) if e["type"].endswith(".failed")]

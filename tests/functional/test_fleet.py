@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
+from blueprint.cloud import read_credentials
 from blueprint.errors import BlueprintError
 from blueprint.images import INSTANCE_TAG
-from tests.conftest import context, received_events, timer_event
+from blueprint.retry import Deadline, SystemClock
+from tests.conftest import base_env, context, received_events, timer_event
 
 REGIONS = ["ap-guangzhou", "ap-shanghai", "ap-singapore"]
 SELECTOR = {"Regions": REGIONS, "Tags": [{"Key": "backup", "Value": "nightly"}]}
@@ -106,19 +109,29 @@ def test_dry_run_lists_the_plan(make_app, emu) -> None:
 
 
 @pytest.mark.parametrize("tagged", [30, pytest.param(200, marks=pytest.mark.longrun)])
-def test_fan_out_dispatches_one_child_per_instance_and_they_complete(make_app, emu, receiver, tagged: int) -> None:
+def test_fan_out_dispatches_one_child_per_region_batch_and_they_complete(make_app, emu, receiver,
+                                                                         tagged: int) -> None:
     wanted = add_fleet(emu, total=tagged * 2, tagged=tagged)
-    app = make_app(BLUEPRINT_MAX_INSTANCES="500")
-    # Children run in other warm containers: their own App and clock (their waits are not the parent's).
-    emu.scf.register("lighthouse-blueprint", make_app().handle)
-    answer = app.handle(timer_event({"Selector": SELECTOR, "Dispatch": "invoke"}), context())
-    assert answer["Dispatched"] == tagged
+    app = make_app(BLUEPRINT_MAX_INSTANCES="500", BLUEPRINT_DISPATCH_THRESHOLD="1")
+    # Children run in other warm containers of the same function (the same variables): their own App and
+    # clock (their waits are not the parent's).
+    emu.scf.register("lighthouse-blueprint", make_app(BLUEPRINT_MAX_INSTANCES="500",
+                                                      BLUEPRINT_DISPATCH_THRESHOLD="1").handle)
+    answer = app.handle(timer_event({"Selector": SELECTOR}), context())
+    assert answer["Dispatched"] == tagged  # every instance accounted for, each with its child's request id
     assert emu.scf.wait_idle(timeout=300)
     assert sorted(managed_sources(emu)) == sorted(wanted)
     children = [i for i in emu.scf.invocations if i["FunctionName"] == "lighthouse-blueprint"]
-    assert len(children) == tagged and all(i["InvocationType"] == "Event" for i in children)
+    # A child is a batch: here one per region (each region has fewer than 100), not one per instance.
+    assert len(children) == len(REGIONS) and all(i["InvocationType"] == "Event" for i in children)
+    envelopes = [orjson.loads(i["ClientContext"]) for i in children]
+    assert sorted({t["Region"] for t in e["Targets"]}.pop() for e in envelopes) == sorted(REGIONS)
+    assert all(len({t["Region"] for t in e["Targets"]}) == 1 for e in envelopes)
+    assert sorted(t["InstanceId"] for e in envelopes for t in e["Targets"]) == sorted(wanted)
+    # Each child draws on its part of the account's rate: together, the whole of it.
+    assert sum(e["Share"] for e in envelopes) == pytest.approx(1.0)
     # Each child is idempotent on its own: running the fan-out again makes nothing new.
-    app.handle(timer_event({"Selector": SELECTOR, "Dispatch": "invoke"}), context())
+    app.handle(timer_event({"Selector": SELECTOR}), context())
     assert emu.scf.wait_idle(timeout=300)
     assert sorted(managed_sources(emu)) == sorted(wanted)
     created = [e for e in received_events(receiver) if e["type"].endswith(".created")]
@@ -152,14 +165,12 @@ def test_a_child_that_starts_after_its_deadline_makes_no_image(make_app, emu, re
 
 
 def test_children_carry_slot_deadline_and_correlation_id(make_app, emu) -> None:
-    import orjson
-
     emu.scf.add_function("lighthouse-blueprint")
-    app = make_app()
-    app.handle(timer_event({"InstanceIds": ["lhins-web00001", "lhins-db000001"], "Dispatch": "invoke"}),
-               context(request_id="parent-1"))
+    app = make_app(BLUEPRINT_DISPATCH_THRESHOLD="1")
+    app.handle(timer_event({"InstanceIds": ["lhins-web00001", "lhins-db000001"]}), context(request_id="parent-1"))
     children = [orjson.loads(i["ClientContext"]) for i in emu.scf.invocations]
-    assert len(children) == 2
+    assert len(children) == 1  # one batch: both instances are in ap-guangzhou
+    assert children[0]["Share"] == 1.0
     assert {c["CorrelationId"] for c in children} == {"parent-1"}
     assert {c["SlotKey"] for c in children} == {"timer|tick|daily|2026-11-27T03:00:00Z"}
     assert all(c["Deadline"] > "2026-" for c in children)
@@ -186,11 +197,52 @@ def test_inline_run_short_of_time_hands_the_rest_to_children(make_app, emu, rece
 
 def test_a_child_that_could_not_be_dispatched_is_reported_and_the_timer_retries(make_app, emu, receiver) -> None:
     emu.scf.add_function("lighthouse-blueprint")
-    emu.faults.fail("Invoke", "InternalError", times=3)  # the first child's attempts all fail
-    app = make_app()
+    emu.faults.fail("Invoke", "InternalError", times=3)  # every attempt of the (one) batch's call fails
+    app = make_app(BLUEPRINT_DISPATCH_THRESHOLD="1")
+    job = {"InstanceIds": ["lhins-web00001", "lhins-db000001"]}
     with pytest.raises(BlueprintError, match="retry can fix"):
-        app.handle(timer_event({"InstanceIds": ["lhins-web00001", "lhins-db000001"], "Dispatch": "invoke"}),
-                   context())
-    assert len(emu.scf.invocations) == 1
+        app.handle(timer_event(job), context())
+    assert emu.scf.invocations == []
     failed = [e for e in received_events(receiver) if e["type"].endswith(".failed")]
-    assert [e["subject"] for e in failed] == ["lhins-web00001"]
+    # Every instance of the batch that could not be sent is reported, with an error a retry can fix.
+    assert sorted(e["subject"] for e in failed) == ["lhins-db000001", "lhins-web00001"]
+    assert {e["data"]["Error"]["Code"] for e in failed} == {"InternalError"}
+    # The platform's retry sends the batch.
+    assert app.handle(timer_event(job), context())["Dispatched"] == 2
+    [child] = [orjson.loads(i["ClientContext"]) for i in emu.scf.invocations]
+    assert sorted(t["InstanceId"] for t in child["Targets"]) == ["lhins-db000001", "lhins-web00001"]
+
+
+def test_a_listing_by_more_instance_ids_than_a_filter_holds_goes_out_in_parts(make_app, emu) -> None:
+    wanted = sorted(add_fleet(emu, total=150, tagged=150))
+    app = make_app()
+    app.clients.use(read_credentials(base_env(emu, None)))
+    deadline = Deadline.after(SystemClock(), 30)
+    guangzhou = [i for i in wanted if int(i[-7:]) % 3 == 0]
+    made = guangzhou[:3]  # images of three instances of ap-guangzhou, and one the filters over-match
+    for instance in made:
+        app.lighthouse.create_blueprint("ap-guangzhou", name=instance, instance_id=instance, description=None,
+                                        force_power_off=False, tags={INSTANCE_TAG: instance}, deadline=deadline)
+    app.lighthouse.create_blueprint("ap-guangzhou", name="other", instance_id=guangzhou[3], description=None,
+                                    force_power_off=False, tags={INSTANCE_TAG: "lhins-zz000000", "team": made[1]},
+                                    deadline=deadline)
+    before = len(emu.calls)
+    # A filter takes at most 100 values: 150 instance ids go out in two parts; only exact tag pairs come back.
+    found = app.lighthouse.find_images("ap-guangzhou", deadline=deadline, tag_key=INSTANCE_TAG, tag_values=wanted)
+    assert sorted(i.tags[INSTANCE_TAG] for i in found) == made
+    calls = emu.calls[before:]
+    assert len(calls) == 2 and all(c.action == "DescribeBlueprints" for c in calls)
+    assert [len(next(f["Values"] for f in c.params["Filters"] if f["Name"] == "tag-value")) for c in calls] == \
+        [100, 50]
+
+
+def test_an_explicit_invoke_sends_one_call_per_instance(make_app, emu) -> None:
+    # `Dispatch: "invoke"` asks for one async call of the function per instance (each retried and dead-lettered
+    # on its own); only the automatic switch sends batches.
+    emu.scf.add_function("lighthouse-blueprint")
+    add_fleet(emu, total=6, tagged=6)
+    answer = make_app().handle(timer_event({"Selector": SELECTOR, "Dispatch": "invoke"}), context())
+    assert answer["Dispatched"] == 6
+    children = [orjson.loads(i["ClientContext"]) for i in emu.scf.invocations]
+    assert len(children) == 6 and all(len(c["Targets"]) == 1 for c in children)
+    assert sum(c["Share"] for c in children) == pytest.approx(1.0)

@@ -47,14 +47,15 @@ class FakeLighthouse:
 
     def find_images(self, region: str, *, deadline: Any, tags: Mapping[str, str] | None = None,
                     tag_key: str | None = None, ids: Sequence[str] | None = None,
-                    name: str | None = None, at_least: int = 0) -> list[Image]:
+                    name: str | None = None, at_least: int = 0,
+                    tag_values: Sequence[str] | None = None) -> list[Image]:
         found = [i for i in self.images if i.region == region]
         if ids:
             found = [i for i in found if i.id in ids]
         if tags:
             found = [i for i in found if all(i.tags.get(k) == v for k, v in tags.items())]
         if tag_key:
-            found = [i for i in found if tag_key in i.tags]
+            found = [i for i in found if tag_key in i.tags and (not tag_values or i.tags[tag_key] in tag_values)]
         return found
 
     def delete_images(self, region: str, ids: Sequence[str], *, deadline: Any) -> str:

@@ -100,11 +100,12 @@ class FakeLighthouse:
             raise CloudUnavailable("lost", code="ClientNetworkError")
         return Created(new.id, "req-1")
 
-    def find_images(self, region, *, deadline, tags=None, tag_key=None, ids=None, names=None, at_least=0):
+    def find_images(self, region, *, deadline, tags=None, tag_key=None, ids=None, names=None, at_least=0,
+                    tag_values=None):
         self._maybe_fail("DescribeBlueprints")
         found = [i for i in self.images if all(i.tags.get(k) == v for k, v in (tags or {}).items())]
         if tag_key:
-            found = [i for i in found if tag_key in i.tags]
+            found = [i for i in found if tag_key in i.tags and (not tag_values or i.tags[tag_key] in tag_values)]
         if ids:
             found = [i for i in found if i.id in ids]
         return found
@@ -264,7 +265,8 @@ def test_retry_stops_when_the_deadline_is_near(clock) -> None:
 class ListingLeaks(FakeLighthouse):
     """A listing that returns images it should not (a cloud-side filter bug, or a tag filter read loosely)."""
 
-    def find_images(self, region, *, deadline, tags=None, tag_key=None, ids=None, names=None, at_least=0):
+    def find_images(self, region, *, deadline, tags=None, tag_key=None, ids=None, names=None, at_least=0,
+                    tag_values=None):
         self._maybe_fail("DescribeBlueprints")
         return [i for i in self.images if not ids or i.id in ids]
 

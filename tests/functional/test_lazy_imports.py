@@ -1,0 +1,63 @@
+"""Issue 18: a cold start pays only for what its trigger uses.
+
+A fresh interpreter imports the handler and answers one timer invocation against the emulator; the modules
+that a timer with a webhook does not use must still be unimported then. The same process then answers an
+HTTP request, which does import the HTTP module: the check sees imports when they happen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import base_env, timer_event
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# What a timer with a webhook sink never needs: the other sinks, HTTP, the chained-call envelope and fan-out,
+# SCF Invoke, commands (TAT), copies, shares, tags, restores, listings, and the local tools.
+NOT_FOR_A_TIMER = [
+    "blueprint.http", "blueprint.chained", "blueprint.dispatch", "blueprint.functions", "blueprint.tat",
+    "blueprint.restore", "blueprint.copies", "blueprint.shares", "blueprint.tags", "blueprint.listing",
+    "blueprint.sinks.cmq", "blueprint.sinks.chat", "blueprint.sinks.invoke", "blueprint.cli",
+    "blueprint.devserver", "blueprint.localrun", "blueprint.deploy", "tencentcloud.scf", "tencentcloud.tat",
+    "tencentcloud.tag",
+]
+
+CHILD = """
+import json, sys
+import handler
+timer = json.loads(sys.argv[1])
+context = {"request_id": "lazy", "function_name": "lighthouse-blueprint", "time_limit_in_ms": 60000}
+answer = handler.main_handler(timer, context)
+after_timer = sorted(sys.modules)
+http = {"httpMethod": "GET", "path": "/blueprints/lhbp-00000000", "headers": {}, "body": "",
+        "requestContext": {"stage": "release"}}
+status = handler.main_handler(http, context)["statusCode"]
+print(json.dumps({"answer": answer, "after_timer": after_timer, "after_http": sorted(sys.modules),
+                  "status": status}))
+"""
+
+
+def run_child(env: dict[str, str], event: dict[str, object]) -> dict[str, object]:
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    child_env = {**keep, **env, "PYTHONPATH": str(ROOT), "BLUEPRINT_LOG_LEVEL": "ERROR"}
+    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(event)], env=child_env,  # noqa: S603
+                         capture_output=True, text=True, timeout=60, cwd=ROOT, check=True)
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_a_timer_leaves_what_it_does_not_use_unimported(emu, receiver) -> None:
+    seen = run_child(base_env(emu, receiver), timer_event({"InstanceId": "lhins-web00001"}))
+    answer = seen["answer"]
+    assert isinstance(answer, dict) and answer["Results"][0]["BlueprintId"].startswith("lhbp-")
+    loaded = set(seen["after_timer"])  # type: ignore[arg-type]
+    assert "blueprint.sinks.webhook" in loaded  # the sink it uses
+    imported = sorted(m for m in loaded if m.startswith(tuple(NOT_FOR_A_TIMER)))
+    assert imported == [], f"a timer imported {imported}"
+    # The HTTP request that follows does load the HTTP module (the check sees an import when it happens).
+    assert seen["status"] == 401 and "blueprint.http" in set(seen["after_http"])  # type: ignore[arg-type]
