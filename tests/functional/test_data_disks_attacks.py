@@ -1,0 +1,172 @@
+"""Issue 17 attacked: data-disk points and restores under faults, replays, fleets and hostile input, against the
+emulator with the real SDK. Each test states the promise it holds the function to: a stopped instance is started
+again, one busy or odd instance never costs the others their images, one point per disk per slot, a restore
+touches only its own instance's disks, and a failure (or a partial change) is reported, never silent."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import orjson
+import pytest
+
+from blueprint.images import INSTANCE_TAG, SLOT_TAG
+from tests.conftest import EmuClock, context, http_event, timer_event
+from tests.functional.test_chained_calls import envelope, recorded_calls
+from tests.functional.test_data_disks import DB, DB_DISKS, RESTORE_TOKEN, WEB, WEB_DISK, day, managed, points, restore
+
+SH, SH_DISK = "lhins-sh000001", "lhdisk-shdisk01"
+DAILY = [{"Key": "backup", "Value": "daily"}]
+TWO_REGIONS = {"Regions": ["ap-guangzhou", "ap-shanghai"], "Tags": DAILY}
+
+
+@pytest.fixture
+def app(make_app, emu):
+    return make_app(clock=EmuClock(emu), BLUEPRINT_DATA_DISKS=None)
+
+
+@pytest.fixture
+def restorer(make_app, emu):
+    return make_app(clock=EmuClock(emu), BLUEPRINT_DATA_DISKS=None, BLUEPRINT_RESTORE="on",
+                    BLUEPRINT_RESTORE_TOKEN=RESTORE_TOKEN)
+
+
+def state(emu, instance_id: str) -> str:
+    instance = emu.lighthouse.instance(instance_id)
+    assert instance is not None
+    return str(instance["InstanceState"])
+
+
+def handle_raising(app, event: dict[str, Any]) -> dict[str, Any] | None:
+    """The answer of an async invocation, or None when it raised (the platform would retry it)."""
+    try:
+        return app.handle(event, context())  # type: ignore[no-any-return]
+    except Exception:  # a raise is what SCF sees; the test looks at the cloud afterwards
+        return None
+
+
+def backed_up_db(app, emu) -> str:
+    """An image of db-1 with points of both disks holding "v1"; the disks then hold "broken"."""
+    for disk in DB_DISKS:
+        emu.lighthouse.write_disk(disk, "v1")
+    answer = app.handle(timer_event({"InstanceId": DB, "Wait": True}), context())
+    emu.advance(120)
+    [result] = answer["Results"]
+    assert result["State"] == "NORMAL" and len(result["DiskBackups"]) == 2, result
+    for disk in DB_DISKS:
+        emu.lighthouse.write_disk(disk, "broken")
+    return str(result["BlueprintId"])
+
+
+# ---- ForcePowerOff: the function stops the instance itself, so it must start it again whatever happens ---------
+
+# ---- DataDisks lists: a list names disks across the job, never per region or per child ---------------------------
+
+# ---- lookups that fail: the image of the system disk never depends on them -------------------------------------
+
+# ---- restores: only the instance's own disks, and every partial change said ---------------------------------------
+
+# ---- what held (kept as regressions) -------------------------------------------------------------------------------
+
+HOSTILE = ["ALL", " all", "None", "", [], [""], ["lhdisk-WEBDATA1"], [WEB_DISK, WEB_DISK], [f"{WEB_DISK} "],
+           [f"lhdisk-{n:08d}" for n in range(21)], {"all": True}, True, 1, [[WEB_DISK]], WEB_DISK, [WEB_DISK, None],
+           "all\u0000", [f"{WEB_DISK}\n"], "\uff41ll"]
+
+
+@pytest.mark.parametrize("bad", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_data_disks_are_refused_on_every_path_before_any_write(restorer, emu, bad) -> None:
+    app = restorer
+    assert app.handle(http_event(body={"InstanceId": WEB, "DataDisks": bad}), context())["statusCode"] == 400
+    assert "Error" in app.handle(timer_event({"InstanceId": WEB, "DataDisks": bad}), context())
+    assert "Error" in app.handle(envelope(Job={"DataDisks": bad}), context())
+    status, _ = restore(app, {"InstanceId": WEB, "BlueprintId": "lhbp-aaaaaaaa", "DataDisks": bad})
+    assert status == 400
+    assert [c for c in emu.calls if c.action.startswith(("Create", "Stop", "Delete", "Apply", "Reset"))] == []
+
+
+def test_two_warm_containers_at_once_make_one_point_per_disk_and_one_image(make_app, emu) -> None:
+    apps = [make_app(clock=EmuClock(emu), BLUEPRINT_DATA_DISKS=None) for _ in range(2)]
+    event = timer_event({"InstanceId": DB, "ForcePowerOff": True, "Wait": True})
+    threads = [threading.Thread(target=handle_raising, args=(a, event)) for a in apps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for a in apps:
+        handle_raising(a, event)  # and each one's retry
+    emu.advance(120)
+    for disk in DB_DISKS:
+        assert len(points(emu, disk)) == 1, disk
+    assert len([i for i in emu.lighthouse.blueprints() if i["BlueprintName"].startswith(DB)]) == 1
+    assert state(emu, DB) == "RUNNING"
+
+
+def test_a_fleet_in_two_regions_reads_disks_once_per_region(app, emu) -> None:
+    emu.lighthouse.add_disk(SH_DISK, Region="ap-shanghai", InstanceId=SH, DiskBackupQuota=3)
+    for n in range(6):
+        emu.lighthouse.add_instance(f"lhins-fleet{n:03d}", Tags=DAILY)
+        if n % 2:
+            quota = 0 if n == 1 else 3
+            emu.lighthouse.add_disk(f"lhdisk-fleet{n:03d}", InstanceId=f"lhins-fleet{n:03d}", DiskBackupQuota=quota)
+    answer = app.handle(timer_event({"Selector": TWO_REGIONS, "ForcePowerOff": False, "Keep": 3}), context())
+    results = {r["InstanceId"]: r for r in answer["Results"]}
+    assert len(results) == 9 and all(r["BlueprintId"] for r in results.values())
+    assert results["lhins-fleet001"]["Error"]["Code"] == "FailedOperation.DiskBackupFailed"  # quota 0
+    assert "DiskBackups" not in results["lhins-fleet000"] and "Unprotected" not in results["lhins-fleet000"]
+    assert len(emu.calls_of("DescribeDisks")) == 2
+    # Per region: the slot's points and retention; and the listing of fleet001's points for its full quota.
+    lookups = [c.region for c in emu.calls_of("DescribeDiskBackups")]
+    assert lookups.count("ap-shanghai") == 2 and lookups.count("ap-guangzhou") == 3, lookups
+
+
+def test_keep_never_deletes_a_users_point_a_point_in_progress_or_the_newest_normal(app, emu) -> None:
+    emu.lighthouse.set_disk_backup_quota(WEB_DISK, 10)
+    own = emu.lighthouse.add_disk_backup(WEB_DISK)["DiskBackupId"]
+    tagged_like_ours = emu.lighthouse.add_disk_backup(WEB_DISK, Tags=[{"Key": INSTANCE_TAG, "Value": WEB}])
+    for n in range(1, 5):
+        emu.advance(86_400)  # the last run's new point is still CREATING below
+        app.handle(timer_event({"InstanceId": WEB, "Keep": 1, "ForcePowerOff": False}, time_=day(n)), context())
+    left = {p["DiskBackupId"]: p for p in points(emu, WEB_DISK)}
+    assert own in left and tagged_like_ours["DiskBackupId"] in left
+    mine = [p for p in left.values() if managed(p)]
+    assert len(mine) == 2 and {p["DiskBackupState"] for p in mine} == {"NORMAL", "CREATING"}
+    assert {t["Key"] for p in mine for t in p["Tags"]} >= {INSTANCE_TAG, SLOT_TAG}
+
+
+def test_a_retried_restore_rolls_back_once_and_resets_once(restorer, emu) -> None:
+    image = backed_up_db(restorer, emu)
+    body = {"InstanceId": DB, "BlueprintId": image, "IdempotencyKey": "restore-1"}
+    assert restore(restorer, body)[0] == 202
+    emu.lighthouse.write_disk(DB_DISKS[0], "written after the restore")
+    status, again = restore(restorer, body)
+    assert status == 202 and again.get("Resent") is True
+    assert len(emu.calls_of("ApplyDiskBackup")) == 2 and len(emu.calls_of("ResetInstance")) == 1
+    assert emu.lighthouse.disk_data(DB_DISKS[0]) == "written after the restore"
+
+
+def test_a_restore_short_of_time_mid_rollback_is_finished_by_its_follow_up(make_app, restorer, emu) -> None:
+    emu.scf.add_function("lighthouse-blueprint")
+    image = backed_up_db(restorer, emu)
+    real = make_app(BLUEPRINT_DATA_DISKS=None, BLUEPRINT_RESTORE="on", BLUEPRINT_RESTORE_TOKEN=RESTORE_TOKEN)
+    response = real.handle(http_event(path="/restores", body={"InstanceId": DB, "BlueprintId": image,
+                                                               "SafetyImage": False}, token=RESTORE_TOKEN),
+                           context(time_limit_in_ms=12_000))
+    assert response["statusCode"] == 202 and orjson.loads(response["body"])["State"] == "ROLLBACKING"
+    [call] = recorded_calls(emu)
+    assert call["event"]["Kind"] == "restore"
+    emu.advance(120)
+    [result] = restorer.handle(call["event"], call["context"])["Results"]
+    assert result["State"] == "RUNNING" and "Error" not in result
+    assert [emu.lighthouse.disk_data(d) for d in DB_DISKS] == ["v1", "v1"]
+    assert len(emu.calls_of("ResetInstance")) == 1
+
+
+def test_a_dry_run_of_a_fleet_prices_each_region_and_answers_when_one_price_fails(app, emu) -> None:
+    emu.lighthouse.add_disk(SH_DISK, Region="ap-shanghai", InstanceId=SH, DiskBackupQuota=3)
+    emu.faults.fail("InquirePriceCreateBlueprint", "UnauthorizedOperation")  # one region's price call
+    answer = app.handle(timer_event({"Selector": TWO_REGIONS, "DryRun": True, "Keep": 2}), context())
+    prices = [r["Price"] for r in answer["Results"]]
+    assert len(prices) == 3 and len([p for p in prices if "Unknown" in p]) in (1, 2)
+    assert all("Unknown" in p or p["BlueprintCount"] == 1 for p in prices)
+    assert [c for c in emu.calls if c.action.startswith(("Create", "Stop", "Delete"))] == []
