@@ -712,9 +712,11 @@ class ImageMaker:
         return {i.id for i in found if i.state == "RUNNING"}
 
     def _restart(self, run: Run, region: str) -> None:
-        """Start again what a finished ForcePowerOff image left stopped, if it was running before."""
-        done = {r.instance_id: n for n, r in enumerate(run.report.results) if r.region == region
-                and r.instance_id in run.was_running and r.outcome in ("ready", "failed") and r.blueprint_id}
+        """Start again what a finished ForcePowerOff image left stopped, if it was running before; also where
+        no image was made (the function stops an instance itself before its data disks' points)."""
+        done = {r.instance_id: n for n, r in enumerate(run.report.results) if r.region == region and r.main
+                and r.instance_id in run.was_running and r.outcome in ("ready", "failed")
+                and (r.blueprint_id or r.outcome == "failed")}
         if not done or not self.policy.restart_instances:
             return
         try:

@@ -128,10 +128,15 @@ class DiskSteps:
 
     def stop_first(self, run: Run, region: str, targets: Sequence[Target]) -> set[str]:
         """ForcePowerOff: stop the running instances that have disks to protect, so their points and their
-        image come from one power cycle; returns the ids stopped (started again once the images are done).
+        image come from one power cycle; returns the ids that were running (started again once their images
+        are done, or failed).
+
+        Once a stop was sent, nothing here raises: an instance that did not stop (busy, or its stop's answer was
+        lost) still gets its image, which powers it off itself, and every instance that was running is started
+        again afterwards; raising here would leave a stopped instance with no image and no one to start it.
 
         Raises:
-            BlueprintError: the instances could not be stopped (their results say so).
+            BlueprintError: the instances could not be described (nothing was stopped).
         """
         ids = [t.ref.InstanceId for t in targets if self.wanted(run, region, t.ref.InstanceId)[0]]
         if not ids:
@@ -140,10 +145,29 @@ class DiskSteps:
                                 deadline=run.deadline)
         running = [i.id for i in found if i.state == "RUNNING"]
         for start in range(0, len(running), 100):
-            self.retry.call(partial(self.cloud.stop_instances, region, running[start:start + 100],
-                                    deadline=run.deadline), deadline=run.deadline)
-        self._until_stopped(run, region, running)
+            self._stop(run, region, running[start:start + 100])
+        try:
+            self._until_stopped(run, region, running)
+        except BlueprintError as err:
+            log("ERROR", "could not see the instances stop; their images power them off", region=region,
+                error=err.message)
         return set(running)
+
+    def _stop(self, run: Run, region: str, ids: list[str]) -> None:
+        """StopInstances for a batch; a batch the cloud refuses as a whole (one busy instance, a resend after a
+        lost answer) is sent again one instance at a time, so no instance keeps the others running. A busy
+        instance is not waited out: its own image and points report it."""
+        deadline = run.deadline.impatient()
+        for batch in [ids] + ([[i] for i in ids] if len(ids) > 1 else []):
+            try:
+                self.retry.call(partial(self.cloud.stop_instances, region, batch, deadline=deadline),
+                                deadline=deadline)
+            except BlueprintError as err:
+                log("WARNING", "instances not stopped before their points", region=region, instances=batch,
+                    error=err.message)
+                continue
+            if batch is ids:
+                return
 
     def _until_stopped(self, run: Run, region: str, ids: list[str]) -> None:
         deadline = run.deadline.within(STOP_TIMEOUT)
@@ -152,7 +176,9 @@ class DiskSteps:
             deadline.pause(STOP_POLL, "instances to stop", region=region, instances=len(waiting))
             found = self.retry.call(partial(self.lighthouse.find_instances, region, ids=waiting,
                                             deadline=run.deadline), deadline=run.deadline)
-            waiting = [i.id for i in found if not (i.state == "STOPPED" and i.operation_state != "OPERATING")]
+            # Idle and RUNNING: its stop was refused; not waited for (its image powers it off).
+            waiting = [i.id for i in found if i.operation_state == "OPERATING"
+                       or i.state not in ("STOPPED", "RUNNING")]
 
     # ---- one instance --------------------------------------------------------------------------------------
 
@@ -228,7 +254,13 @@ class DiskSteps:
         listing = partial(self.cloud.find_points, region, tag_key=INSTANCE_TAG, deadline=run.deadline) \
             if len(made) > 1 else partial(self.cloud.find_points, region, deadline=run.deadline,
                                           tags={INSTANCE_TAG: results[made[0]].instance_id})
-        for point in self.retry.call(listing, deadline=run.deadline):
+        try:
+            found = self.retry.call(listing, deadline=run.deadline)
+        except BlueprintError as err:
+            # Nothing is deleted without a listing; the run goes on to follow its images and start its instances.
+            log("ERROR", "could not list backup points for retention", region=region, error=err.message)
+            return results
+        for point in found:
             by_instance[point.tags.get(INSTANCE_TAG, "")].append(point)
         results = list(results)
         for index in made:
@@ -273,7 +305,12 @@ class DiskSteps:
                if p.point_id and p.state != "NORMAL"]
         if not ids:
             return results
-        seen = self._follow(run, region, ids)
+        try:
+            seen = self._follow(run, region, ids)
+        except BlueprintError as err:
+            # The points keep the states the run saw; the instances are still started again after this.
+            log("ERROR", "could not follow the backup points", region=region, error=err.message)
+            return results
         updated = []
         for result in results:
             if result.region != region or not result.disk_backups:

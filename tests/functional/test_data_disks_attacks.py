@@ -61,6 +61,60 @@ def backed_up_db(app, emu) -> str:
 
 # ---- ForcePowerOff: the function stops the instance itself, so it must start it again whatever happens ---------
 
+def test_a_lost_stop_answer_still_makes_the_image_and_starts_the_instance_again(app, emu) -> None:
+    emu.faults.drop("StopInstances", after=True)  # the stop took effect; the resend finds the instance stopped
+    answer = app.handle(timer_event({"InstanceId": WEB, "ForcePowerOff": True}), context())
+    [result] = answer["Results"]
+    assert "Error" not in result, result
+    assert result["BlueprintId"].startswith("lhbp-") and len(result["DiskBackups"]) == 1
+    assert state(emu, WEB) == "RUNNING"
+
+
+def test_instances_that_cannot_be_seen_stopping_are_still_imaged_and_started_again(app, emu) -> None:
+    # The first DescribeInstances (was it running?) passes; the looks while it stops fail.
+    emu.faults.fail("DescribeInstances", "InternalError", times=4, skip=1)
+    event = timer_event({"InstanceId": WEB, "ForcePowerOff": True})
+    handle_raising(app, event)
+    handle_raising(app, event)  # and its retry, if the platform made one
+    emu.advance(120)
+    assert len([i for i in emu.lighthouse.blueprints("ap-guangzhou") if i["BlueprintName"].startswith(WEB)]) == 1
+    assert state(emu, WEB) == "RUNNING"
+
+
+@pytest.mark.parametrize("code", ["UnsupportedOperation.InvalidInstanceState", "InternalError"])
+def test_an_image_refused_after_the_function_stopped_the_instance_starts_it_again(app, emu, code) -> None:
+    emu.faults.fail("CreateBlueprint", code, times=8)
+    answer = handle_raising(app, timer_event({"InstanceId": WEB, "ForcePowerOff": True}))
+    emu.advance(120)
+    assert state(emu, WEB) == "RUNNING"
+    if answer is not None:
+        [result] = answer["Results"]
+        assert result["Error"]["Code"] == code and result["InstanceRestarted"] is True
+
+
+def test_a_point_listing_that_fails_after_creating_leaves_no_instance_stopped(app, emu) -> None:
+    # DescribeDiskBackups answers the slot lookup, then fails for retention and for following the points.
+    emu.faults.fail("DescribeDiskBackups", "InternalError", times=12, skip=1)
+    answer = handle_raising(app, timer_event({"InstanceId": WEB, "Keep": 2, "ForcePowerOff": True}))
+    emu.advance(120)
+    assert state(emu, WEB) == "RUNNING"
+    assert answer is not None
+    [result] = answer["Results"]
+    assert result["BlueprintId"].startswith("lhbp-") and result["InstanceRestarted"] is True
+
+
+def test_one_busy_instance_does_not_keep_the_others_of_its_region_from_their_images(app, emu) -> None:
+    emu.lighthouse.add_instance("lhins-busy0001", Tags=DAILY, LatestOperation="ResetInstance",
+                                LatestOperationState="OPERATING")
+    emu.lighthouse.add_disk("lhdisk-busydsk1", InstanceId="lhins-busy0001", DiskBackupQuota=3)
+    answer = handle_raising(app, timer_event({"Selector": TWO_REGIONS, "ForcePowerOff": True}))
+    emu.advance(120)
+    made = {i["BlueprintName"].split("-2026")[0] for i in emu.lighthouse.blueprints()}
+    assert {WEB, DB, SH} <= made
+    assert state(emu, WEB) == "RUNNING" and state(emu, DB) == "RUNNING"
+    assert answer is None or any(r["InstanceId"] == "lhins-busy0001" and "Error" in r for r in answer["Results"])
+
+
 # ---- DataDisks lists: a list names disks across the job, never per region or per child ---------------------------
 
 # ---- lookups that fail: the image of the system disk never depends on them -------------------------------------
