@@ -255,6 +255,14 @@ class Quiesce(Protocol):
 class DiskHooks(Protocol):
     """The data-disk steps of a run (`blueprint/protect.py`): one backup point per data disk in the image's slot."""
 
+    def check(self, job: Job, targets: Sequence[Target], *, deadline: Deadline) -> None:
+        """Refuse, before any write, a DataDisks list naming no disk of the job's instances.
+
+        Raises:
+            BlueprintError: what the caller must change (a 400 on HTTP).
+        """
+        ...
+
     def prepare(self, run: Run, region: str, targets: Sequence[Target]) -> None:
         """Read the region's data disks and the slot's points (kept on the run)."""
         ...
@@ -327,11 +335,13 @@ class ImageMaker:
     # ---- planning -------------------------------------------------------------------------------------
 
     def plan(self, job: Job, default_region: str, deadline: Deadline, slot_key: str | None = None, *,
-             account: str | None = None) -> Plan:
+             account: str | None = None, chained: bool = False) -> Plan:
         """Resolve the job's instances (ids or selector) and check them against the operator's policy.
 
         Returns the targets to image and the instances refused, each with why, before any cloud write and
         before any fan-out (the allowlists are checked against the instances' real tags from the cloud).
+        A chained call (`chained`) holds part of a job its sender checked whole: its DataDisks list is not
+        checked against its own instances again.
 
         Raises:
             AccessDenied: the job crosses the operator's limits (BLUEPRINT_MAX_INSTANCES, BLUEPRINT_KEEP).
@@ -348,6 +358,8 @@ class ImageMaker:
         for phase in self.phases:
             if phase.wanted(job) and not job.DryRun:
                 phase.check(job, plan.targets, deadline=deadline, account=account)
+        if self.disks is not None and not chained:
+            self.disks.check(job, plan.targets, deadline=deadline)
         allowed = []
         for target in plan.targets:
             why = self.allowed(target)

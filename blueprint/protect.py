@@ -22,11 +22,12 @@ from typing import Any
 
 from blueprint.disks import POINT_DELETABLE, Disk, Disks, Point, Price
 from blueprint.errors import BadRequest, BlueprintError, CloudUnavailable, DiskQuotaExceeded, InstanceBusy
+from blueprint.events import Job
 from blueprint.images import Run, Target, plan_prune
 from blueprint.lighthouse import Lighthouse
 from blueprint.logs import log
 from blueprint.results import DiskPoint, Result
-from blueprint.retry import RetryPolicy
+from blueprint.retry import Deadline, RetryPolicy
 from blueprint.slots import INSTANCE_TAG, SLOT_TAG
 
 __all__ = ["DISK_FAILED", "DiskSteps", "Protection", "finish"]
@@ -93,11 +94,36 @@ class DiskSteps:
 
     # ---- planning ----------------------------------------------------------------------------------------
 
+    def check(self, job: Job, targets: Sequence[Target], *, deadline: Deadline) -> None:
+        """Refuse, before any cloud write, a DataDisks list that names a disk none of the job's instances has.
+
+        A list names disks across the whole job: a disk counts wherever it is attached (in any of the job's
+        regions), and each instance protects the disks of the list it has. Chained calls are not checked again:
+        a child holds only some of the job's instances, while its job still carries the whole list.
+
+        Raises:
+            BadRequest: a named disk is not a data disk of the job's instances.
+        """
+        if not isinstance(job.DataDisks, list) or not targets:
+            return
+        known: set[str] = set()
+        try:
+            for region, group in _by_region(targets).items():
+                known |= {d.id for d in self.retry.call(partial(self.cloud.find_disks, region, group,
+                                                                deadline=deadline), deadline=deadline)}
+        except BlueprintError as err:
+            # Unchecked, not refused: the run reports data disks it cannot read beside each image.
+            log("ERROR", "could not read the data disks to check DataDisks", error=err.message)
+            return
+        strangers = sorted(set(job.DataDisks) - known)
+        if strangers:
+            raise BadRequest(f"DataDisks names {', '.join(strangers)}, not a data disk of the job's instances",
+                             code="InvalidParameterValue.DiskNotAttached")
+
     def prepare(self, run: Run, region: str, targets: Sequence[Target]) -> None:
         """Read the region's data disks and the slot's points once, for every instance of the run.
 
         Raises:
-            BadRequest: the job names a disk that is not a data disk of any of its instances there.
             BlueprintError: the lookups failed.
         """
         ids = [t.ref.InstanceId for t in targets]
@@ -107,11 +133,6 @@ class DiskSteps:
         for disk in disks:
             state.disks.setdefault(disk.instance_id, []).append(disk)
         chosen = run.job.DataDisks if run.job.DataDisks is not None else self.default
-        if isinstance(chosen, list):
-            strangers = sorted(set(chosen) - {d.id for d in disks})
-            if strangers:
-                raise BadRequest(f"DataDisks names {', '.join(strangers)}, not a data disk of the job's instances in "
-                                 f"{region}", code="InvalidParameterValue.DiskNotAttached")
         if disks and chosen != "none" and not run.job.DryRun:
             found = self.retry.call(partial(self.cloud.find_points, region, tags={SLOT_TAG: run.digest},
                                             deadline=run.deadline), deadline=run.deadline)
@@ -362,6 +383,13 @@ class DiskSteps:
             return {"Unknown": f"the price could not be read: {err.code}"}
         return price.data()
 
+
+
+def _by_region(targets: Sequence[Target]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = defaultdict(list)
+    for target in targets:
+        groups[target.ref.Region].append(target.ref.InstanceId)
+    return groups
 
 
 def _state(run: Run, region: str) -> RegionDisks:

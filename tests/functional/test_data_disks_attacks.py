@@ -13,7 +13,7 @@ import pytest
 
 from blueprint.images import INSTANCE_TAG, SLOT_TAG
 from tests.conftest import EmuClock, context, http_event, timer_event
-from tests.functional.test_chained_calls import envelope, recorded_calls
+from tests.functional.test_chained_calls import deliver_all, envelope, recorded_calls
 from tests.functional.test_data_disks import DB, DB_DISKS, RESTORE_TOKEN, WEB, WEB_DISK, day, managed, points, restore
 
 SH, SH_DISK = "lhins-sh000001", "lhdisk-shdisk01"
@@ -116,6 +116,34 @@ def test_one_busy_instance_does_not_keep_the_others_of_its_region_from_their_ima
 
 
 # ---- DataDisks lists: a list names disks across the job, never per region or per child ---------------------------
+
+def test_a_disk_list_in_a_two_region_job_images_both_regions(app, emu) -> None:
+    emu.lighthouse.add_disk(SH_DISK, Region="ap-shanghai", InstanceId=SH, DiskBackupQuota=3)
+    answer = app.handle(timer_event({"InstanceIds": [f"ap-guangzhou:{WEB}", f"ap-shanghai:{SH}"],
+                                     "DataDisks": [SH_DISK], "ForcePowerOff": False}), context())
+    results = {r["InstanceId"]: r for r in answer["Results"]}
+    assert "Error" not in results[WEB] and results[WEB]["Unprotected"] == [WEB_DISK]
+    assert [p["DiskId"] for p in results[SH]["DiskBackups"]] == [SH_DISK]
+
+
+def test_a_disk_list_naming_no_disk_of_the_job_is_still_refused_before_any_write(app, emu) -> None:
+    emu.lighthouse.add_disk(SH_DISK, Region="ap-shanghai", InstanceId=SH, DiskBackupQuota=3)
+    response = app.handle(http_event(body={"InstanceIds": [f"ap-guangzhou:{WEB}", f"ap-shanghai:{SH}"],
+                                           "DataDisks": ["lhdisk-spare001"]}), context())
+    assert response["statusCode"] == 400 and "lhdisk-spare001" in response["body"]
+    assert [c for c in emu.calls if c.action.startswith(("Create", "Stop"))] == []
+
+
+def test_fan_out_children_with_a_disk_list_image_every_instance(make_app, emu) -> None:
+    emu.scf.add_function("lighthouse-blueprint")
+    app = make_app(clock=EmuClock(emu), BLUEPRINT_DATA_DISKS=None)
+    answer = app.handle(timer_event({"InstanceIds": [WEB, DB], "DataDisks": [DB_DISKS[0]], "Dispatch": "invoke",
+                                     "ForcePowerOff": False}), context())
+    assert answer["Dispatched"] == 2
+    results = {r["InstanceId"]: r for out in deliver_all(app, emu) for r in out["Results"]}
+    assert "Error" not in results[WEB] and results[WEB]["Unprotected"] == [WEB_DISK]
+    assert [p["DiskId"] for p in results[DB]["DiskBackups"]] == [DB_DISKS[0]]
+
 
 # ---- lookups that fail: the image of the system disk never depends on them -------------------------------------
 
