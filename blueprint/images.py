@@ -417,16 +417,18 @@ class ImageMaker:
     def run(self, job: Job, targets: Sequence[Target], *, trigger: TriggerInfo, slot_key: str,
             deadline: Deadline, multi: bool = False, refused: Sequence[tuple[Target, BlueprintError]] = (),
             prefetched: Mapping[str, list[Image]] | None = None,
-            account: str | None = None) -> tuple[RunReport, list[Target]]:
+            account: str | None = None, prune: bool = True) -> tuple[RunReport, list[Target]]:
         """Image every target once for this slot; returns the report and the targets not started for lack
-        of time (the caller hands them on, or reports them).
+        of time (the caller hands them on, or reports them). `prune=False` deletes nothing (a restore's safety
+        image: Keep would otherwise delete the very image, or points, being restored).
 
         Raises:
             BlueprintError: only for failures that concern the whole run (never for one instance).
         """
         run = Run(job=job, trigger=trigger, slot_key=slot_key, deadline=deadline,
                   commands=self.policy.commands_for(job), force_power_off=self.force_power_off(job),
-                  keep=self.policy.keep_for(job), report=RunReport(trigger, slot_key, multi=multi),
+                  keep=self.policy.keep_for(job) if prune else None,
+                  report=RunReport(trigger, slot_key, multi=multi),
                   was_running={t.ref.InstanceId for t in targets if t.was_running},
                   prefetched=dict(prefetched or {}), account=account,
                   # An instance handed over as "was running" (its image stopped it) is followed to be started.

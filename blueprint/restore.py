@@ -178,8 +178,10 @@ class Restorer:
         job = Job(InstanceId=restore.job.InstanceId, Region=restore.region, Wait=True,
                   Description=f"before restoring {restore.job.BlueprintId}"[:60])
         target = Target(InstanceRef(Region=restore.region, InstanceId=instance.id), instance.name, instance.tags)
+        # Nothing pruned: with Keep, the safety image would make room by deleting the oldest image and points,
+        # which may be the very ones being restored. The next scheduled run prunes as usual.
         safety, _ = self.maker.run(job, [target], trigger=restore.trigger, slot_key=f"{restore.slot_key}|safety",
-                                   deadline=restore.deadline, account=restore.account)
+                                   deadline=restore.deadline, account=restore.account, prune=False)
         report.results.extend(safety.results)
         report.was_running |= safety.was_running
         main = next((r for r in safety.results if r.main), None)

@@ -149,6 +149,21 @@ def test_fan_out_children_with_a_disk_list_image_every_instance(make_app, emu) -
 
 # ---- restores: only the instance's own disks, and every partial change said ---------------------------------------
 
+def test_the_safety_image_never_prunes_the_image_or_the_points_being_restored(make_app, emu) -> None:
+    app = make_app(clock=EmuClock(emu), BLUEPRINT_DATA_DISKS=None, BLUEPRINT_RESTORE="on",
+                   BLUEPRINT_RESTORE_TOKEN=RESTORE_TOKEN, BLUEPRINT_KEEP="2")
+    images = []
+    for n in (1, 2):
+        emu.lighthouse.write_disk(WEB_DISK, f"v{n}")
+        answer = app.handle(timer_event({"InstanceId": WEB, "Wait": True}, time_=day(n)), context())
+        emu.advance(86_400)
+        images.append(answer["Results"][0]["BlueprintId"])
+    status, body = restore(app, {"InstanceId": WEB, "BlueprintId": images[0]})
+    assert status == 202, body
+    assert emu.lighthouse.disk_data(WEB_DISK) == "v1"
+    assert images[0] in {i["BlueprintId"] for i in emu.lighthouse.blueprints()}
+
+
 # ---- what held (kept as regressions) -------------------------------------------------------------------------------
 
 HOSTILE = ["ALL", " all", "None", "", [], [""], ["lhdisk-WEBDATA1"], [WEB_DISK, WEB_DISK], [f"{WEB_DISK} "],
