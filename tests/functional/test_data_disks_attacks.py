@@ -164,6 +164,49 @@ def test_the_safety_image_never_prunes_the_image_or_the_points_being_restored(ma
     assert images[0] in {i["BlueprintId"] for i in emu.lighthouse.blueprints()}
 
 
+def test_a_restore_never_rolls_back_a_disk_now_attached_to_another_instance(restorer, emu) -> None:
+    emu.lighthouse.write_disk(WEB_DISK, "web v1")
+    answer = restorer.handle(timer_event({"InstanceId": WEB, "Wait": True}), context())
+    emu.advance(120)
+    image = answer["Results"][0]["BlueprintId"]
+    emu.lighthouse.attach_disk(WEB_DISK, DB)  # moved to db-1, which writes its own data on it
+    emu.lighthouse.write_disk(WEB_DISK, "db-1's data")
+    for disks in ([WEB_DISK], "all"):
+        restore(restorer, {"InstanceId": WEB, "BlueprintId": image, "SafetyImage": False, "DataDisks": disks})
+        assert emu.calls_of("ApplyDiskBackup") == [], disks
+        assert emu.lighthouse.disk_data(WEB_DISK) == "db-1's data" and state(emu, DB) == "RUNNING"
+
+
+def test_a_rollback_that_fails_half_way_says_what_was_changed(restorer, emu) -> None:
+    image = backed_up_db(restorer, emu)
+    emu.lighthouse.fail_next_rollback(DB_DISKS[1])
+    status, body = restore(restorer, {"InstanceId": DB, "BlueprintId": image})
+    assert status >= 400 and emu.calls_of("ResetInstance") == []
+    assert emu.lighthouse.disk_data(DB_DISKS[0]) == "v1" and emu.lighthouse.disk_data(DB_DISKS[1]) == "broken"
+    message = body["Error"]["Message"]
+    assert DB_DISKS[1] in message and "not reset" in message
+    assert f"{DB_DISKS[0]} was rolled back" in message and "stopped" in message
+
+
+def test_a_reset_that_fails_after_the_rollback_says_the_disks_were_rolled_back(restorer, emu) -> None:
+    image = backed_up_db(restorer, emu)
+    emu.faults.fail("ResetInstance", "InvalidParameterValue.BlueprintConfigNotMatch", times=5)
+    status, body = restore(restorer, {"InstanceId": DB, "BlueprintId": image})
+    assert status == 400
+    assert [emu.lighthouse.disk_data(d) for d in DB_DISKS] == ["v1", "v1"]
+    message = body["Error"]["Message"]
+    assert "BlueprintConfigNotMatch" in message and all(f"{d} was rolled back" in message for d in DB_DISKS)
+
+
+def test_a_lost_rollback_answer_is_followed_not_reported_failed(restorer, emu) -> None:
+    image = backed_up_db(restorer, emu)
+    emu.faults.drop("ApplyDiskBackup", after=True)
+    status, body = restore(restorer, {"InstanceId": DB, "BlueprintId": image})
+    assert status == 202, body
+    assert [emu.lighthouse.disk_data(d) for d in DB_DISKS] == ["v1", "v1"]
+    assert len(emu.calls_of("ResetInstance")) == 1
+
+
 # ---- what held (kept as regressions) -------------------------------------------------------------------------------
 
 HOSTILE = ["ALL", " all", "None", "", [], [""], ["lhdisk-WEBDATA1"], [WEB_DISK, WEB_DISK], [f"{WEB_DISK} "],
