@@ -62,9 +62,8 @@ def finish(result: Result) -> Result:
         return result
     failed = result.disk_failures
     error = _DiskBackupFailed(
-        f"data disk(s) {', '.join(d for d, _ in failed)} not protected ("
-        + "; ".join(f"{d}: {e.message}" for d, e in failed)[:400]
-        + f"); protected: the system disk (image {result.blueprint_id})"
+        "data disks not protected: " + "; ".join(f"{d} ({e.message})" for d, e in failed)[:400]
+        + f"; protected: the system disk (image {result.blueprint_id})"
         + (f" and {', '.join(p.disk_id for p in result.disk_backups)}" if result.disk_backups else ""),
         code=DISK_FAILED)
     error.retryable = any(err.retryable for _, err in failed)
@@ -81,6 +80,8 @@ class RegionDisks:
 
     disks: dict[str, list[Disk]] = field(default_factory=dict)
     slot_points: dict[str, Point] = field(default_factory=dict)
+    # Why the disks or the slot's points could not be read (no point is made then).
+    error: BlueprintError | None = None
 
 
 @dataclass
@@ -123,27 +124,39 @@ class DiskSteps:
     def prepare(self, run: Run, region: str, targets: Sequence[Target]) -> None:
         """Read the region's data disks and the slot's points once, for every instance of the run.
 
+        A lookup that fails does not cost the instances their images (the system disk does not depend on it):
+        each instance's result then says its data disks were not protected, and why. Only a dry run raises.
+
         Raises:
-            BlueprintError: the lookups failed.
+            BlueprintError: a dry run's lookups failed.
         """
         ids = [t.ref.InstanceId for t in targets]
-        disks = self.retry.call(partial(self.cloud.find_disks, region, ids, deadline=run.deadline),
-                                deadline=run.deadline) if ids else []
         state = RegionDisks()
-        for disk in disks:
-            state.disks.setdefault(disk.instance_id, []).append(disk)
-        chosen = run.job.DataDisks if run.job.DataDisks is not None else self.default
-        if disks and chosen != "none" and not run.job.DryRun:
-            found = self.retry.call(partial(self.cloud.find_points, region, tags={SLOT_TAG: run.digest},
-                                            deadline=run.deadline), deadline=run.deadline)
-            state.slot_points = _oldest_per_disk(p for p in found if p.tags.get(SLOT_TAG) == run.digest)
         # Kept on the run, never on this long-lived object: a later run (or warm invocation) asks the cloud again.
         run.disk_state[region] = state
+        try:
+            disks = self.retry.call(partial(self.cloud.find_disks, region, ids, deadline=run.deadline),
+                                    deadline=run.deadline) if ids else []
+            for disk in disks:
+                state.disks.setdefault(disk.instance_id, []).append(disk)
+            if disks and self._chosen(run) != "none" and not run.job.DryRun:
+                # Without the slot's points no point is made: a retry could not tell it made one already.
+                found = self.retry.call(partial(self.cloud.find_points, region, tags={SLOT_TAG: run.digest},
+                                                deadline=run.deadline), deadline=run.deadline)
+                state.slot_points = _oldest_per_disk(p for p in found if p.tags.get(SLOT_TAG) == run.digest)
+        except BlueprintError as err:
+            if run.job.DryRun:
+                raise
+            log("ERROR", "could not read the data disks: images only", region=region, error=err.message)
+            state.error = err
+
+    def _chosen(self, run: Run) -> str | list[str]:
+        return run.job.DataDisks if run.job.DataDisks is not None else self.default
 
     def wanted(self, run: Run, region: str, instance_id: str) -> tuple[list[Disk], tuple[str, ...]]:
         """The disks to protect for one instance, and the ids of its data disks left out."""
         disks = _state(run, region).disks.get(instance_id, [])
-        chosen = run.job.DataDisks if run.job.DataDisks is not None else self.default
+        chosen = self._chosen(run)
         keep = [] if chosen == "none" else [d for d in disks if chosen == "all" or d.id in chosen]
         return keep, tuple(d.id for d in disks if d not in keep)
 
@@ -206,6 +219,10 @@ class DiskSteps:
     def protect(self, run: Run, target: Target, name: str) -> Protection:
         """One point per wanted disk of the instance for this slot: the slot's own if made, else a new one."""
         wanted, left_out = self.wanted(run, target.ref.Region, target.ref.InstanceId)
+        unread = _state(run, target.ref.Region).error
+        if unread is not None and self._chosen(run) != "none":
+            return Protection(failed=tuple((d, _unread(unread)) for d in [d.id for d in wanted] or ["its data disks"]),
+                              unprotected=left_out)
         points: list[DiskPoint] = []
         failed: list[tuple[str, BlueprintError]] = []
         for disk in wanted:
@@ -390,6 +407,12 @@ def _by_region(targets: Sequence[Target]) -> dict[str, list[str]]:
     for target in targets:
         groups[target.ref.Region].append(target.ref.InstanceId)
     return groups
+
+
+def _unread(err: BlueprintError) -> BlueprintError:
+    unread = BlueprintError(f"could not be read, so no backup point was made ({err.message})", code=err.code)
+    unread.retryable = err.retryable
+    return unread
 
 
 def _state(run: Run, region: str) -> RegionDisks:

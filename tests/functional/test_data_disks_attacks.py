@@ -147,6 +147,17 @@ def test_fan_out_children_with_a_disk_list_image_every_instance(make_app, emu) -
 
 # ---- lookups that fail: the image of the system disk never depends on them -------------------------------------
 
+@pytest.mark.parametrize("action", ["DescribeDisks", "DescribeDiskBackups"])
+def test_data_disks_that_cannot_be_read_leave_the_image_made_and_the_gap_reported(app, emu, action) -> None:
+    emu.faults.fail(action, "UnauthorizedOperation", times=20)  # e.g. a CAM policy from before data disks
+    answer = app.handle(timer_event({"InstanceId": WEB, "ForcePowerOff": False}), context())
+    [result] = answer["Results"]
+    assert result["BlueprintId"].startswith("lhbp-")
+    assert result["Error"]["Code"] == "FailedOperation.DiskBackupFailed"
+    assert action in result["Error"]["Message"] and result["BlueprintId"] in result["Error"]["Message"]
+    assert emu.calls_of("CreateDiskBackup") == []  # no point without knowing the slot's points (once per slot)
+
+
 # ---- restores: only the instance's own disks, and every partial change said ---------------------------------------
 
 def test_the_safety_image_never_prunes_the_image_or_the_points_being_restored(make_app, emu) -> None:
