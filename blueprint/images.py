@@ -520,7 +520,7 @@ class ImageMaker:
             return result
         protection = self.disks.protect(replace(run, deadline=run.deadline.impatient()), target,
                                         image.name or self.name_for(run.job, target, run.trigger))
-        return protection.apply(result)  # type: ignore[no-any-return]
+        return protection.apply(result, after_image=True)  # type: ignore[no-any-return]
 
     def _dry_runs(self, run: Run, region: str, targets: list[Target]) -> list[Result]:
         """What a real run would do for these instances: one listing of the region's managed images (one of

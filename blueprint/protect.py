@@ -48,12 +48,20 @@ class Protection:
     points: tuple[DiskPoint, ...] = ()
     failed: tuple[tuple[str, BlueprintError], ...] = ()
     unprotected: tuple[str, ...] = ()
+    # The disks whose point this call made (not found made already in the slot).
+    new: tuple[str, ...] = ()
 
-    def apply(self, result: Result) -> Result:
+    def apply(self, result: Result, *, after_image: bool = False) -> Result:
         """The instance's result with its points; a point that failed is kept aside (`disk_failures`) until the
-        image has been followed, then `finish` makes the result `.failed` (the image stands)."""
-        return result.but(disk_backups=self.points, unprotected=self.unprotected or None,
-                          disk_failures=result.disk_failures + self.failed)
+        image has been followed, then `finish` makes the result `.failed` (the image stands). `after_image`: the
+        image was made by an earlier try, so a point made now does not share its moment (the reason says so)."""
+        result = result.but(disk_backups=self.points, unprotected=self.unprotected or None,
+                            disk_failures=result.disk_failures + self.failed)
+        if not (after_image and self.new) or result.consistency == "crash-consistent":
+            return result
+        late = (f"the backup points of {', '.join(self.new)} were made by this later try, after the image: "
+                f"crash-consistent, not from the image's {result.consistency} moment")
+        return result.but(reason=f"{result.reason}; {late}" if result.reason else late)
 
 
 def finish(result: Result) -> Result:
@@ -225,6 +233,7 @@ class DiskSteps:
                               unprotected=left_out)
         points: list[DiskPoint] = []
         failed: list[tuple[str, BlueprintError]] = []
+        made_before = set(_state(run, target.ref.Region).slot_points)
         for disk in wanted:
             try:
                 point = self._point(run, target, disk, name)
@@ -233,7 +242,8 @@ class DiskSteps:
                 failed.append((disk.id, err))
                 continue
             points.append(DiskPoint(disk_id=disk.id, point_id=point.id, state=point.state))
-        return Protection(tuple(points), tuple(failed), left_out)
+        return Protection(tuple(points), tuple(failed), left_out,
+                          new=tuple(p.disk_id for p in points if p.disk_id not in made_before))
 
     def _point(self, run: Run, target: Target, disk: Disk, name: str) -> Point:
         state = _state(run, target.ref.Region)

@@ -158,6 +158,18 @@ def test_data_disks_that_cannot_be_read_leave_the_image_made_and_the_gap_reporte
     assert emu.calls_of("CreateDiskBackup") == []  # no point without knowing the slot's points (once per slot)
 
 
+def test_a_point_made_on_a_later_try_is_not_claimed_to_share_the_images_power_cycle(app, emu) -> None:
+    emu.faults.fail("CreateDiskBackup", "InternalError", times=4)
+    event = timer_event({"InstanceId": WEB, "ForcePowerOff": True, "Wait": True})
+    handle_raising(app, event)
+    emu.advance(120)
+    assert state(emu, WEB) == "RUNNING"
+    [result] = app.handle(event, context())["Results"]
+    assert result["DiskBackups"][0]["DiskBackupId"].startswith("lhbak-")
+    assert result["Consistency"] == "power-off"  # the image's
+    assert "crash-consistent" in result["Reason"] and WEB_DISK in result["Reason"]
+
+
 # ---- restores: only the instance's own disks, and every partial change said ---------------------------------------
 
 def test_the_safety_image_never_prunes_the_image_or_the_points_being_restored(make_app, emu) -> None:
