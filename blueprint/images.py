@@ -466,6 +466,7 @@ class ImageMaker:
         todo = self._todo(run, region, targets)
         if todo and run.force_power_off and run.follows and self.policy.restart_instances:
             run.was_running |= self._running(run, region, [t.ref.InstanceId for t in todo])
+        stopped: set[str] = set()
         if todo and run.force_power_off and self.disks is not None:
             # Points and image from one power cycle: the function stops the instances and starts them again.
             stopped = self.disks.stop_first(run, region, todo)
@@ -478,6 +479,7 @@ class ImageMaker:
         else:
             created = self._create_all(run, todo)
         run.report.results.extend(created)
+        self._start_left(run, region, stopped)
         if any(r.outcome == "created" and not r.resent for r in created) or run.follows:
             self._settle(run, region)
         if self.disks is not None:
@@ -724,6 +726,23 @@ class ImageMaker:
         found = self._retrying(partial(self.lighthouse.find_instances, region, ids=ids, deadline=run.deadline),
                                run.deadline)
         return {i.id for i in found if i.state == "RUNNING"}
+
+    def _start_left(self, run: Run, region: str, stopped: set[str]) -> None:
+        """Start again now the instances this run stopped but left for a later invocation (time ran out before
+        their image): that invocation stops them itself, and until it comes (if it ever does) they stay up."""
+        left = [t.ref.InstanceId for t in run.overflow if t.ref.Region == region and t.ref.InstanceId in stopped]
+        if not left or not self.policy.restart_instances:
+            return
+        try:
+            found = self._retrying(partial(self.lighthouse.find_instances, region, ids=left, deadline=run.deadline),
+                                   run.deadline)
+            off = [i.id for i in found if i.state == "STOPPED"]
+            if off:
+                self._retrying(partial(self.lighthouse.start_instances, region, off, deadline=run.deadline),
+                               run.deadline)
+        except BlueprintError as err:
+            log("ERROR", "could not start again instances left for a later invocation", region=region,
+                instances=left, error=err.message)
 
     def _restart(self, run: Run, region: str) -> None:
         """Start again what a finished ForcePowerOff image left stopped, if it was running before; also where
