@@ -431,8 +431,10 @@ def _state(run: Run, region: str) -> RegionDisks:
 
 
 def _kept(points: list[Point], keep: int | None) -> int:
-    """How many managed points of one disk remain after a run that adds one."""
-    return len(points) + 1 if keep is None else min(keep, len(points) + 1)
+    """How many managed points of one disk remain after a run that adds one: what retention would leave, which
+    never deletes the newest NORMAL point nor one in progress (the new point is one of `keep`)."""
+    doomed = plan_prune(points, keep - 1, deletable=POINT_DELETABLE) if keep else []
+    return len(points) + 1 - len(doomed)
 
 
 def _managed(point: Point, instance_id: str) -> bool:

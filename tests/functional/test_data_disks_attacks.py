@@ -206,6 +206,19 @@ def test_a_point_made_on_a_later_try_is_not_claimed_to_share_the_images_power_cy
     assert "crash-consistent" in result["Reason"] and WEB_DISK in result["Reason"]
 
 
+@pytest.mark.parametrize("keep", [1, 2, 3])
+def test_a_dry_run_says_how_many_points_the_real_run_keeps(app, emu, keep) -> None:
+    emu.lighthouse.set_disk_backup_quota(WEB_DISK, 10)
+    for n in (1, 2, 3):
+        app.handle(timer_event({"InstanceId": WEB, "ForcePowerOff": False}, time_=day(n)), context())
+        emu.advance(86_400)
+    job = {"InstanceId": WEB, "ForcePowerOff": False, "Keep": keep}
+    [dry] = app.handle(timer_event({**job, "DryRun": True}, time_=day(5)), context())["Results"]
+    app.handle(timer_event(job, time_=day(5)), context())
+    kept_points = len([p for p in points(emu, WEB_DISK) if managed(p)])  # never the newest NORMAL one
+    assert dry["Kept"] == {"Blueprints": len(emu.lighthouse.blueprints()), "DiskBackups": {WEB_DISK: kept_points}}
+
+
 # ---- restores: only the instance's own disks, and every partial change said ---------------------------------------
 
 def test_the_safety_image_never_prunes_the_image_or_the_points_being_restored(make_app, emu) -> None:
