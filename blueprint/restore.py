@@ -332,8 +332,10 @@ def _with_changes(err: BlueprintError, restore: _Restore) -> BlueprintError:
 
 def _plan(restore: _Restore) -> str:
     first = "make a safety image of the instance as it is now, then " if restore.job.SafetyImage else ""
-    return (f"dry run: would {first}reset {restore.job.InstanceId} to {restore.job.BlueprintId} (its system disk "
-            "is formatted); nothing was changed")
+    disks = ", ".join(f"{p.disk_id} to {p.id}" for p in restore.points.points)
+    rollback = f"roll its data disks back ({disks}: what they hold now is replaced), then " if disks else ""
+    return (f"dry run: would {first}{rollback}reset {restore.job.InstanceId} to {restore.job.BlueprintId} (its "
+            "system disk is formatted); nothing was changed")
 
 
 def restores_in(results: Sequence[Result]) -> list[Result]:

@@ -249,6 +249,14 @@ def test_a_restore_never_rolls_back_a_disk_now_attached_to_another_instance(rest
         assert emu.lighthouse.disk_data(WEB_DISK) == "db-1's data" and state(emu, DB) == "RUNNING"
 
 
+def test_a_restore_dry_run_says_which_disks_it_would_roll_back(restorer, emu) -> None:
+    image = backed_up_db(restorer, emu)
+    status, body = restore(restorer, {"InstanceId": DB, "BlueprintId": image, "DryRun": True})
+    assert status == 202 and body["DryRun"] is True, body
+    assert all(d in body["Reason"] for d in DB_DISKS) and "roll" in body["Reason"]
+    assert emu.calls_of("ApplyDiskBackup") == [] and emu.lighthouse.disk_data(DB_DISKS[0]) == "broken"
+
+
 def test_a_rollback_that_fails_half_way_says_what_was_changed(restorer, emu) -> None:
     image = backed_up_db(restorer, emu)
     emu.lighthouse.fail_next_rollback(DB_DISKS[1])
