@@ -287,6 +287,65 @@ def test_a_lost_rollback_answer_is_followed_not_reported_failed(restorer, emu) -
     assert len(emu.calls_of("ResetInstance")) == 1
 
 
+# ---- every call fails once, before or after it acts -------------------------------------------------------------
+
+RUN_ACTIONS = ["DescribeDisks", "DescribeDiskBackups", "CreateDiskBackup", "DeleteDiskBackups", "StopInstances",
+               "DescribeInstances", "CreateBlueprint", "DescribeBlueprints", "StartInstances"]
+FAULTS = ["fail", "drop-before", "drop-after"]
+
+
+def inject(emu, action: str, fault: str) -> None:
+    if fault == "fail":
+        emu.faults.fail(action, "InternalError")
+    else:
+        emu.faults.drop(action, after=fault == "drop-after")
+
+
+def slot_of(item: dict[str, Any]) -> str | None:
+    return next((t["Value"] for t in item["Tags"] if t["Key"] == SLOT_TAG), None)
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("action", RUN_ACTIONS)
+def test_any_call_failing_once_keeps_every_promise_of_a_run(app, emu, action, fault) -> None:
+    for disk in DB_DISKS:
+        emu.lighthouse.set_disk_backup_quota(disk, 10)
+    own = emu.lighthouse.add_disk_backup(DB_DISKS[0])["DiskBackupId"]
+    for n in (1, 2):
+        app.handle(timer_event({"InstanceId": DB, "Keep": 1, "ForcePowerOff": False}, time_=day(n)), context())
+        emu.advance(86_400)
+    inject(emu, action, fault)
+    event = timer_event({"InstanceId": DB, "Keep": 1, "ForcePowerOff": True, "Wait": True}, time_=day(3))
+    answer = handle_raising(app, event) or handle_raising(app, event)  # the platform retries a raise
+    emu.advance(120)
+    assert answer is not None and not any(emu.faults.pending().values())  # the fault was met
+    [result] = answer["Results"]
+    slot = next(slot_of(i) for i in emu.lighthouse.blueprints() if i["BlueprintId"] == result["BlueprintId"])
+    assert len([i for i in emu.lighthouse.blueprints() if slot_of(i) == slot]) == 1
+    made = {p["DiskId"]: p for p in points(emu) if slot_of(p) == slot}
+    assert all(len([p for p in points(emu, d) if slot_of(p) == slot]) <= 1 for d in DB_DISKS)
+    assert sorted(made) == sorted(DB_DISKS) or result["Error"]["Code"] == "FailedOperation.DiskBackupFailed"
+    assert own in {p["DiskBackupId"] for p in points(emu)}
+    assert state(emu, DB) == "RUNNING"
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("action", ["ApplyDiskBackup", "ResetInstance", "DescribeDisks", "DescribeDiskBackups"])
+def test_any_call_failing_once_keeps_every_promise_of_a_restore(restorer, emu, action, fault) -> None:
+    image = backed_up_db(restorer, emu)
+    inject(emu, action, fault)
+    body = {"InstanceId": DB, "BlueprintId": image, "SafetyImage": False, "IdempotencyKey": f"{action}-{fault}"}
+    status, answer = restore(restorer, body)
+    if status != 202:  # reported; the caller retries with the same key
+        assert "Error" in answer
+        status, answer = restore(restorer, body)
+    assert status == 202, answer
+    assert not any(emu.faults.pending().values())  # the fault was met
+    emu.advance(300)
+    assert [emu.lighthouse.disk_data(d) for d in DB_DISKS] == ["v1", "v1"]
+    assert len(emu.lighthouse.resets(DB)) == 1  # one reinstall, whatever was resent
+
+
 # ---- what held (kept as regressions) -------------------------------------------------------------------------------
 
 HOSTILE = ["ALL", " all", "None", "", [], [""], ["lhdisk-WEBDATA1"], [WEB_DISK, WEB_DISK], [f"{WEB_DISK} "],
