@@ -413,6 +413,24 @@ def test_keep_never_deletes_a_users_point_a_point_in_progress_or_the_newest_norm
     assert {t["Key"] for p in mine for t in p["Tags"]} >= {INSTANCE_TAG, SLOT_TAG}
 
 
+def test_a_disk_detached_between_runs_is_neither_backed_up_nor_rolled_back(restorer, emu) -> None:
+    emu.lighthouse.write_disk(WEB_DISK, "v1")
+    [first] = restorer.handle(timer_event({"InstanceId": WEB, "Wait": True}, time_=day(1)), context())["Results"]
+    emu.advance(86_400)
+    emu.lighthouse.attach_disk(WEB_DISK, None)
+    emu.lighthouse.write_disk(WEB_DISK, "kept on the shelf")
+    [second] = restorer.handle(timer_event({"InstanceId": WEB, "ForcePowerOff": False}, time_=day(2)),
+                               context())["Results"]
+    assert "Error" not in second and "DiskBackups" not in second and "Unprotected" not in second
+    refused = restorer.handle(http_event(body={"InstanceId": WEB, "DataDisks": [WEB_DISK]}), context())
+    assert refused["statusCode"] == 400
+    emu.advance(120)  # the second image is done
+    status, body = restore(restorer, {"InstanceId": WEB, "BlueprintId": first["BlueprintId"], "SafetyImage": False})
+    emu.advance(300)
+    assert status == 202 and "DiskBackups" not in body, body
+    assert emu.lighthouse.disk_data(WEB_DISK) == "kept on the shelf" and len(emu.lighthouse.resets(WEB)) == 1
+
+
 def test_a_retried_restore_rolls_back_once_and_resets_once(restorer, emu) -> None:
     image = backed_up_db(restorer, emu)
     body = {"InstanceId": DB, "BlueprintId": image, "IdempotencyKey": "restore-1"}
