@@ -511,7 +511,8 @@ class App:
         job = spec.job
         assert isinstance(job, Job)  # noqa: S101 (restores run in `_restore`)
         account = inv.account(self.settings.account_id)
-        plan = self.maker.plan(job, self.settings.region, inv.work, slot_key=spec.key, account=account)
+        plan = self.maker.plan(job, self.settings.region, inv.work, slot_key=spec.key, account=account,
+                               chained=spec.chained)
         targets = [replace(t, blueprint_name=spec.names.get((t.ref.Region, t.ref.InstanceId)),
                            was_running=t.ref.InstanceId in spec.was_running) for t in plan.targets]
         # Chained calls this run sends must start by then (a child's own calls keep its parent's deadline).

@@ -257,6 +257,14 @@ class Quiesce(Protocol):
 class DiskHooks(Protocol):
     """The data-disk steps of a run (`blueprint/protect.py`): one backup point per data disk in the image's slot."""
 
+    def check(self, job: Job, targets: Sequence[Target], *, deadline: Deadline) -> None:
+        """Refuse, before any write, a DataDisks list naming no disk of the job's instances.
+
+        Raises:
+            BlueprintError: what the caller must change (a 400 on HTTP).
+        """
+        ...
+
     def prepare(self, run: Run, region: str, targets: Sequence[Target]) -> None:
         """Read the region's data disks and the slot's points (kept on the run)."""
         ...
@@ -329,11 +337,13 @@ class ImageMaker:
     # ---- planning -------------------------------------------------------------------------------------
 
     def plan(self, job: Job, default_region: str, deadline: Deadline, slot_key: str | None = None, *,
-             account: str | None = None) -> Plan:
+             account: str | None = None, chained: bool = False) -> Plan:
         """Resolve the job's instances (ids or selector) and check them against the operator's policy.
 
         Returns the targets to image and the instances refused, each with why, before any cloud write and
         before any fan-out (the allowlists are checked against the instances' real tags from the cloud).
+        A chained call (`chained`) holds part of a job its sender checked whole: its DataDisks list is not
+        checked against its own instances again.
 
         Raises:
             AccessDenied: the job crosses the operator's limits (BLUEPRINT_MAX_INSTANCES, BLUEPRINT_KEEP).
@@ -350,6 +360,8 @@ class ImageMaker:
         for phase in self.phases:
             if phase.wanted(job) and not job.DryRun:
                 phase.check(job, plan.targets, deadline=deadline, account=account)
+        if self.disks is not None and not chained:
+            self.disks.check(job, plan.targets, deadline=deadline)
         allowed = []
         for target in plan.targets:
             why = self.allowed(target)
@@ -407,16 +419,18 @@ class ImageMaker:
     def run(self, job: Job, targets: Sequence[Target], *, trigger: TriggerInfo, slot_key: str,
             deadline: Deadline, multi: bool = False, refused: Sequence[tuple[Target, BlueprintError]] = (),
             prefetched: Mapping[str, list[Image]] | None = None,
-            account: str | None = None) -> tuple[RunReport, list[Target]]:
+            account: str | None = None, prune: bool = True) -> tuple[RunReport, list[Target]]:
         """Image every target once for this slot; returns the report and the targets not started for lack
-        of time (the caller hands them on, or reports them).
+        of time (the caller hands them on, or reports them). `prune=False` deletes nothing (a restore's safety
+        image: Keep would otherwise delete the very image, or points, being restored).
 
         Raises:
             BlueprintError: only for failures that concern the whole run (never for one instance).
         """
         run = Run(job=job, trigger=trigger, slot_key=slot_key, deadline=deadline,
                   commands=self.policy.commands_for(job), force_power_off=self.force_power_off(job),
-                  keep=self.policy.keep_for(job), report=RunReport(trigger, slot_key, multi=multi),
+                  keep=self.policy.keep_for(job) if prune else None,
+                  report=RunReport(trigger, slot_key, multi=multi),
                   was_running={t.ref.InstanceId for t in targets if t.was_running},
                   prefetched=dict(prefetched or {}), account=account,
                   # An instance handed over as "was running" (its image stopped it) is followed to be started.
@@ -454,6 +468,7 @@ class ImageMaker:
         todo = self._todo(run, region, targets)
         if todo and run.force_power_off and run.follows and self.policy.restart_instances:
             run.was_running |= self._running(run, region, [t.ref.InstanceId for t in todo])
+        stopped: set[str] = set()
         if todo and run.force_power_off and self.disks is not None:
             # Points and image from one power cycle: the function stops the instances and starts them again.
             stopped = self.disks.stop_first(run, region, todo)
@@ -466,6 +481,7 @@ class ImageMaker:
         else:
             created = self._create_all(run, todo)
         run.report.results.extend(created)
+        self._start_left(run, region, stopped)
         if any(_made_now(r) for r in created) or run.follows:
             self._settle(run, region)
         if self.disks is not None:
@@ -508,7 +524,7 @@ class ImageMaker:
             return result
         protection = self.disks.protect(replace(run, deadline=run.deadline.impatient()), target,
                                         image.name or self.name_for(run.job, target, run.trigger))
-        return protection.apply(result)  # type: ignore[no-any-return]
+        return protection.apply(result, after_image=True)  # type: ignore[no-any-return]
 
     def _dry_runs(self, run: Run, region: str, targets: list[Target]) -> list[Result]:
         """What a real run would do for these instances: one listing of the region's managed images (one of
@@ -720,10 +736,29 @@ class ImageMaker:
                                run.deadline)
         return {i.id for i in found if i.state == "RUNNING"}
 
+    def _start_left(self, run: Run, region: str, stopped: set[str]) -> None:
+        """Start again now the instances this run stopped but left for a later invocation (time ran out before
+        their image): that invocation stops them itself, and until it comes (if it ever does) they stay up."""
+        left = [t.ref.InstanceId for t in run.overflow if t.ref.Region == region and t.ref.InstanceId in stopped]
+        if not left or not self.policy.restart_instances:
+            return
+        try:
+            found = self._retrying(partial(self.lighthouse.find_instances, region, ids=left, deadline=run.deadline),
+                                   run.deadline)
+            off = [i.id for i in found if i.state == "STOPPED"]
+            if off:
+                self._retrying(partial(self.lighthouse.start_instances, region, off, deadline=run.deadline),
+                               run.deadline)
+        except BlueprintError as err:
+            log("ERROR", "could not start again instances left for a later invocation", region=region,
+                instances=left, error=err.message)
+
     def _restart(self, run: Run, region: str) -> None:
-        """Start again what a finished ForcePowerOff image left stopped, if it was running before."""
-        done = {r.instance_id: n for n, r in enumerate(run.report.results) if r.region == region
-                and r.instance_id in run.was_running and r.outcome in ("ready", "failed") and r.blueprint_id}
+        """Start again what a finished ForcePowerOff image left stopped, if it was running before; also where
+        no image was made (the function stops an instance itself before its data disks' points)."""
+        done = {r.instance_id: n for n, r in enumerate(run.report.results) if r.region == region and r.main
+                and r.instance_id in run.was_running and r.outcome in ("ready", "failed")
+                and (r.blueprint_id or r.outcome == "failed")}
         if not done or not self.policy.restart_instances:
             return
         try:

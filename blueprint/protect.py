@@ -22,11 +22,12 @@ from typing import Any
 
 from blueprint.disks import POINT_DELETABLE, Disk, Disks, Point, Price
 from blueprint.errors import BadRequest, BlueprintError, CloudUnavailable, DiskQuotaExceeded, InstanceBusy
+from blueprint.events import Job
 from blueprint.images import Run, Target, plan_prune
 from blueprint.lighthouse import Lighthouse
 from blueprint.logs import log
 from blueprint.results import DiskPoint, Result
-from blueprint.retry import RetryPolicy
+from blueprint.retry import Deadline, RetryPolicy
 from blueprint.slots import INSTANCE_TAG, SLOT_TAG
 
 __all__ = ["DISK_FAILED", "DiskSteps", "Protection", "finish"]
@@ -47,12 +48,20 @@ class Protection:
     points: tuple[DiskPoint, ...] = ()
     failed: tuple[tuple[str, BlueprintError], ...] = ()
     unprotected: tuple[str, ...] = ()
+    # The disks whose point this call made (not found made already in the slot).
+    new: tuple[str, ...] = ()
 
-    def apply(self, result: Result) -> Result:
+    def apply(self, result: Result, *, after_image: bool = False) -> Result:
         """The instance's result with its points; a point that failed is kept aside (`disk_failures`) until the
-        image has been followed, then `finish` makes the result `.failed` (the image stands)."""
-        return result.but(disk_backups=self.points, unprotected=self.unprotected or None,
-                          disk_failures=result.disk_failures + self.failed)
+        image has been followed, then `finish` makes the result `.failed` (the image stands). `after_image`: the
+        image was made by an earlier try, so a point made now does not share its moment (the reason says so)."""
+        result = result.but(disk_backups=self.points, unprotected=self.unprotected or None,
+                            disk_failures=result.disk_failures + self.failed)
+        if not (after_image and self.new) or result.consistency == "crash-consistent":
+            return result
+        late = (f"the backup points of {', '.join(self.new)} were made by this later try, after the image: "
+                f"crash-consistent, not from the image's {result.consistency} moment")
+        return result.but(reason=f"{result.reason}; {late}" if result.reason else late)
 
 
 def finish(result: Result) -> Result:
@@ -61,9 +70,8 @@ def finish(result: Result) -> Result:
         return result
     failed = result.disk_failures
     error = _DiskBackupFailed(
-        f"data disk(s) {', '.join(d for d, _ in failed)} not protected ("
-        + "; ".join(f"{d}: {e.message}" for d, e in failed)[:400]
-        + f"); protected: the system disk (image {result.blueprint_id})"
+        "data disks not protected: " + "; ".join(f"{d} ({e.message})" for d, e in failed)[:400]
+        + f"; protected: the system disk (image {result.blueprint_id})"
         + (f" and {', '.join(p.disk_id for p in result.disk_backups)}" if result.disk_backups else ""),
         code=DISK_FAILED)
     error.retryable = any(err.retryable for _, err in failed)
@@ -80,6 +88,8 @@ class RegionDisks:
 
     disks: dict[str, list[Disk]] = field(default_factory=dict)
     slot_points: dict[str, Point] = field(default_factory=dict)
+    # Why the disks or the slot's points could not be read (no point is made then).
+    error: BlueprintError | None = None
 
 
 @dataclass
@@ -93,45 +103,82 @@ class DiskSteps:
 
     # ---- planning ----------------------------------------------------------------------------------------
 
+    def check(self, job: Job, targets: Sequence[Target], *, deadline: Deadline) -> None:
+        """Refuse, before any cloud write, a DataDisks list that names a disk none of the job's instances has.
+
+        A list names disks across the whole job: a disk counts wherever it is attached (in any of the job's
+        regions), and each instance protects the disks of the list it has. Chained calls are not checked again:
+        a child holds only some of the job's instances, while its job still carries the whole list.
+
+        Raises:
+            BadRequest: a named disk is not a data disk of the job's instances.
+        """
+        if not isinstance(job.DataDisks, list) or not targets:
+            return
+        known: set[str] = set()
+        try:
+            for region, group in _by_region(targets).items():
+                known |= {d.id for d in self.retry.call(partial(self.cloud.find_disks, region, group,
+                                                                deadline=deadline), deadline=deadline)}
+        except BlueprintError as err:
+            # Unchecked, not refused: the run reports data disks it cannot read beside each image.
+            log("ERROR", "could not read the data disks to check DataDisks", error=err.message)
+            return
+        strangers = sorted(set(job.DataDisks) - known)
+        if strangers:
+            raise BadRequest(f"DataDisks names {', '.join(strangers)}, not a data disk of the job's instances",
+                             code="InvalidParameterValue.DiskNotAttached")
+
     def prepare(self, run: Run, region: str, targets: Sequence[Target]) -> None:
         """Read the region's data disks and the slot's points once, for every instance of the run.
 
+        A lookup that fails does not cost the instances their images (the system disk does not depend on it):
+        each instance's result then says its data disks were not protected, and why. Only a dry run raises.
+
         Raises:
-            BadRequest: the job names a disk that is not a data disk of any of its instances there.
-            BlueprintError: the lookups failed.
+            BlueprintError: a dry run's lookups failed.
         """
         ids = [t.ref.InstanceId for t in targets]
-        disks = self.retry.call(partial(self.cloud.find_disks, region, ids, deadline=run.deadline),
-                                deadline=run.deadline) if ids else []
         state = RegionDisks()
-        for disk in disks:
-            state.disks.setdefault(disk.instance_id, []).append(disk)
-        chosen = run.job.DataDisks if run.job.DataDisks is not None else self.default
-        if isinstance(chosen, list):
-            strangers = sorted(set(chosen) - {d.id for d in disks})
-            if strangers:
-                raise BadRequest(f"DataDisks names {', '.join(strangers)}, not a data disk of the job's instances in "
-                                 f"{region}", code="InvalidParameterValue.DiskNotAttached")
-        if disks and chosen != "none" and not run.job.DryRun:
-            found = self.retry.call(partial(self.cloud.find_points, region, tags={SLOT_TAG: run.digest},
-                                            deadline=run.deadline), deadline=run.deadline)
-            state.slot_points = _oldest_per_disk(p for p in found if p.tags.get(SLOT_TAG) == run.digest)
         # Kept on the run, never on this long-lived object: a later run (or warm invocation) asks the cloud again.
         run.disk_state[region] = state
+        try:
+            disks = self.retry.call(partial(self.cloud.find_disks, region, ids, deadline=run.deadline),
+                                    deadline=run.deadline) if ids else []
+            for disk in disks:
+                state.disks.setdefault(disk.instance_id, []).append(disk)
+            if disks and self._chosen(run) != "none" and not run.job.DryRun:
+                # Without the slot's points no point is made: a retry could not tell it made one already.
+                found = self.retry.call(partial(self.cloud.find_points, region, tags={SLOT_TAG: run.digest},
+                                                deadline=run.deadline), deadline=run.deadline)
+                state.slot_points = _oldest_per_disk(p for p in found if p.tags.get(SLOT_TAG) == run.digest)
+        except BlueprintError as err:
+            if run.job.DryRun:
+                raise
+            log("ERROR", "could not read the data disks: images only", region=region, error=err.message)
+            state.error = err
+
+    def _chosen(self, run: Run) -> str | list[str]:
+        return run.job.DataDisks if run.job.DataDisks is not None else self.default
 
     def wanted(self, run: Run, region: str, instance_id: str) -> tuple[list[Disk], tuple[str, ...]]:
         """The disks to protect for one instance, and the ids of its data disks left out."""
         disks = _state(run, region).disks.get(instance_id, [])
-        chosen = run.job.DataDisks if run.job.DataDisks is not None else self.default
+        chosen = self._chosen(run)
         keep = [] if chosen == "none" else [d for d in disks if chosen == "all" or d.id in chosen]
         return keep, tuple(d.id for d in disks if d not in keep)
 
     def stop_first(self, run: Run, region: str, targets: Sequence[Target]) -> set[str]:
         """ForcePowerOff: stop the running instances that have disks to protect, so their points and their
-        image come from one power cycle; returns the ids stopped (started again once the images are done).
+        image come from one power cycle; returns the ids that were running (started again once their images
+        are done, or failed).
+
+        Once a stop was sent, nothing here raises: an instance that did not stop (busy, or its stop's answer was
+        lost) still gets its image, which powers it off itself, and every instance that was running is started
+        again afterwards; raising here would leave a stopped instance with no image and no one to start it.
 
         Raises:
-            BlueprintError: the instances could not be stopped (their results say so).
+            BlueprintError: the instances could not be described (nothing was stopped).
         """
         ids = [t.ref.InstanceId for t in targets if self.wanted(run, region, t.ref.InstanceId)[0]]
         if not ids:
@@ -140,10 +187,29 @@ class DiskSteps:
                                 deadline=run.deadline)
         running = [i.id for i in found if i.state == "RUNNING"]
         for start in range(0, len(running), 100):
-            self.retry.call(partial(self.cloud.stop_instances, region, running[start:start + 100],
-                                    deadline=run.deadline), deadline=run.deadline)
-        self._until_stopped(run, region, running)
+            self._stop(run, region, running[start:start + 100])
+        try:
+            self._until_stopped(run, region, running)
+        except BlueprintError as err:
+            log("ERROR", "could not see the instances stop; their images power them off", region=region,
+                error=err.message)
         return set(running)
+
+    def _stop(self, run: Run, region: str, ids: list[str]) -> None:
+        """StopInstances for a batch; a batch the cloud refuses as a whole (one busy instance, a resend after a
+        lost answer) is sent again one instance at a time, so no instance keeps the others running. A busy
+        instance is not waited out: its own image and points report it."""
+        deadline = run.deadline.impatient()
+        for batch in [ids] + ([[i] for i in ids] if len(ids) > 1 else []):
+            try:
+                self.retry.call(partial(self.cloud.stop_instances, region, batch, deadline=deadline),
+                                deadline=deadline)
+            except BlueprintError as err:
+                log("WARNING", "instances not stopped before their points", region=region, instances=batch,
+                    error=err.message)
+                continue
+            if batch is ids:
+                return
 
     def _until_stopped(self, run: Run, region: str, ids: list[str]) -> None:
         deadline = run.deadline.within(STOP_TIMEOUT)
@@ -151,7 +217,9 @@ class DiskSteps:
         while waiting:
             found = self.retry.call(partial(self.lighthouse.find_instances, region, ids=waiting,
                                             deadline=run.deadline), deadline=run.deadline)
-            waiting = [i.id for i in found if not (i.state == "STOPPED" and i.operation_state != "OPERATING")]
+            # Idle and RUNNING: its stop was refused; not waited for (its image powers it off).
+            waiting = [i.id for i in found if i.operation_state == "OPERATING"
+                       or i.state not in ("STOPPED", "RUNNING")]
             if not waiting or deadline.remaining() <= STOP_POLL:
                 return
             deadline.pause(STOP_POLL, "instances to stop", region=region, instances=len(waiting))
@@ -161,8 +229,13 @@ class DiskSteps:
     def protect(self, run: Run, target: Target, name: str) -> Protection:
         """One point per wanted disk of the instance for this slot: the slot's own if made, else a new one."""
         wanted, left_out = self.wanted(run, target.ref.Region, target.ref.InstanceId)
+        unread = _state(run, target.ref.Region).error
+        if unread is not None and self._chosen(run) != "none":
+            return Protection(failed=tuple((d, _unread(unread)) for d in [d.id for d in wanted] or ["its data disks"]),
+                              unprotected=left_out)
         points: list[DiskPoint] = []
         failed: list[tuple[str, BlueprintError]] = []
+        made_before = set(_state(run, target.ref.Region).slot_points)
         for disk in wanted:
             try:
                 point = self._point(run, target, disk, name)
@@ -171,7 +244,8 @@ class DiskSteps:
                 failed.append((disk.id, err))
                 continue
             points.append(DiskPoint(disk_id=disk.id, point_id=point.id, state=point.state))
-        return Protection(tuple(points), tuple(failed), left_out)
+        return Protection(tuple(points), tuple(failed), left_out,
+                          new=tuple(p.disk_id for p in points if p.disk_id not in made_before))
 
     def _point(self, run: Run, target: Target, disk: Disk, name: str) -> Point:
         state = _state(run, target.ref.Region)
@@ -230,7 +304,13 @@ class DiskSteps:
         listing = partial(self.cloud.find_points, region, tag_key=INSTANCE_TAG, deadline=run.deadline) \
             if len(made) > 1 else partial(self.cloud.find_points, region, deadline=run.deadline,
                                           tags={INSTANCE_TAG: results[made[0]].instance_id})
-        for point in self.retry.call(listing, deadline=run.deadline):
+        try:
+            found = self.retry.call(listing, deadline=run.deadline)
+        except BlueprintError as err:
+            # Nothing is deleted without a listing; the run goes on to follow its images and start its instances.
+            log("ERROR", "could not list backup points for retention", region=region, error=err.message)
+            return results
+        for point in found:
             by_instance[point.tags.get(INSTANCE_TAG, "")].append(point)
         results = list(results)
         for index in made:
@@ -275,7 +355,12 @@ class DiskSteps:
                if p.point_id and p.state != "NORMAL"]
         if not ids:
             return results
-        seen = self._follow(run, region, ids)
+        try:
+            seen = self._follow(run, region, ids)
+        except BlueprintError as err:
+            # The points keep the states the run saw; the instances are still started again after this.
+            log("ERROR", "could not follow the backup points", region=region, error=err.message)
+            return results
         updated = []
         for result in results:
             if result.region != region or not result.disk_backups:
@@ -329,14 +414,29 @@ class DiskSteps:
 
 
 
+def _by_region(targets: Sequence[Target]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = defaultdict(list)
+    for target in targets:
+        groups[target.ref.Region].append(target.ref.InstanceId)
+    return groups
+
+
+def _unread(err: BlueprintError) -> BlueprintError:
+    unread = BlueprintError(f"could not be read, so no backup point was made ({err.message})", code=err.code)
+    unread.retryable = err.retryable
+    return unread
+
+
 def _state(run: Run, region: str) -> RegionDisks:
     state = run.disk_state.get(region)
     return state if isinstance(state, RegionDisks) else RegionDisks()
 
 
 def _kept(points: list[Point], keep: int | None) -> int:
-    """How many managed points of one disk remain after a run that adds one."""
-    return len(points) + 1 if keep is None else min(keep, len(points) + 1)
+    """How many managed points of one disk remain after a run that adds one: what retention would leave, which
+    never deletes the newest NORMAL point nor one in progress (the new point is one of `keep`)."""
+    doomed = plan_prune(points, keep - 1, deletable=POINT_DELETABLE) if keep else []
+    return len(points) + 1 - len(doomed)
 
 
 def _managed(point: Point, instance_id: str) -> bool:

@@ -19,18 +19,21 @@ SUCCESS or FAILED). Because the disk is formatted, a restore is guarded more tha
   `"DataDisks": "none"`, each disk is rolled back to its point (ApplyDiskBackup: the disk's own points only; a
   running instance is shut down) before the reset, which starts the instance again. A disk without a point in
   the slot is reported `Unprotected`. Rolling back to the same point again (a retried restore) gives the same
-  data, so a retry that finds the mark but no reset yet rolls back again.
+  data, so a retry that finds the mark but no reset yet rolls back again. Only disks attached to the instance
+  now roll back (a disk moved to another instance since is never touched), and a failure after a rollback says
+  which disks were rolled back (the instance then holds two moments, and is left stopped).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from blueprint.disks import Disks, Point
-from blueprint.errors import AccessDenied, BlueprintError, InvalidInstanceState, NotFound
+from blueprint.errors import AccessDenied, BadRequest, BlueprintError, CloudUnavailable, InvalidInstanceState, NotFound
 from blueprint.events import InstanceRef, Job, RestoreJob, TriggerInfo
 from blueprint.images import INSTANCE_TAG, SLOT_TAG, ImageMaker, Target, is_managed
 from blueprint.lighthouse import Image, Instance, Replication
@@ -70,6 +73,8 @@ class _Restore:
     safety_id: str | None = None
 
     points: _Points = field(default_factory=_Points)
+    # The data disks this restore rolled back (or is rolling back): a failure after them says so.
+    rolled: list[str] = field(default_factory=list)
 
     def result(self, outcome: Any, **fields: Any) -> Result:
         disks = tuple(DiskPoint(p.disk_id, p.id, p.state) for p in self.points.points)
@@ -150,6 +155,7 @@ class Restorer:
         """The data disks to roll back with the image: each wanted disk's point of the image's slot.
 
         Raises:
+            BadRequest: the job names a disk that is not attached to the instance now (nothing was changed).
             NotFound: the job names a disk that has no point in the image's slot (nothing was changed).
         """
         chosen = restore.job.DataDisks or "all"
@@ -163,7 +169,13 @@ class Restorer:
                                 deadline=deadline)
         by_disk = {p.disk_id: p for p in sorted(found, key=lambda p: p.created.timestamp() if p.created else 0.0,
                                                 reverse=True) if p.state in ("NORMAL", "ROLLBACKING")}
-        wanted = [d.id for d in disks] if chosen == "all" else list(chosen)
+        attached = [d.id for d in disks]
+        strangers = [d for d in chosen if d not in attached] if isinstance(chosen, list) else []
+        if strangers:
+            # A disk moved to another instance since: rolling it back would stop and overwrite that instance.
+            raise BadRequest(f"{', '.join(strangers)} is not a data disk of {restore.job.InstanceId} now: a restore "
+                             "rolls back only the instance's own disks", code="InvalidParameterValue.DiskNotAttached")
+        wanted = attached if chosen == "all" else list(chosen)
         missing = [d for d in wanted if d not in by_disk]
         if isinstance(chosen, list) and missing:
             raise NotFound(f"no backup point of {', '.join(missing)} was made with image {image.id}: only the "
@@ -180,8 +192,10 @@ class Restorer:
         job = Job(InstanceId=restore.job.InstanceId, Region=restore.region, Wait=True, Consistent=False,
                   Description=f"before restoring {restore.job.BlueprintId}"[:60])
         target = Target(InstanceRef(Region=restore.region, InstanceId=instance.id), instance.name, instance.tags)
+        # Nothing pruned: with Keep, the safety image would make room by deleting the oldest image and points,
+        # which may be the very ones being restored. The next scheduled run prunes as usual.
         safety, _ = self.maker.run(job, [target], trigger=restore.trigger, slot_key=f"{restore.slot_key}|safety",
-                                   deadline=restore.deadline, account=restore.account)
+                                   deadline=restore.deadline, account=restore.account, prune=False)
         report.results.extend(safety.results)
         report.was_running |= safety.was_running
         main = next((r for r in safety.results if r.main), None)
@@ -216,7 +230,7 @@ class Restorer:
                                          deadline=restore.deadline)
         except BlueprintError as err:
             log("ERROR", "restore not started", instance=restore.job.InstanceId, error=err.message)
-            report.results.append(restore.result("restore.failed", error=err))
+            report.results.append(restore.result("restore.failed", error=_with_changes(err, restore)))
             return None
         return restore.result("restore.started", state="OPERATING", request_id=request_id)
 
@@ -232,8 +246,8 @@ class Restorer:
         disks = self.disks
         for point in points:
             if point.state != "ROLLBACKING":
-                self.retry.call(partial(disks.apply_point, restore.region, point.disk_id, point.id,
-                                        deadline=restore.deadline), deadline=restore.deadline)
+                self._apply(restore, disks, point)
+            restore.rolled.append(point.disk_id)
         delay = POLL_FIRST
         while True:
             current = {d.id: d for d in self.retry.call(partial(disks.find_disks, restore.region,
@@ -243,6 +257,7 @@ class Restorer:
             failed = [d.id for d in states
                       if d is not None and d.operation == ROLLBACK and d.operation_state == "FAILED"]
             if failed:
+                restore.rolled[:] = [d for d in restore.rolled if d not in failed]
                 raise BlueprintError(f"ApplyDiskBackup of {', '.join(failed)} failed; the system disk was not reset",
                                      code="FailedOperation.ApplyDiskBackup")
             if all(d is not None and d.operation_state != "OPERATING" for d in states):
@@ -251,6 +266,24 @@ class Restorer:
                 return False
             restore.deadline.pause(delay, "the data disks to roll back", instance=restore.job.InstanceId)
             delay = min(delay * 1.5, POLL_MAX)
+
+    def _apply(self, restore: _Restore, disks: Disks, point: Point) -> None:
+        """ApplyDiskBackup; after a lost answer, a point found ROLLBACKING is this very rollback, followed (a
+        resend would be refused: the point is busy).
+
+        Raises:
+            BlueprintError: the rollback could not be started.
+        """
+
+        def started(err: BlueprintError) -> str | None:
+            if not isinstance(err, CloudUnavailable):
+                return None
+            found = self.retry.call(partial(disks.find_points, restore.region, ids=[point.id],
+                                            deadline=restore.deadline), deadline=restore.deadline)
+            return "ROLLBACKING" if any(p.state == "ROLLBACKING" for p in found) else None
+
+        self.retry.call(partial(disks.apply_point, restore.region, point.disk_id, point.id, deadline=restore.deadline),
+                        deadline=restore.deadline, before_retry=started)
 
     def _instance(self, restore: _Restore) -> Instance:
         found = self.retry.call(partial(self.cloud.find_instances, restore.region, ids=[restore.job.InstanceId],
@@ -285,10 +318,26 @@ class Restorer:
         return started.but(pending=True, reason="the reset is still running when the function's time ran out")
 
 
+def _with_changes(err: BlueprintError, restore: _Restore) -> BlueprintError:
+    """The failure of a restore that rolled data disks back already, saying so: the instance's disks now hold
+    different moments (the data disks the slot's, the system disk its own), and the rollback stopped it."""
+    if not restore.rolled:
+        return err
+    safety = f"; the safety image {restore.safety_id} and its points hold what they held" if restore.safety_id else ""
+    changed = copy.copy(err)
+    changed.message = (f"{err.message}; but {', '.join(f'{d} was rolled back' for d in restore.rolled)} to the point "
+                       f"made with {restore.job.BlueprintId}{safety}; the rollback stopped the instance: it is left "
+                       "stopped until its disks are as wanted (retry the restore, or apply the safety points)")
+    changed.args = (changed.message,)
+    return changed
+
+
 def _plan(restore: _Restore) -> str:
     first = "make a safety image of the instance as it is now, then " if restore.job.SafetyImage else ""
-    return (f"dry run: would {first}reset {restore.job.InstanceId} to {restore.job.BlueprintId} (its system disk "
-            "is formatted); nothing was changed")
+    disks = ", ".join(f"{p.disk_id} to {p.id}" for p in restore.points.points)
+    rollback = f"roll its data disks back ({disks}: what they hold now is replaced), then " if disks else ""
+    return (f"dry run: would {first}{rollback}reset {restore.job.InstanceId} to {restore.job.BlueprintId} (its "
+            "system disk is formatted); nothing was changed")
 
 
 def restores_in(results: Sequence[Result]) -> list[Result]:

@@ -132,6 +132,25 @@ class DisksMixin(LighthouseCore):
         with self._world.lock:
             self._disks[disk_id]["DiskState"] = state
 
+    def attach_disk(self, disk_id: str, instance_id: str | None) -> None:
+        """Attach a data disk to `instance_id` (same region and account), or detach it (None), at once, as if
+        AttachDisks / DetachDisks had run.
+
+        Raises:
+            KeyError: for an unknown disk.
+            ValueError: for a system disk, or an unknown instance or one in another region.
+        """
+        with self._world.lock:
+            disk = self._disks[disk_id]
+            if disk["DiskUsage"] != "DATA_DISK":
+                raise ValueError(f"{disk_id} is a system disk")
+            if instance_id is not None:
+                instance = self._instances.get(instance_id)
+                if instance is None or instance["Region"] != disk["Region"]:
+                    raise ValueError(f"no instance {instance_id!r} in {disk['Region']}")
+            disk.update(InstanceId=instance_id, Attached=instance_id is not None,
+                        DiskState="ATTACHED" if instance_id is not None else "UNATTACHED")
+
     def set_disk_backup_quota(self, disk_id: str, n: int) -> None:
         """Set a disk's backup-point quota without the API's checks.
 

@@ -285,3 +285,19 @@ def test_documented_rate_limit() -> None:
         codes = [error_code(lambda: backup(lh, "bad")) for _ in range(21)]
         assert codes[:20] == ["InvalidParameterValue.InvalidDiskIdMalformed"] * 20
         assert codes[20] == "RequestLimitExceeded"
+
+
+def test_attach_disk_moves_a_data_disk_or_detaches_it(emu: Emulator, lh: Any) -> None:
+    emu.lighthouse.attach_disk(WEB_DATA, "lhins-db000001")
+    moved = disk(lh)
+    assert (moved.InstanceId, moved.DiskState, moved.Attached) == ("lhins-db000001", "ATTACHED", True)
+    on_db = call(lh, "DescribeDisks", Filters=[{"Name": "instance-id", "Values": ["lhins-db000001"]},
+                                               {"Name": "disk-usage", "Values": ["DATA_DISK"]}]).DiskSet
+    assert WEB_DATA in {d.DiskId for d in on_db}
+    emu.lighthouse.attach_disk(WEB_DATA, None)
+    loose = disk(lh)
+    assert (loose.InstanceId, loose.DiskState, loose.Attached) == (None, "UNATTACHED", False)
+    with pytest.raises(ValueError, match="system disk"):
+        emu.lighthouse.attach_disk("lhdisk-web00001", None)
+    with pytest.raises(ValueError, match="no instance"):
+        emu.lighthouse.attach_disk(WEB_DATA, "lhins-sh000001")  # another region
