@@ -832,7 +832,8 @@ def _maker(service: Lighthouse, clients: ClientCache, settings: Settings, policy
     recovery = Recovery(service, clients, settings.region, policy)
     maker = ImageMaker(service, policy=policy, clock=clock, phases=recovery.phases(), release=recovery.release,
                        quiesce=_quiescer(service, clients, recovery, settings),
-                       disks=DiskSteps(service, service, RetryPolicy(), default=settings.data_disks))
+                       disks=DiskSteps(service, service, RetryPolicy(), default=settings.data_disks,
+                                       tagger=lambda: recovery.tagger))
     return maker, lambda: recovery.restorer(maker)
 
 

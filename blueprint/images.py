@@ -285,6 +285,10 @@ class DiskHooks(Protocol):
         """The points' latest states once the images were followed."""
         ...
 
+    def unmark(self, run: Run, region: str, ids: Sequence[str]) -> None:
+        """The instances the function stopped are running again: their stop mark goes."""
+        ...
+
     def finish(self, results: list[Result]) -> list[Result]:
         """The results, `.failed` where a point failed."""
         ...
@@ -752,6 +756,9 @@ class ImageMaker:
         except BlueprintError as err:
             log("ERROR", "could not start again instances left for a later invocation", region=region,
                 instances=left, error=err.message)
+            return
+        if self.disks is not None:
+            self.disks.unmark(run, region, left)
 
     def _restart(self, run: Run, region: str) -> None:
         """Start again what a finished ForcePowerOff image left stopped, if it was running before; also where
@@ -773,6 +780,8 @@ class ImageMaker:
             return
         for instance in stopped:
             run.report.results[done[instance]] = run.report.results[done[instance]].but(restarted=True)
+        if self.disks is not None:
+            self.disks.unmark(run, region, list(done))
 
     def _resolve_race(self, run: Run, result: Result, images: list[Image]) -> Result:
         """Several live images for one slot: the oldest wins; a loser reports the winner's image and deletes

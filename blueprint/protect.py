@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blueprint.disks import POINT_DELETABLE, Disk, Disks, Point, Price
 from blueprint.errors import BadRequest, BlueprintError, CloudUnavailable, DiskQuotaExceeded, InstanceBusy
@@ -30,9 +30,14 @@ from blueprint.results import DiskPoint, Result
 from blueprint.retry import Deadline, RetryPolicy
 from blueprint.slots import INSTANCE_TAG, SLOT_TAG
 
+if TYPE_CHECKING:
+    from blueprint.tags import Tagger
+
 __all__ = ["DISK_FAILED", "DiskSteps", "Protection", "finish"]
 
 DISK_FAILED = "FailedOperation.DiskBackupFailed"
+# On an instance the function stopped for its points, until it is started again (the value: the slot's digest).
+STOPPED_TAG = "scf-blueprint:stopped"
 # Seconds to wait for instances to stop before their points (ForcePowerOff), and between looks.
 STOP_TIMEOUT = 120.0
 STOP_POLL = 2.0
@@ -90,6 +95,9 @@ class RegionDisks:
     slot_points: dict[str, Point] = field(default_factory=dict)
     # Why the disks or the slot's points could not be read (no point is made then).
     error: BlueprintError | None = None
+    # Instances carrying the stop mark: the function stopped them for their points (this run or an earlier one
+    # that could not finish); each is started again once its image is done, then unmarked.
+    marked: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -100,6 +108,8 @@ class DiskSteps:
     lighthouse: Lighthouse
     retry: RetryPolicy
     default: str = "all"
+    # The Tag API, built on first use (the stop mark on instances); None: the stop is not marked.
+    tagger: Callable[[], Tagger] | None = None
 
     # ---- planning ----------------------------------------------------------------------------------------
 
@@ -157,6 +167,22 @@ class DiskSteps:
                 raise
             log("ERROR", "could not read the data disks: images only", region=region, error=err.message)
             state.error = err
+        if ids and run.force_power_off and not run.job.DryRun and self._chosen(run) != "none":
+            self._read_marks(run, region, ids, state)
+
+    def _read_marks(self, run: Run, region: str, ids: list[str], state: RegionDisks) -> None:
+        """Instances an earlier invocation stopped for their points and could not start again (it died, or its
+        follow-up could not be sent): this run follows their images and starts them (the mark says so)."""
+        try:
+            found = self.retry.call(partial(self.lighthouse.find_instances, region, ids=ids, deadline=run.deadline),
+                                    deadline=run.deadline)
+        except BlueprintError as err:
+            log("ERROR", "could not read the stop marks", region=region, error=err.message)
+            return
+        state.marked = {i.id for i in found if STOPPED_TAG in i.tags}
+        if state.marked:
+            run.was_running |= state.marked
+            run.follows = True
 
     def _chosen(self, run: Run) -> str | list[str]:
         return run.job.DataDisks if run.job.DataDisks is not None else self.default
@@ -186,6 +212,7 @@ class DiskSteps:
         found = self.retry.call(partial(self.lighthouse.find_instances, region, ids=ids, deadline=run.deadline),
                                 deadline=run.deadline)
         running = [i.id for i in found if i.state == "RUNNING"]
+        self._mark(run, region, running)
         for start in range(0, len(running), 100):
             self._stop(run, region, running[start:start + 100])
         try:
@@ -194,6 +221,43 @@ class DiskSteps:
             log("ERROR", "could not see the instances stop; their images power them off", region=region,
                 error=err.message)
         return set(running)
+
+    def _mark(self, run: Run, region: str, ids: list[str]) -> None:
+        """Before stopping: a durable mark on each instance (`scf-blueprint:stopped`), so whatever invocation comes
+        next starts it again if this one cannot. Without it (no account id, the Tag API refused) the stop goes on:
+        this run and its follow-up still start the instance."""
+        names = self._names(run, region, ids)
+        if not names or self.tagger is None:
+            return
+        try:
+            self.retry.call(partial(self.tagger().tag, names, {STOPPED_TAG: run.digest},
+                                    deadline=run.deadline), deadline=run.deadline)
+        except BlueprintError as err:
+            log("WARNING", "could not mark the instances the function stops", region=region, error=err.message)
+            return
+        _state(run, region).marked |= set(ids)
+
+    def unmark(self, run: Run, region: str, ids: Sequence[str]) -> None:
+        """The instances are running again (or were started): their stop mark goes."""
+        marked = [i for i in ids if i in _state(run, region).marked]
+        names = self._names(run, region, marked)
+        if not names or self.tagger is None:
+            return
+        try:
+            self.retry.call(partial(self.tagger().untag, names, [STOPPED_TAG],
+                                    deadline=run.deadline), deadline=run.deadline)
+        except BlueprintError as err:
+            # The mark stays: the next run sees the instance running and unmarks it then.
+            log("ERROR", "could not remove the stop mark", region=region, error=err.message)
+            return
+        _state(run, region).marked -= set(marked)
+
+    def _names(self, run: Run, region: str, ids: Sequence[str]) -> list[str]:
+        if self.tagger is None or run.account is None or not ids:
+            return []
+        from blueprint.tags import resource_name  # noqa: PLC0415 (only runs that stop instances tag them)
+
+        return [resource_name(region, run.account, "instance", i) for i in ids]
 
     def _stop(self, run: Run, region: str, ids: list[str]) -> None:
         """StopInstances for a batch; a batch the cloud refuses as a whole (one busy instance, a resend after a

@@ -89,6 +89,9 @@ def test_with_force_power_off_the_points_and_the_image_share_one_power_cycle(app
     assert "RUNNING" not in history[stopped_at:history.index("RUNNING", stopped_at)]  # one power cycle
     instance = emu.lighthouse.instance(WEB)
     assert instance is not None and instance["InstanceState"] == "RUNNING"
+    assert "scf-blueprint:stopped" not in {t["Key"] for t in instance["Tags"]}  # marked while stopped, unmarked
+    tagged = [c for c in emu.calls_of("TagResources") if "scf-blueprint:stopped" in str(c.params)]
+    assert tagged and tagged[0].time <= stop.time
 
 
 def test_a_crash_consistent_run_backs_up_without_stopping(app, emu) -> None:

@@ -136,8 +136,6 @@ def test_instances_left_for_a_later_invocation_are_not_left_stopped_until_it_com
     assert all(state(emu, i) == "RUNNING" for i in fleet)
 
 
-@pytest.mark.xfail(strict=True, reason="the retry does not know the function stopped the instance: no durable mark "
-                   "(e.g. a tag on the instance or the image) records it, so it stays stopped")
 def test_a_follow_up_that_cannot_be_scheduled_leaves_the_instance_to_the_retry_which_starts_it(make_app, emu) -> None:
     app = make_app(BLUEPRINT_DATA_DISKS=None)  # the real clock: the image outlives this short invocation
     event = timer_event({"InstanceId": WEB})
@@ -149,6 +147,9 @@ def test_a_follow_up_that_cannot_be_scheduled_leaves_the_instance_to_the_retry_w
     emu.advance(120)
     deliver_all(app, emu)
     assert state(emu, WEB) == "RUNNING"
+    # The durable mark (scf-blueprint:stopped) told the retry; it goes once the instance runs again.
+    instance = emu.lighthouse.instance(WEB)
+    assert instance is not None and "scf-blueprint:stopped" not in {t["Key"] for t in instance["Tags"]}
 
 
 # ---- DataDisks lists: a list names disks across the job, never per region or per child ---------------------------
