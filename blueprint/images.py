@@ -12,7 +12,10 @@ No database: the cloud's own state is the record. Every image the function makes
   answer we look for the slot's image again before any retry, and report the one the winner made. Where
   the cloud does let two through, the re-check after creating sees several images for one slot: the oldest
   (CreatedTime, then id) wins everywhere, each loser reports the winner's image and deletes its own as soon
-  as the cloud allows (retention removes slot duplicates that are still in progress).
+  as the cloud allows (a loser that follows its images waits for its own; otherwise the next run that looks
+  up the slot deletes it, and retention removes slot duplicates). A run that waited on its instances before
+  creating (it stopped them, ran a pre-command) looks up the slot again first, if its lookup is older than
+  RECHECK_AFTER: a twin may have finished the image meanwhile.
 * Lost answers. After a network error on CreateBlueprint the image may exist: look by slot before resending,
   on the first attempt and on the attempt after quota recovery alike.
 * Retention. After a successful create, the oldest managed images of that instance beyond `Keep` are
@@ -21,6 +24,7 @@ No database: the cloud's own state is the record. Every image the function makes
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -75,6 +79,9 @@ __all__ = [
 DELETABLE = DELETABLE_STATES
 # Seconds one more instance needs at least (create + bookkeeping); below that, hand the rest on.
 PER_INSTANCE_BUDGET = 4.0
+# A slot lookup older than this (seconds) is made again just before CreateBlueprint: stopping the instance, its
+# data disks' points or a pre-command took that long, and a twin invocation may have made the image meanwhile.
+RECHECK_AFTER = 5.0
 T = TypeVar("T")
 
 
@@ -197,6 +204,13 @@ class Run:
     commands: Commands | None = None
     # Per region: the data disks of the run's instances and the slot's backup points (`blueprint.protect`).
     disk_state: dict[str, Any] = field(default_factory=dict)
+    # Per region: when the slot was last looked up (monotonic seconds) and the image found per instance.
+    looked: dict[str, tuple[float, dict[str, Image]]] = field(default_factory=dict)
+    # Per region: images of this slot that lost to an older one (a twin invocation's), deleted once the cloud allows.
+    losers: dict[str, list[str]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # The run waits on its instances before creating (it stopped them itself, or runs pre-commands).
+    prepares: bool = False
 
     @cached_property
     def digest(self) -> str:
@@ -477,8 +491,10 @@ class ImageMaker:
             # Points and image from one power cycle: the function stops the instances and starts them again.
             stopped = self.disks.stop_first(run, region, todo)
             run.was_running |= stopped
+            run.prepares = run.prepares or bool(stopped)
             run.follows = run.follows or bool(stopped)
         if run.commands is not None and not run.job.DryRun:
+            run.prepares = True
             if self.quiesce is None:
                 raise ConfigError("the job runs commands, but this function was built without TAT")
             created = self.quiesce.run(run, region, targets, todo, create=self._create_in_turn, follow=self._follow)
@@ -505,7 +521,10 @@ class ImageMaker:
     def _todo(self, run: Run, region: str, targets: Sequence[Target]) -> list[Target]:
         """Report what the slot already has (and dry runs); the targets still to image."""
         todo: list[Target] = []
-        existing = self._slot_images(run, region)
+        existing = self._slot_images(run, region, duplicates=not run.job.DryRun)
+        run.looked[region] = (self.clock.monotonic(), existing)
+        if not run.follows:  # a run that follows its images waits for these too (`_settle`)
+            self._drop_losers(run, region, wait=False)
         if self.disks is not None:
             self.disks.prepare(run, region, targets)
         dry = []
@@ -549,9 +568,10 @@ class ImageMaker:
         price = self.disks.price(run, region, 1)
         return [r.but(price=price) for r in results]
 
-    def _slot_images(self, run: Run, region: str) -> dict[str, Image]:
+    def _slot_images(self, run: Run, region: str, *, duplicates: bool = False) -> dict[str, Image]:
         """The oldest live image already made for this slot, per instance: the plan's lookup the first time
-        (it belongs to this run only), a fresh one after that."""
+        (it belongs to this run only), a fresh one after that. With `duplicates`, the slot's younger images
+        (a race's losers whose run could not delete them) go to `run.losers`."""
         images = run.prefetched.pop(region, None)
         if images is None:
             images = self._retrying(lambda: self.lighthouse.find_images(
@@ -559,8 +579,24 @@ class ImageMaker:
         oldest: dict[str, Image] = {}
         for image in sorted(images, key=_age_key):
             if is_managed(image) and image.tags[SLOT_TAG] == run.digest and not (image.failed or image.gone):
-                oldest.setdefault(image.tags[INSTANCE_TAG], image)
+                winner = oldest.setdefault(image.tags[INSTANCE_TAG], image)
+                if duplicates and winner is not image:
+                    run.losers.setdefault(region, []).append(image.id)
         return oldest
+
+    def _taken_meanwhile(self, run: Run, target: Target) -> Result | None:
+        """Just before creating an instance the run waited on (stopped, ran a pre-command, made points): the
+        slot's image a twin invocation made since this run looked, if the lookup is older than RECHECK_AFTER
+        (one fresh lookup per region serves every instance of the run)."""
+        region = target.ref.Region
+        with run.lock:
+            at, images = run.looked.get(region, (self.clock.monotonic(), {}))
+            if self.clock.monotonic() - at > RECHECK_AFTER:
+                run.prefetched.pop(region, None)
+                images = self._slot_images(run, region)
+                run.looked[region] = (self.clock.monotonic(), images)
+        image = images.get(target.ref.InstanceId)
+        return None if image is None else self._found(run, target, image).but(reason="made by a concurrent invocation")
 
     def _dry_run(self, run: Run, target: Target, managed: list[Image]) -> Result:
         would_delete: tuple[str, ...] = ()
@@ -602,8 +638,9 @@ class ImageMaker:
         name = self.name_for(run.job, target, run.trigger)
         # The data disks' points first: the cloud refuses them while the instance is busy making its image.
         protection = self.disks.protect(run, target, name) if self.disks is not None else None
+        prepared = run.prepares or self.clock.monotonic() - started > 1.0
         try:
-            result = self._create(run, target)
+            result = (self._taken_meanwhile(run, target) if prepared else None) or self._create(run, target)
         except NotSent:
             # This invocation's share of the rate had no room left: handed on (the next one looks first).
             run.overflow.append(target)
@@ -701,10 +738,13 @@ class ImageMaker:
                 run.report.results[:] = self.disks.retain(run, region, run.report.results)
         if run.follows:
             self._wait(run, region)
+            self._drop_losers(run, region, wait=True)
             if self.disks is not None:
                 run.report.results[:] = self.disks.refresh(run, region, run.report.results)
             self._restart(run, region)
             self._after_ready(run, region)
+        else:
+            self._drop_losers(run, region, wait=False)
 
     def _after_ready(self, run: Run, region: str) -> None:
         """The phases for this region's NORMAL images (made now or found), then what they left for later."""
@@ -795,6 +835,8 @@ class ImageMaker:
         winner = slot[0]
         if mine is not None and mine.state in DELETABLE:
             self._try_delete(run, result.region, [mine.id])
+        elif result.blueprint_id:
+            run.losers.setdefault(result.region, []).append(result.blueprint_id)
         return result.but(blueprint_id=winner.id, blueprint_name=winner.name, state=winner.state,
                           request_id=winner.request_id, resent=True, reason="made by a concurrent invocation",
                           outcome="ready" if winner.made else "created")
@@ -830,6 +872,28 @@ class ImageMaker:
         run.report.results.extend(run.result(target, "pruned", blueprint_id=i.id, blueprint_name=i.name,
                                              state=i.state, request_id=request_id) for i in images)
         return [i.id for i in images]
+
+    def _drop_losers(self, run: Run, region: str, *, wait: bool) -> None:
+        """Delete this region's race losers (`run.losers`) that the cloud lets go; with `wait`, follow those still
+        being made (within the deadline) so the instance is free again before it is started. What is left is
+        deleted by the next run that finds the slot, or by retention."""
+        ids = list(dict.fromkeys(run.losers.pop(region, [])))
+        delay = self.policy.poll_first
+        while ids:
+            found = {i.id: i for i in self._retrying(partial(self.lighthouse.find_images, region, ids=ids,
+                                                             deadline=run.deadline), run.deadline)}
+            done = [i for i in ids if i in found and found[i].state in DELETABLE]
+            if done and self._try_delete(run, region, done) is not None:
+                log("INFO", "deleted images a twin invocation made for the same slot", region=region, images=done)
+            ids = [i for i in ids if i in found and found[i].state in self.policy.in_progress_states]
+            if not ids or not wait or run.deadline.remaining() < delay + 2:
+                break
+            run.deadline.pause(delay, "duplicate images to finish before deleting them", region=region,
+                               images=len(ids))
+            delay = min(delay * 1.5, self.policy.poll_max)
+        if ids:
+            log("WARNING", "images a twin invocation made for the same slot are still being made; the next run "
+                "that finds the slot deletes them", region=region, images=ids)
 
     def _try_delete(self, run: Run, region: str, ids: list[str]) -> str | None:
         try:

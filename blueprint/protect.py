@@ -14,6 +14,7 @@ touched), never the newest NORMAL one, never one in progress; a full backup quot
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from blueprint.disks import POINT_DELETABLE, Disk, Disks, Point, Price
 from blueprint.errors import BadRequest, BlueprintError, CloudUnavailable, DiskQuotaExceeded, InstanceBusy
 from blueprint.events import Job
-from blueprint.images import Run, Target, plan_prune
+from blueprint.images import RECHECK_AFTER, Run, Target, is_managed, plan_prune
 from blueprint.lighthouse import Lighthouse
 from blueprint.logs import log
 from blueprint.results import DiskPoint, Result
@@ -98,6 +99,9 @@ class RegionDisks:
     # Instances carrying the stop mark: the function stopped them for their points (this run or an earlier one
     # that could not finish); each is started again once its image is done, then unmarked.
     marked: set[str] = field(default_factory=set)
+    # When the slot's points were last looked up (monotonic seconds), and a lock for looking again.
+    looked: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
 @dataclass
@@ -159,9 +163,8 @@ class DiskSteps:
                 state.disks.setdefault(disk.instance_id, []).append(disk)
             if disks and self._chosen(run) != "none" and not run.job.DryRun:
                 # Without the slot's points no point is made: a retry could not tell it made one already.
-                found = self.retry.call(partial(self.cloud.find_points, region, tags={SLOT_TAG: run.digest},
-                                                deadline=run.deadline), deadline=run.deadline)
-                state.slot_points = _oldest_per_disk(p for p in found if p.tags.get(SLOT_TAG) == run.digest)
+                state.slot_points = self._slot_points(run, region, drop_twins=True)
+                state.looked = run.deadline.clock.monotonic()
         except BlueprintError as err:
             if run.job.DryRun:
                 raise
@@ -311,8 +314,26 @@ class DiskSteps:
         return Protection(tuple(points), tuple(failed), left_out,
                           new=tuple(p.disk_id for p in points if p.disk_id not in made_before))
 
+    def _slot_points(self, run: Run, region: str, *, drop_twins: bool = False) -> dict[str, Point]:
+        """The oldest point of this slot per disk. With `drop_twins`, the slot's younger points of a disk (a race
+        between twin invocations) are deleted when the cloud lets them go: a disk's backup quota is small."""
+        found = self.retry.call(partial(self.cloud.find_points, region, tags={SLOT_TAG: run.digest},
+                                        deadline=run.deadline), deadline=run.deadline)
+        mine = [p for p in found if p.tags.get(SLOT_TAG) == run.digest and is_managed(p)]
+        oldest = _oldest_per_disk(mine)
+        twins = [p.id for p in mine if p is not oldest.get(p.disk_id) and p.state in POINT_DELETABLE]
+        if drop_twins and twins and self._delete(run, region, twins):
+            log("INFO", "deleted backup points a twin invocation made for the same slot", region=region, points=twins)
+        return oldest
+
     def _point(self, run: Run, target: Target, disk: Disk, name: str) -> Point:
         state = _state(run, target.ref.Region)
+        if run.prepares and disk.id not in state.slot_points:
+            # The run waited on its instances since it looked: a twin invocation may have made the point meanwhile.
+            with state.lock:
+                if run.deadline.clock.monotonic() - state.looked > RECHECK_AFTER:
+                    state.slot_points = {**self._slot_points(run, target.ref.Region), **state.slot_points}
+                    state.looked = run.deadline.clock.monotonic()
         existing = state.slot_points.get(disk.id)
         if existing is not None:
             return existing

@@ -5,6 +5,7 @@ touches only its own instance's disks, and a failure (or a partial change) is re
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any
 
@@ -366,7 +367,8 @@ def test_hostile_data_disks_are_refused_on_every_path_before_any_write(restorer,
 
 
 def test_two_warm_containers_at_once_make_one_point_per_disk_and_one_image(make_app, emu) -> None:
-    apps = [make_app(clock=EmuClock(emu), BLUEPRINT_DATA_DISKS=None) for _ in range(2)]
+    clock = EmuClock(emu)  # one time for both, as the containers share the wall clock
+    apps = [make_app(clock=clock, BLUEPRINT_DATA_DISKS=None) for _ in range(2)]
     event = timer_event({"InstanceId": DB, "ForcePowerOff": True, "Wait": True})
     threads = [threading.Thread(target=handle_raising, args=(a, event)) for a in apps]
     for thread in threads:
@@ -380,6 +382,53 @@ def test_two_warm_containers_at_once_make_one_point_per_disk_and_one_image(make_
         assert len(points(emu, disk)) == 1, disk
     assert len([i for i in emu.lighthouse.blueprints() if i["BlueprintName"].startswith(DB)]) == 1
     assert state(emu, DB) == "RUNNING"
+
+
+class TwinFinishesWhileStopping(EmuClock):
+    """The first pause of the run (waiting for its instance to stop) is when a twin invocation's image and
+    points of the same slot appear: NORMAL, made before this run asks for them."""
+
+    twin = ""
+    twin_points: tuple[str, ...] = ()
+
+    def sleep(self, seconds: float) -> None:
+        if not self.twin and self.emu is not None:
+            [lookup] = self.emu.calls_of("DescribeBlueprints")  # the slot's, made before the stop
+            slot = next(f["Values"][0] for f in lookup.params["Filters"] if f["Name"] == "tag-value")
+            tags = [{"Key": INSTANCE_TAG, "Value": DB}, {"Key": SLOT_TAG, "Value": slot}]
+            self.twin = self.emu.lighthouse.add_blueprint(f"{DB}-twin", InstanceId=DB, Tags=tags)["BlueprintId"]
+            self.twin_points = tuple(self.emu.lighthouse.add_disk_backup(d, Tags=tags)["DiskBackupId"]
+                                     for d in DB_DISKS)
+        super().sleep(seconds)
+
+
+def test_what_a_twin_made_while_this_run_stopped_the_instance_is_reported_not_made_again(make_app, emu) -> None:
+    # The slot was looked up before the stop (and the points); the stop took long enough for a twin to finish.
+    emu.lighthouse.opts = dataclasses.replace(emu.lighthouse.opts, op_seconds=20.0)
+    clock = TwinFinishesWhileStopping(emu)
+    app = make_app(clock=clock, BLUEPRINT_DATA_DISKS=None)
+    answer = app.handle(timer_event({"InstanceId": DB, "ForcePowerOff": True}), context())
+    [result] = answer["Results"]
+    assert clock.twin and result["BlueprintId"] == clock.twin, result
+    assert result["Reason"] == "made by a concurrent invocation" and result["Resent"] is True
+    assert emu.calls_of("CreateBlueprint") == [] and emu.calls_of("CreateDiskBackup") == []
+    assert sorted(p["DiskBackupId"] for p in result["DiskBackups"]) == sorted(clock.twin_points)
+    # Looked again just before it would have created, once for the points and once for the image.
+    assert len(emu.calls_of("DescribeBlueprints")) == 2 and len(emu.calls_of("DescribeDiskBackups")) >= 2
+    emu.advance(120)
+    assert state(emu, DB) == "RUNNING"
+
+
+def test_a_twins_duplicate_point_is_deleted_by_the_next_run_of_the_slot(app, emu) -> None:
+    event = timer_event({"InstanceId": DB})
+    app.handle(event, context())
+    emu.advance(120)
+    first = {p["DiskId"]: p for p in points(emu)}
+    emu.advance(60)
+    twin = emu.lighthouse.add_disk_backup(DB_DISKS[0], Tags=first[DB_DISKS[0]]["Tags"])["DiskBackupId"]
+    [result] = app.handle(event, context())["Results"]  # the retry
+    assert {p["DiskBackupId"] for p in result["DiskBackups"]} == {p["DiskBackupId"] for p in first.values()}
+    assert twin not in {p["DiskBackupId"] for p in points(emu)} and len(points(emu)) == len(DB_DISKS)
 
 
 def test_a_fleet_in_two_regions_reads_disks_once_per_region(app, emu) -> None:

@@ -325,6 +325,49 @@ def test_a_race_keeps_our_image_when_it_is_the_oldest(clock) -> None:
     assert result.blueprint_id == "lhbp-00000000" and not result.resent
 
 
+class ImagesFinish(TwinLandsFirst):
+    """Images in progress are NORMAL the next time they are asked for by id (as a run following them does)."""
+
+    def find_images(self, region, *, deadline, tags=None, tag_key=None, ids=None, names=None, at_least=0,
+                    tag_values=None):
+        if ids:
+            with self.lock:
+                self.images = [replace(i, state="NORMAL") if i.id in ids else i for i in self.images]
+        return super().find_images(region, deadline=deadline, tags=tags, tag_key=tag_key, ids=ids, names=names,
+                                   at_least=at_least, tag_values=tag_values)
+
+
+def test_a_race_loser_that_waits_deletes_its_own_image_once_the_cloud_allows(clock) -> None:
+    fake = ImagesFinish(twin_age=-timedelta(seconds=5))  # the twin's image is older: ours is the duplicate
+    report, _ = run(ImageMaker(fake, clock=clock), {"InstanceId": "lhins-web00001", "Wait": True}, clock)
+    [result] = report.results
+    assert (result.outcome, result.blueprint_id, result.resent) == ("ready", "lhbp-twin0000", True)
+    assert [i.id for i in fake.images] == ["lhbp-twin0000"]  # ours went when it stopped being made
+    assert fake.calls.count("DeleteBlueprints") == 1
+
+
+def test_a_race_losers_image_left_in_progress_is_deleted_by_the_next_run_of_the_slot(clock) -> None:
+    fake = TwinLandsFirst(twin_age=-timedelta(seconds=5))
+    run(ImageMaker(fake, clock=clock), {"InstanceId": "lhins-web00001"}, clock)  # no Wait: ours still CREATING
+    assert sorted(i.id for i in fake.images) == ["lhbp-00000000", "lhbp-twin0000"]
+    fake.images = [replace(i, state="NORMAL") for i in fake.images]
+    fake.create_blueprint = None  # the slot's image exists: the retry must not create
+    report, _ = run(ImageMaker(fake, clock=clock), {"InstanceId": "lhins-web00001"}, clock)
+    [result] = report.results
+    assert (result.blueprint_id, result.resent) == ("lhbp-twin0000", True)
+    assert [i.id for i in fake.images] == ["lhbp-twin0000"]
+
+
+def test_a_dry_run_never_deletes_a_slot_duplicate(clock) -> None:
+    from blueprint.slots import slot_digest
+
+    fake = FakeLighthouse()
+    fake.images = [image(0, slot=slot_digest("timer:daily")), image(1, slot=slot_digest("timer:daily"))]
+    report, _ = run(ImageMaker(fake, clock=clock), {"InstanceId": "lhins-web00001", "DryRun": True}, clock)
+    assert [(r.dry_run, r.blueprint_id) for r in report.results] == [(True, "lhbp-00000000")]
+    assert len(fake.images) == 2 and "DeleteBlueprints" not in fake.calls
+
+
 def test_both_allowlists_must_admit_an_instance(clock) -> None:
     class Tagged(FakeLighthouse):
         def find_instances(self, region, *, deadline, ids=None, tags=None):
