@@ -673,3 +673,18 @@ def test_an_instance_stopped_by_an_image_that_failed_is_started_again(clock) -> 
     [result] = report.results
     assert (result.outcome, result.restarted) == ("failed", True)
     assert fake.started == ["lhins-web00001"]
+
+
+def test_keep_counts_a_new_image_that_is_already_normal(clock) -> None:
+    class Instant(FakeLighthouse):
+        def create_blueprint(self, region, **kwargs):
+            made = super().create_blueprint(region, **kwargs)
+            self.images = [replace(i, state="NORMAL") if i.id == made.blueprint_id else i for i in self.images]
+            return made
+
+    fake = Instant()
+    fake.images = [old(0)]
+    report, _ = run(ImageMaker(fake, clock=clock, policy=Policy(keep=1)), {"InstanceId": "lhins-web00001"}, clock)
+    assert outcomes(report) == [("lhins-web00001", "created", "lhbp-00000001"),
+                                ("lhins-web00001", "pruned", "lhbp-old00000")]
+    assert [i.id for i in fake.images] == ["lhbp-00000001"]
