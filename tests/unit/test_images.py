@@ -611,36 +611,44 @@ def test_a_race_loser_reports_the_winner_and_deletes_its_own_image_once_the_clou
 
 
 class FinishesAs(FakeLighthouse):
-    """Images end in `state` when they are followed (Wait)."""
+    """Images end in `state` one second after they were made, whatever asks (a listing or a lookup by id)."""
 
-    def __init__(self, state: str) -> None:
+    def __init__(self, state: str, clock: FakeClock) -> None:
         super().__init__()
         self.state = state
+        self.clock = clock
+        self.made_at: dict[str, float] = {}
+
+    def create_blueprint(self, region, **kwargs):
+        made = super().create_blueprint(region, **kwargs)
+        self.made_at[made.blueprint_id] = self.clock.now
+        return made
 
     def find_images(self, region, *, deadline, tags=None, tag_key=None, ids=None, names=None, at_least=0):
-        if ids:
-            self.images = [replace(i, state=self.state) if i.id in ids else i for i in self.images]
+        done = {i for i, at in self.made_at.items() if self.clock.now >= at + 1}
+        self.images = [replace(i, state=self.state) if i.id in done else i for i in self.images]
         return super().find_images(region, deadline=deadline, tags=tags, tag_key=tag_key, ids=ids)
 
 
 @pytest.mark.parametrize(("state", "code"), [("CREATEFAILED", "FailedOperation.CreateBlueprintFailed"),
                                              ("OFFLINE", "FailedOperation.BlueprintUnavailable")])
 def test_an_image_that_will_never_be_normal_fails_with_its_own_code(clock, state: str, code: str) -> None:
-    report, _ = run(ImageMaker(FinishesAs(state), clock=clock), {"InstanceId": "lhins-web00001", "Wait": True}, clock)
+    waited = {"InstanceId": "lhins-web00001", "Wait": True}
+    report, _ = run(ImageMaker(FinishesAs(state, clock), clock=clock), waited, clock)
     [result] = report.results
     assert (result.outcome, result.state, result.error.code if result.error else None) == ("failed", state, code)
 
 
 def test_a_state_not_documented_as_leading_to_normal_ends_the_wait_with_that_state(clock) -> None:
-    report, _ = run(ImageMaker(FinishesAs("MYSTERY"), clock=clock), {"InstanceId": "lhins-web00001", "Wait": True},
-                    clock)
+    waited = {"InstanceId": "lhins-web00001", "Wait": True}
+    report, _ = run(ImageMaker(FinishesAs("MYSTERY", clock), clock=clock), waited, clock)
     [result] = report.results
     assert (result.outcome, result.state, result.pending) == ("created", "MYSTERY", False)
     assert "BLUEPRINT_IN_PROGRESS_STATES" in (result.reason or "")
 
 
 def test_waiting_leaves_pruned_images_pruned(clock) -> None:
-    fake = FinishesAs("NORMAL")
+    fake = FinishesAs("NORMAL", clock)
     fake.images = [old(0), old(1)]
     report, _ = run(ImageMaker(fake, clock=clock, policy=Policy(keep=2)),
                     {"InstanceId": "lhins-web00001", "Wait": True}, clock)
@@ -651,7 +659,7 @@ def test_waiting_leaves_pruned_images_pruned(clock) -> None:
 def test_an_instance_stopped_by_an_image_that_failed_is_started_again(clock) -> None:
     class Stops(FinishesAs):
         def __init__(self) -> None:
-            super().__init__("CREATEFAILED")
+            super().__init__("CREATEFAILED", clock)
             self.states = {"lhins-web00001": "RUNNING"}
             self.started: list[str] = []
 
