@@ -670,7 +670,7 @@ def test_an_instance_stopped_by_an_image_that_failed_is_started_again(clock) -> 
         def find_instances(self, region, *, deadline, ids=None, tags=None):
             from blueprint.lighthouse import Instance
 
-            return [Instance(id=i, name=i, state=self.states[i], region=region) for i in ids or []]
+            return [Instance(id=i, name=i, state=self.states[i], region=region) for i in ids or list(self.states)]
 
         def start_instances(self, region, ids, *, deadline):
             self.started.extend(ids)
