@@ -48,7 +48,10 @@ def register_secrets(values: Iterable[str | None]) -> None:
         try:
             fresh.add(orjson.dumps(value).decode()[1:-1])
         except orjson.JSONEncodeError:
-            fresh.add(value.encode("utf-8", "backslashreplace").decode())
+            # A lone surrogate (os.environ's spelling of a byte that is not UTF-8): a log line spells it as an
+            # escape (`clean`), whose backslash JSON escapes again; both spellings are remembered.
+            escaped = value.encode("utf-8", "backslashreplace").decode()
+            fresh.update((escaped, orjson.dumps(escaped).decode()[1:-1]))
     with _secrets_lock:
         if fresh <= set(_secrets):
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import threading
@@ -78,6 +79,7 @@ class Emulator:
         latency: float | Mapping[str, float] = 0.0,
         rate_limits: Mapping[str, int | None] | bool | None = None,
         credentials: Mapping[str, str] | None = None,
+        tokens: Mapping[str, str] | None = None,
         accounts: Mapping[str, str] | None = None,
         time_limit_ms: int = 900_000,
         retry_events: bool = True,
@@ -91,6 +93,8 @@ class Emulator:
         self._host, self._port = host, port
         self.latency = latency
         self.keys = {SECRET_ID: SECRET_KEY, **dict(credentials or {})}
+        # secret id -> session token: those ids are temporary keys (a run role's), valid only with their token.
+        self.tokens: dict[str, str] = dict(tokens or {})
         # secret id -> account uin; every other secret id belongs to DEFAULT_UIN.
         self.uins: dict[str, str] = dict(accounts or {})
         self.world = World()
@@ -198,6 +202,24 @@ class Emulator:
         self.keys[secret_id] = secret_key
         self.uins[secret_id] = uin
 
+    def add_temporary_key(self, secret_id: str, secret_key: str, token: str) -> None:
+        """Let a temporary key sign requests, each of which must carry its session token (`X-TC-Token`).
+
+        Calling it again for the same secret id replaces the token: the old one stops working (a rotation).
+        """
+        self.keys[secret_id] = secret_key
+        self.tokens[secret_id] = token
+
+    def _check_token(self, secret_id: str, token: str | None) -> None:
+        """A temporary key is valid only with its session token; a permanent key needs none.
+
+        Raises:
+            ApiError: AuthFailure.TokenFailure for a temporary key whose token is missing or not its own.
+        """
+        expected = self.tokens.get(secret_id)
+        if expected is not None and not hmac.compare_digest((token or "").encode(), expected.encode()):
+            raise ApiError("AuthFailure.TokenFailure", "The token is missing, invalid or expired.")
+
     def uin_of(self, secret_id: str) -> str:
         """The account a secret id signs as."""
         return self.uins.get(secret_id, DEFAULT_UIN)
@@ -259,7 +281,8 @@ class Emulator:
     def _cam_signed(self, request: HttpRequest) -> bool:
         """True when the request carries a valid TC3 signature by a known key (AuthType CAM URLs)."""
         try:
-            verify(_signed(request), self.keys, time.time())
+            auth = verify(_signed(request), self.keys, time.time())
+            self._check_token(auth.secret_id, request.headers.get("x-tc-token"))
         except ApiError:
             return False
         return True
@@ -284,6 +307,7 @@ class Emulator:
         raw = _raw_params(request)
         pending.params = raw
         auth = verify(_signed(request), self.keys, time.time())  # real time: the SDK signs with it
+        self._check_token(auth.secret_id, headers.get("x-tc-token"))
         service = self._route(auth.service, headers, pending)
         action = str(pending.action)
         plan = self._plan(action)

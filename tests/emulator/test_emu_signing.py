@@ -183,3 +183,28 @@ def test_more_signed_headers_are_rebuilt_from_the_declaration(emu: Emulator) -> 
     }
     reply = requests.post(emu.url, data=body, headers=headers, timeout=5).json()["Response"]
     assert reply["TotalCount"] == 3
+
+
+def test_a_temporary_key_needs_its_own_session_token() -> None:
+    from emu_helpers import profile
+    from tencentcloud.common import credential
+    from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+    from tencentcloud.lighthouse.v20200324 import lighthouse_client
+
+    with Emulator(tokens={"AKIDTEMP": "token-1"}, credentials={"AKIDTEMP": "temp-key"}) as emu:
+        def code(token: str | None) -> str | None:
+            client = lighthouse_client.LighthouseClient(
+                credential.Credential("AKIDTEMP", "temp-key", token), "ap-guangzhou", profile(emu))
+            try:
+                client.DescribeInstances(models.DescribeInstancesRequest())
+            except TencentCloudSDKException as err:
+                return str(err.code)
+            return None
+
+        assert code("token-1") is None
+        assert code(None) == code("token-2") == "AuthFailure.TokenFailure"
+        emu.add_temporary_key("AKIDTEMP", "temp-key", "token-2")  # rotated: the old token stops working
+        assert code("token-2") is None
+        assert code("token-1") == "AuthFailure.TokenFailure"
+        assert [c.error for c in emu.calls_of("DescribeInstances")] == [
+            None, "AuthFailure.TokenFailure", "AuthFailure.TokenFailure", None, "AuthFailure.TokenFailure"]

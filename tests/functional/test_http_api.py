@@ -199,3 +199,106 @@ def test_unexpected_error_answers_a_fixed_500(make_app, emu, log_stream) -> None
 def test_a_region_the_cloud_does_not_serve_is_the_callers_mistake(make_app, emu) -> None:
     status, answer = call(make_app(), http_event(body={**JOB, "Region": "xx-nowhere-1"}))
     assert (status, answer["Error"]["Code"]) == (400, "UnsupportedRegion")
+
+
+# ---- edges mutation testing found unguarded (docs/mutation.md) ---------------------------------------------
+
+def images_of(emu) -> list[str]:
+    return sorted(b["BlueprintId"] for b in emu.lighthouse.blueprints())
+
+
+def test_the_idempotency_key_header_makes_a_retried_post_find_its_image(make_app, emu) -> None:
+    app = make_app()
+    first = call(app, http_event(body=JOB, headers={"Idempotency-Key": "k"}))
+    emu.advance(60)  # the image is made: the instance is free again
+    again = call(app, http_event(body=JOB, headers={"Idempotency-Key": "k"}))
+    assert first[0] == again[0] == 202 and again[1]["BlueprintId"] == first[1]["BlueprintId"]  # type: ignore[index]
+    assert call(app, http_event(body=JOB, headers={"Idempotency-Key": "k" * 64}))[0] == 202
+    assert call(app, http_event(body=JOB, headers={"Idempotency-Key": ""}))[0] == 400
+    assert len(images_of(emu)) == 2  # "k" once, "kkk...k" (64) once
+
+
+def test_posts_without_any_key_are_separate_pieces_of_work(make_app, emu) -> None:
+    app = make_app()
+    first = call(app, http_event(body=JOB))[1]
+    emu.advance(60)
+    second = call(app, http_event(body=JOB))[1]
+    assert first["BlueprintId"] != second["BlueprintId"]  # type: ignore[index]
+    assert len(images_of(emu)) == 2
+
+
+@pytest.mark.parametrize("ctype", [None, "application/json; charset=utf-8", "Application/JSON;charset=UTF-8; x=y",
+                                   "application/cloudevents+json", "application/vnd.api+json"])
+def test_json_content_types_with_parameters_or_a_json_suffix_are_accepted(make_app, ctype: str | None) -> None:
+    event = http_event(body={**JOB, "DryRun": True})
+    if ctype is None:
+        del event["headers"]["Content-Type"]
+    else:
+        event["headers"]["Content-Type"] = ctype
+    assert call(make_app(), event)[0] == 202
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("PUT", "/release/blueprints", "GET, POST"), ("DELETE", "/release/blueprints/lhbp-00000000", "GET"),
+    ("GET", "/release/restores", "POST")])
+def test_a_405_says_which_methods_are_allowed(make_app, method: str, path: str, allow: str) -> None:
+    response = make_app().handle(http_event(method, path, body=JOB), context())
+    assert (response["statusCode"], response["headers"]["Allow"]) == (405, allow)
+
+
+def test_every_error_names_the_invocations_request_id(make_app) -> None:
+    for event in (http_event("GET", "/blueprints/not-an-id"), http_event(body=JOB, token="wrong-token"),
+                  http_event("PUT", "/blueprints", body=JOB)):
+        response = make_app().handle(event, context(request_id="req-named-1"))
+        assert orjson.loads(response["body"])["RequestId"] == "req-named-1"
+
+
+@pytest.mark.parametrize(("code", "retry_after"), [
+    ("InternalError", "5"), ("RequestLimitExceeded", "2"), ("UnsupportedOperation.LatestOperationUnfinished", "30"),
+    ("InvalidParameterValue.InstanceIdMalformed", None), ("FailedOperation.InsufficientBalance", None)])
+def test_only_errors_a_retry_can_fix_say_when_to_retry(make_app, emu, code: str, retry_after: str | None) -> None:
+    emu.faults.fail("CreateBlueprint", code, times=10)
+    response = make_app().handle(http_event(body=JOB), context(time_limit_in_ms=20_000))
+    assert response["headers"].get("Retry-After") == retry_after
+
+
+def test_get_reads_the_region_from_the_query(make_app, emu) -> None:
+    app = make_app()
+    _, created = call(app, http_event(body=JOB))
+    path = f"/release/blueprints/{created['BlueprintId']}"  # type: ignore[index]
+
+    def get(query: dict) -> tuple[int, dict]:
+        event = http_event("GET", path)
+        event["queryString"] = query
+        status, body = call(app, event)
+        assert isinstance(body, dict)
+        return status, body
+
+    assert get({"Region": "ap-guangzhou"})[0] == 200
+    assert get({"Region": ["ap-guangzhou"]})[0] == 200
+    assert get({"Region": []})[0] == 200  # an empty list is no region: the function's own
+    elsewhere = get({"Region": "ap-shanghai"})
+    assert (elsewhere[0], elsewhere[1]["Error"]["Code"]) == (404, "ResourceNotFound.BlueprintIdNotFound")
+    for bad in ("AP_GUANGZHOU", "ap", "ap-guangzhou\n", ["../etc"]):
+        status, body = get({"Region": bad})
+        assert (status, body["Error"]["Code"]) == (400, "InvalidParameterValue.Region"), bad
+
+
+def test_get_codes_for_a_malformed_and_an_unknown_id(make_app) -> None:
+    malformed = call(make_app(), http_event("GET", "/blueprints/not-an-id"))
+    unknown = call(make_app(), http_event("GET", "/blueprints/lhbp-00000000"))
+    assert malformed[1]["Error"]["Code"] == "InvalidParameterValue.BlueprintIdMalformed"  # type: ignore[index]
+    assert unknown[1]["Error"]["Code"] == "ResourceNotFound.BlueprintIdNotFound"  # type: ignore[index]
+
+
+def test_the_fixed_500_names_the_request_id_to_quote(make_app) -> None:
+    app = make_app()
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("unexpected")
+
+    app.maker.plan = boom
+    response = app.handle(http_event(body=JOB), context(request_id="req-to-quote"))
+    assert orjson.loads(response["body"]) == {"Error": {"Code": "InternalError",
+                                                        "Message": "internal error; quote the RequestId"},
+                                              "RequestId": "req-to-quote"}

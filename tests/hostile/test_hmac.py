@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from datetime import datetime, timezone
 
 import orjson
@@ -11,6 +13,9 @@ import pytest
 from standardwebhooks import Webhook
 
 from blueprint.app import App
+from blueprint.errors import Unauthorized
+from blueprint.events import HttpRequest
+from blueprint.http import Authenticator
 from tests.conftest import EmuClock, context, http_event
 
 SECRET_A = "whsec_" + base64.b64encode(b"first-secret-of-thirty-two-bytes").decode()
@@ -185,3 +190,95 @@ def test_restores_need_the_restore_secret_and_it_never_makes_images(make_app, cl
     made_with_restore_secret = signed_event(RESTORE_SECRET, orjson.dumps(JOB), msg_id="m2", at=clock.time())
     assert app.handle(made_with_restore_secret, context())["statusCode"] == 401
     assert emu.calls_of("ResetInstance") == []
+
+
+# ---- edges mutation testing found unguarded (docs/mutation.md) ---------------------------------------------
+
+def test_two_signed_requests_with_different_ids_are_two_pieces_of_work(app, clock, emu) -> None:
+    job = orjson.dumps({"InstanceId": "lhins-web00001"})
+    first = status(app, signed_event(SECRET_A, job, msg_id="msg-first", at=clock.time()))
+    emu.advance(60)  # the first image is made: the instance is free again
+    second = status(app, signed_event(SECRET_A, job, msg_id="msg-second", at=clock.time()))
+    assert (first[0], second[0]) == (202, 202)
+    assert first[1]["BlueprintId"] != second[1]["BlueprintId"]
+    assert len(emu.calls_of("CreateBlueprint")) == 2
+
+
+def test_the_longest_id_and_signature_header_allowed_pass(app, clock) -> None:
+    assert status(app, signed_event(SECRET_A, BODY, msg_id="i" * 256, at=clock.time()))[0] == 202
+    event = signed_event(SECRET_A, BODY, msg_id="msg-long-signature", at=clock.time())
+    valid = event["headers"]["webhook-signature"]
+    filler = "v1,bogus "
+    padded = filler * ((4096 - len(valid)) // len(filler)) + valid
+    event["headers"]["webhook-signature"] = " " * (4096 - len(padded)) + padded
+    assert len(event["headers"]["webhook-signature"]) == 4096
+    assert status(app, event)[0] == 202
+    event["headers"]["webhook-id"] = "msg-too-long-signature"
+    event["headers"]["webhook-signature"] = " " + event["headers"]["webhook-signature"]  # 4097 characters
+    assert status(app, event)[0] == 401
+
+
+def test_an_id_that_is_printable_but_not_ascii_is_refused(app, clock) -> None:
+    code, body = status(app, signed_event(SECRET_A, BODY, msg_id="msg-é", at=clock.time()))
+    assert code == 401 and body["Error"]["Message"] == "bad webhook-id or webhook-signature"
+
+
+def _request(secret_key: bytes, msg_id: str, at: int, body: bytes) -> HttpRequest:
+    mac = base64.b64encode(hmac.new(secret_key, f"{msg_id}.{at}.".encode() + body, hashlib.sha256).digest())
+    return HttpRequest.model_validate({"httpMethod": "POST", "headers": {
+        "webhook-id": msg_id, "webhook-timestamp": str(at), "webhook-signature": "v1," + mac.decode()}})
+
+
+def test_a_plain_secret_signs_with_its_own_bytes() -> None:
+    auth = Authenticator("hmac", secrets=["plain-shared-secret-1"], now=lambda: 1_000_000.0)
+    auth.check(_request(b"plain-shared-secret-1", "msg-plain", 1_000_000, b"{}"), b"{}")
+    with pytest.raises(Unauthorized, match="bad webhook-signature"):
+        auth.check(_request(base64.b64decode(SECRET_A.removeprefix("whsec_")), "msg-other", 1_000_000, b"{}"), b"{}")
+
+
+@pytest.mark.parametrize(("skew", "accepted"), [(300, True), (-300, True), (301, False), (-301, False)])
+def test_the_tolerance_is_five_minutes_inclusive(skew: int, accepted: bool) -> None:
+    key = base64.b64decode(SECRET_A.removeprefix("whsec_"))
+    auth = Authenticator("hmac", secrets=[SECRET_A], now=lambda: 1_000_000.0)
+    request = _request(key, "msg-skew", 1_000_000 + skew, b"{}")
+    if accepted:
+        auth.check(request, b"{}")
+    else:
+        with pytest.raises(Unauthorized, match="5 minutes"):
+            auth.check(request, b"{}")
+
+
+def test_an_id_is_remembered_for_ten_minutes_including_the_last_instant() -> None:
+    now = [0.0]
+    auth = Authenticator("hmac", secrets=[SECRET_A], now=lambda: now[0])
+    auth._remember("msg-a")
+    now[0] = 600.0  # exactly 2 x 300 s later: a signature of that moment could still be valid
+    with pytest.raises(Unauthorized, match="replay"):
+        auth._remember("msg-a")
+    now[0] = 600.001
+    auth._remember("msg-a")
+
+
+def test_forgetting_expired_ids_never_forgets_a_recent_one() -> None:
+    now = [0.0]
+    auth = Authenticator("hmac", secrets=[SECRET_A], now=lambda: now[0])
+    auth._remember("msg-old")
+    now[0] = 500.0
+    auth._remember("msg-recent")
+    now[0] = 700.0  # msg-old expired; msg-recent (200 s old) must stay
+    auth._remember("msg-new")
+    for replay in ("msg-recent", "msg-new"):
+        with pytest.raises(Unauthorized, match="replay"):
+            auth._remember(replay)
+
+
+def test_a_full_memory_forgets_the_oldest_id_not_the_newest() -> None:
+    auth = Authenticator("hmac", secrets=[SECRET_A], now=lambda: 0.0)
+    for n in range(100_000):
+        auth._remember(f"msg-{n}")
+    auth._remember("msg-latest")  # one over the cap: the oldest goes
+    with pytest.raises(Unauthorized, match="replay"):
+        auth._remember("msg-latest")
+    with pytest.raises(Unauthorized, match="replay"):
+        auth._remember("msg-1")
+    auth._remember("msg-0")  # forgotten: accepted again (its signature would be checked first in real use)

@@ -32,7 +32,8 @@ LEAKY = f"leak {SECRET_KEY} {SESSION} {TOKEN} {WEBHOOK_SECRET} {HMAC_SECRET}"
 
 @pytest.fixture
 def cloud() -> Iterator[Emulator]:
-    with Emulator(image_seconds=30.0, credentials={SECRET_ID: SECRET_KEY}) as emu:
+    # The run role's key is a temporary one: the emulator refuses any call without its session token.
+    with Emulator(image_seconds=30.0, credentials={SECRET_ID: SECRET_KEY}, tokens={SECRET_ID: SESSION}) as emu:
         yield emu
 
 
@@ -250,12 +251,24 @@ def test_a_rotated_session_token_is_redacted_too(env, cloud, log_stream, monkeyp
     app = build_app(env, clock=EmuClock(cloud))
     app.handle(timer_event(JOB), context())
     rotated = "ST-rotated-session-77aa88bb99cc"
+    cloud.add_temporary_key(SECRET_ID, SECRET_KEY, rotated)
     app.env = {**env, "TENCENTCLOUD_SESSIONTOKEN": rotated}  # SCF rotated the role's keys in this container
     cloud.faults.fail("CreateBlueprint", "InternalError", times=20, message=f"token {rotated} expired")
     with pytest.raises(BlueprintError) as caught:
         app.handle(timer_event({"InstanceId": "lhins-db000001"}), context())
     assert rotated not in _chain_text(caught.value)
     assert rotated not in log_stream.getvalue()
+
+
+def test_every_call_carries_the_session_token_and_a_rotated_one_replaces_it(env, cloud, app) -> None:
+    assert app.handle(timer_event(JOB), context())["Results"][0]["BlueprintId"].startswith("lhbp-")
+    rotated = "ST-rotated-session-11aa22bb33cc"
+    cloud.add_temporary_key(SECRET_ID, SECRET_KEY, rotated)  # the old token is refused from now on
+    app.env = {**env, "TENCENTCLOUD_SESSIONTOKEN": rotated}  # a warm container sees the new one
+    answer = app.handle(timer_event({"InstanceId": "lhins-db000001"}), context())
+    assert answer["Results"][0]["BlueprintId"].startswith("lhbp-")
+    assert [c.error for c in cloud.calls if (c.error or "").startswith("AuthFailure")] == []
+    assert len(cloud.calls_of("CreateBlueprint")) == 2
 
 
 def test_a_robot_key_is_redacted_on_its_own(receiver, cloud, log_stream) -> None:

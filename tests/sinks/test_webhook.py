@@ -6,10 +6,13 @@ from email.utils import formatdate
 
 import orjson
 import pytest
+import requests
 import standardwebhooks
 
 from blueprint.errors import ConfigError, DeliveryError
 from blueprint.localrun import Answer
+from blueprint.retry import Deadline
+from blueprint.sinks.webhook import WebhookSink
 from tests.conftest import EmuClock, context, http_event, timer_event
 from tests.sinks.conftest import Hook
 from tests.sinks.helpers import WHSEC, parse
@@ -142,3 +145,120 @@ def test_http_answers_name_the_failing_sink(make_app, receiver) -> None:
     assert response["headers"]["X-Blueprint-Delivery"] == "failed: webhook"
     body = orjson.loads(response["body"])
     assert body["DeliveryFailed"] == ["webhook"] and body["BlueprintId"].startswith("lhbp-")
+
+
+# ---- the sink on its own: attempts, timeouts and waits on a frozen clock (docs/mutation.md) ---------------------
+
+class FrozenClock:
+    """Time stands still except when the sink waits: every budget below is exact."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+class RecordingSession(requests.Session):
+    """A real session that notes the timeout of each POST."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timeouts: list[object] = []
+
+    def post(self, url, data=None, json=None, **kwargs):  # type: ignore[no-untyped-def,override]
+        self.timeouts.append(kwargs.get("timeout"))
+        return super().post(url, data=data, json=json, **kwargs)
+
+
+def sink(hook: Hook, clock: FrozenClock, *, rng: float = 0.5) -> tuple[WebhookSink, RecordingSession]:
+    session = RecordingSession()
+    return WebhookSink(url=hook.url, session=session, clock=clock, timeout=5.0, rng=lambda: rng), session
+
+
+EVENT = {"id": "evt-1", "type": "com.tencentcloud.lighthouse.blueprint.created"}
+
+
+def test_no_time_for_an_attempt_is_a_failed_delivery_never_a_silent_one(hook: Hook) -> None:
+    clock = FrozenClock()
+    webhook, _ = sink(hook, clock)
+    with pytest.raises(DeliveryError, match="not attempted: no time left"):
+        webhook.send(EVENT, b"{}", Deadline.after(clock, 0.49))
+    assert hook.received == []
+    webhook.send(EVENT, b"{}", Deadline.after(clock, 0.5))  # exactly the minimum: one attempt is made
+    assert len(hook.received) == 1
+
+
+def test_four_attempts_with_jittered_exponential_backoff(hook: Hook) -> None:
+    clock = FrozenClock()
+    hook.default = Answer(503)
+    webhook, session = sink(hook, clock, rng=0.5)
+    with pytest.raises(DeliveryError, match=r"not accepted after retries \(HTTP 503\)"):
+        webhook.send(EVENT, b"{}", Deadline.after(clock, 60))
+    assert len(hook.received) == 4
+    assert clock.slept == [0.25 * 0.75, 0.5 * 0.75, 1.0 * 0.75]  # base 0.25 s doubling, times 0.5 + rng/2
+    assert session.timeouts == [(3.05, 5.0)] * 4  # connect at most 3.05 s, the whole attempt 5 s
+
+
+def test_an_attempt_never_outlasts_the_time_left(hook: Hook) -> None:
+    clock = FrozenClock()
+    webhook, session = sink(hook, clock)
+    webhook.send(EVENT, b"{}", Deadline.after(clock, 2.0))
+    assert session.timeouts == [(1.9, 1.9)]
+
+
+@pytest.mark.parametrize("status", [500, 502, 504, 429])
+def test_500_and_up_and_429_are_retried(hook: Hook, status: int) -> None:
+    clock = FrozenClock()
+    hook.then(Answer(status))
+    webhook, _ = sink(hook, clock)
+    webhook.send(EVENT, b"{}", Deadline.after(clock, 60))
+    assert [r["status"] for r in hook.received] == [status, 200]
+
+
+@pytest.mark.parametrize("status", [300, 301, 308])
+def test_any_3xx_is_a_refusal_not_a_delivery(hook: Hook, status: int) -> None:
+    clock = FrozenClock()
+    hook.default = Answer(status, {"Location": "http://127.0.0.1:9/elsewhere"})
+    webhook, _ = sink(hook, clock)
+    with pytest.raises(DeliveryError, match=f"HTTP {status} redirect not followed"):
+        webhook.send(EVENT, b"{}", Deadline.after(clock, 60))
+    assert len(hook.received) == 1
+
+
+@pytest.mark.parametrize(("left", "posts"), [(3.5, 2), (3.4, 1)])
+def test_a_retry_after_is_waited_only_when_an_attempt_still_fits_after_it(hook: Hook, left: float, posts: int) -> None:
+    clock = FrozenClock()
+    hook.then(Answer(429, {"Retry-After": "3"}))
+    webhook, _ = sink(hook, clock)
+    if posts == 2:
+        webhook.send(EVENT, b"{}", Deadline.after(clock, left))
+        assert clock.slept == [3.0]
+    else:
+        with pytest.raises(DeliveryError, match="HTTP 429"):
+            webhook.send(EVENT, b"{}", Deadline.after(clock, left))
+        assert clock.slept == []
+    assert len(hook.received) == posts
+
+
+def test_a_retry_after_date_in_the_past_means_at_once(hook: Hook) -> None:
+    clock = FrozenClock()
+    hook.then(Answer(503, {"Retry-After": formatdate(clock.time() - 60, usegmt=True)}))
+    webhook, _ = sink(hook, clock)
+    webhook.send(EVENT, b"{}", Deadline.after(clock, 60))
+    assert (len(hook.received), clock.slept) == (2, [])
+
+
+def test_every_post_says_who_sends_it(make_app, hook: Hook) -> None:
+    make_app(BLUEPRINT_WEBHOOK_URL=hook.url).handle(timer_event(JOB), context())
+    make_app(BLUEPRINT_WEBHOOK_URL=hook.url, BLUEPRINT_WEBHOOK_FORMAT="slack").handle(
+        timer_event({"InstanceId": "lhins-db000001"}), context())
+    assert [r["headers"]["User-Agent"] for r in hook.received] == ["lighthouse-blueprint-fn"] * 2

@@ -8,11 +8,20 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from blueprint.errors import BlueprintError, CloudUnavailable, DeadlineExceeded, InstanceBusy, QuotaExceeded, Throttled
+from blueprint.errors import (
+    BlueprintError,
+    CloudRejected,
+    CloudUnavailable,
+    DeadlineExceeded,
+    InstanceBusy,
+    QuotaExceeded,
+    Throttled,
+)
 from blueprint.events import TriggerInfo, parse_job
 from blueprint.images import INSTANCE_TAG, SLOT_TAG, ImageMaker, Policy, default_name, plan_prune, render_name
 from blueprint.lighthouse import Created, Image
 from blueprint.retry import Clock, Deadline, RateLimiter, RetryPolicy
+from blueprint.slots import slot_digest
 
 T0 = datetime(2026, 11, 27, 3, 0, tzinfo=timezone.utc)
 
@@ -456,3 +465,285 @@ def test_a_rate_limited_wait_is_counted_and_names_its_action(clock) -> None:
     (line,) = [orjson.loads(x) for x in stream.getvalue().splitlines()]
     assert (line["level"], line["waiting_for"], line["action"]) == ("INFO", "the API rate limit", "CreateBlueprint")
     assert deadline.waits.summary()["the API rate limit"]["count"] == 1
+
+
+# ---- edges mutation testing found unguarded (docs/mutation.md) ------------------------------------------------
+
+DIGEST = slot_digest("timer:daily")
+
+
+def old(n: int, *, instance: str = "lhins-web00001", state: str = "NORMAL", slot: str | None = None) -> Image:
+    """An image an earlier run made (days before T0, ids apart from the ones the fake hands out)."""
+    return Image(id=f"lhbp-old{n:05d}", name=f"old{n}", state=state, region="ap-guangzhou",
+                 created=T0 - timedelta(days=10 - n), tags={INSTANCE_TAG: instance, SLOT_TAG: slot or f"old-slot-{n}"})
+
+
+def outcomes(report) -> list[tuple[str, str, str | None]]:
+    return sorted((r.instance_id, r.outcome, r.blueprint_id) for r in report.results)
+
+
+def test_render_name_shares_the_room_between_placeholders_and_never_passes_60() -> None:
+    assert render_name("{InstanceName}-{InstanceName}", "lhins-web00001", "n" * 80, T0) == "n" * 29 + "-" + "n" * 29
+    assert render_name("{InstanceName}" + "x" * 60, "lhins-web00001", "web", T0) == "x" * 60  # no room left
+    assert render_name("{InstanceId}" * 5, "lhins-web00001", "", T0) == ("lhins-web00001" * 5)[:60]
+
+
+def test_an_image_without_a_creation_time_counts_as_the_oldest() -> None:
+    undated = replace(image(0), created=None)
+    assert ids(plan_prune([image(2), undated, image(1)], 1)) == ids([undated, image(1)])
+
+
+def test_results_carry_the_slot_key_so_event_ids_differ_per_slot(clock) -> None:
+    report, _ = run(ImageMaker(FakeLighthouse(), clock=clock), {"InstanceId": "lhins-web00001"}, clock)
+    [result] = report.results
+    assert result.slot_key == "timer:daily"
+    assert result.event_id() != replace(result, slot_key="timer:other").event_id()
+
+
+def test_exactly_max_instances_is_allowed_and_matched_counts_the_refused(clock) -> None:
+    policy = Policy(max_instances=2, allowed_instances=frozenset({"lhins-web00001", "lhins-db000001"}))
+    report, _ = run(ImageMaker(FakeLighthouse(), clock=clock, policy=policy),
+                    {"InstanceIds": ["lhins-web00001", "lhins-zzz00001"]}, clock)
+    assert report.matched == 2
+    assert [(r.instance_id, r.outcome) for r in report.results] == [
+        ("lhins-zzz00001", "failed"), ("lhins-web00001", "created")]
+
+
+class TwoRegions(FakeLighthouse):
+    """Tagged instances in two regions; `*` means every region the account has."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked_from: list[str] = []
+
+    def regions(self, region, *, deadline):
+        self.asked_from.append(region)
+        return ["ap-guangzhou", "ap-shanghai"]
+
+    def find_instances(self, region, *, deadline, ids=None, tags=None):
+        from blueprint.lighthouse import Instance
+
+        home = {"ap-guangzhou": "lhins-gz000001", "ap-shanghai": "lhins-sh000001"}[region]
+        return [Instance(id=home, name=home, state="RUNNING", region=region, tags={"env": "prod"})]
+
+
+def test_a_selector_over_every_region_images_each_regions_instances(clock) -> None:
+    fake = TwoRegions()
+    job = {"Selector": {"Regions": ["*"], "Tags": [{"Key": "env", "Value": "prod"}]}}
+    report, _ = run(ImageMaker(fake, clock=clock), job, clock)
+    assert fake.asked_from == ["ap-guangzhou"]
+    assert sorted((r.region, r.instance_id, r.outcome) for r in report.results) == [
+        ("ap-guangzhou", "lhins-gz000001", "created"), ("ap-shanghai", "lhins-sh000001", "created")]
+
+
+def test_a_region_that_fails_halfway_reports_each_instance_once(clock) -> None:
+    class InstancesDown(FakeLighthouse):
+        def find_instances(self, region, *, deadline, ids=None, tags=None):
+            raise CloudRejected("the instance listing failed", code="FailedOperation")
+
+    fake = InstancesDown()
+    fake.images = [replace(old(0, slot=DIGEST), id="lhbp-found001", name="found")]  # web's image of this slot
+    report, _ = run(ImageMaker(fake, clock=clock), {"InstanceIds": ["lhins-web00001", "lhins-db000001"],
+                                                    "Wait": True}, clock)
+    assert sorted((r.instance_id, r.outcome, r.resent) for r in report.results) == [
+        ("lhins-db000001", "failed", False), ("lhins-web00001", "ready", True)]
+    assert fake.calls.count("CreateBlueprint") == 0
+
+
+def test_an_image_already_made_for_the_slot_is_reported_with_its_name_state_and_readiness(clock) -> None:
+    fake = FakeLighthouse()
+    fake.images = [replace(old(0, slot=DIGEST), id="lhbp-found001", name="found", request_id="req-found")]
+    report, _ = run(ImageMaker(fake, clock=clock), {"InstanceId": "lhins-web00001"}, clock)
+    [result] = report.results
+    assert (result.outcome, result.blueprint_id, result.blueprint_name, result.state, result.request_id,
+            result.resent) == ("ready", "lhbp-found001", "found", "NORMAL", "req-found", True)
+    dry, _ = run(ImageMaker(fake, clock=clock), {"InstanceId": "lhins-web00001", "DryRun": True}, clock)
+    [skipped] = dry.results
+    assert (skipped.outcome, skipped.dry_run, skipped.blueprint_id, skipped.blueprint_name, skipped.state,
+            skipped.request_id) == ("skipped", True, "lhbp-found001", "found", "NORMAL", "req-found")
+    assert skipped.reason == "dry run: an image was already made for this slot"
+    assert fake.calls.count("CreateBlueprint") == 0
+
+
+def test_a_dry_run_shows_what_retention_would_delete_of_this_instance_only(clock) -> None:
+    fake = ListingLeaks()  # the listing returns the other instance's managed images too
+    fake.images = [old(n) for n in range(4)] + [old(n + 10, instance="lhins-db000001") for n in range(4)]
+    maker = ImageMaker(fake, clock=clock, policy=Policy(keep=3))
+    report, _ = run(maker, {"InstanceId": "lhins-web00001", "DryRun": True, "BlueprintName": "n-{InstanceId}"}, clock)
+    [result] = report.results
+    # Keep 3 counts the image the run would make: two of the four old ones would go, the oldest first.
+    assert result.would_delete == ("lhbp-old00001", "lhbp-old00000")
+    assert (result.outcome, result.blueprint_name) == ("skipped", "n-lhins-web00001")
+    assert fake.calls.count("DeleteBlueprints") == 0
+
+
+def test_after_a_lost_answer_the_found_image_is_ours_and_retention_runs(clock) -> None:
+    fake = FakeLighthouse()
+    fake.images = [old(0), old(1)]
+    fake.lost_answers = 1
+    report, _ = run(ImageMaker(fake, clock=clock, policy=Policy(keep=2)), {"InstanceId": "lhins-web00001"}, clock)
+    made = next(r for r in report.results if r.outcome == "created")
+    assert (made.resent, made.reason, made.pruned) == (False, None, ("lhbp-old00000",))
+    assert sorted(i.id for i in fake.images) == ["lhbp-00000002", "lhbp-old00001"]
+
+
+def test_quota_recovery_deletes_down_to_keep_minus_one_and_no_further(clock) -> None:
+    fake = FakeLighthouse()
+    fake.images = [old(n) for n in range(3)]
+    fake.failures["CreateBlueprint"] = [QuotaExceeded("full", request_id="req-quota")]
+    report, _ = run(ImageMaker(fake, clock=clock, policy=Policy(keep=3)), {"InstanceId": "lhins-web00001"}, clock)
+    assert sorted(i.id for i in fake.images) == ["lhbp-00000002", "lhbp-old00001", "lhbp-old00002"]
+    assert [(r.outcome, r.blueprint_id) for r in report.results if r.outcome == "pruned"] == [
+        ("pruned", "lhbp-old00000")]
+
+
+def test_an_instance_whose_create_failed_is_not_pruned(clock) -> None:
+    class RefusesZzz(FakeLighthouse):
+        def create_blueprint(self, region, *, instance_id, **kwargs):
+            if instance_id == "lhins-zzz00001":
+                raise CloudRejected("refused", code="FailedOperation.InsufficientBalance", request_id="req-refused")
+            return super().create_blueprint(region, instance_id=instance_id, **kwargs)
+
+    fake = RefusesZzz()
+    fake.images = [old(0, instance="lhins-zzz00001"), old(1, instance="lhins-zzz00001")]
+    report, _ = run(ImageMaker(fake, clock=clock, policy=Policy(keep=2)),
+                    {"InstanceIds": ["lhins-web00001", "lhins-db000001", "lhins-zzz00001"]}, clock)
+    failed = next(r for r in report.results if r.instance_id == "lhins-zzz00001")
+    assert (failed.outcome, failed.request_id, failed.blueprint_name) == (
+        "failed", "req-refused", "lhins-zzz00001-20261127-030000")
+    assert fake.calls.count("DeleteBlueprints") == 0
+    assert {"lhbp-old00000", "lhbp-old00001"} <= {i.id for i in fake.images}
+
+
+class LaggingListing(FakeLighthouse):
+    """A listing that does not show an image made moments ago yet (tag listings lag behind creates)."""
+
+    def find_images(self, region, *, deadline, tags=None, tag_key=None, ids=None, names=None, at_least=0,
+                    tag_values=None):
+        return [i for i in super().find_images(region, deadline=deadline, tags=tags, tag_key=tag_key, ids=ids,
+                                   tag_values=tag_values)
+                if ids or i.id.startswith("lhbp-old")]
+
+
+def test_retention_counts_a_new_image_the_listing_does_not_show_yet(clock) -> None:
+    fake = LaggingListing()
+    fake.images = [old(0), old(1)]
+    report, _ = run(ImageMaker(fake, clock=clock, policy=Policy(keep=2)),
+                    {"InstanceIds": ["lhins-web00001", "lhins-db000001"]}, clock)
+    assert outcomes(report) == [("lhins-db000001", "created", "lhbp-00000003"),
+                                ("lhins-web00001", "created", "lhbp-00000002"),
+                                ("lhins-web00001", "pruned", "lhbp-old00000")]
+    pruned = next(r for r in report.results if r.outcome == "pruned")
+    assert (pruned.blueprint_name, pruned.state, pruned.request_id) == ("old0", "NORMAL", "req-del")
+    made = next(r for r in report.results if r.instance_id == "lhins-web00001" and r.outcome == "created")
+    assert made.pruned == ("lhbp-old00000",)
+
+
+def test_a_race_loser_reports_the_winner_and_deletes_its_own_image_once_the_cloud_allows(clock) -> None:
+    class BothDone(TwinLandsFirst):
+        """Both creates were accepted and both images are NORMAL by the time the run looks again."""
+
+        def find_images(self, region, *, deadline, tags=None, tag_key=None, ids=None, names=None, at_least=0,
+                    tag_values=None):
+            self.images = [replace(i, state="NORMAL", request_id="req-twin" if i.id == "lhbp-twin0000" else None)
+                           for i in self.images]
+            return super().find_images(region, deadline=deadline, tags=tags, tag_key=tag_key, ids=ids,
+                                   tag_values=tag_values)
+
+    fake = BothDone(twin_age=-timedelta(seconds=5))  # the twin is older: it wins
+    report, _ = run(ImageMaker(fake, clock=clock), {"InstanceId": "lhins-web00001"}, clock)
+    [result] = report.results
+    assert (result.outcome, result.blueprint_id, result.blueprint_name, result.state, result.request_id,
+            result.resent, result.reason) == ("ready", "lhbp-twin0000", "twin", "NORMAL", "req-twin", True,
+                                              "made by a concurrent invocation")
+    assert [i.id for i in fake.images] == ["lhbp-twin0000"]  # ours was deleted: one image per slot
+
+
+class FinishesAs(FakeLighthouse):
+    """Images end in `state` one second after they were made, whatever asks (a listing or a lookup by id)."""
+
+    def __init__(self, state: str, clock: FakeClock) -> None:
+        super().__init__()
+        self.state = state
+        self.clock = clock
+        self.made_at: dict[str, float] = {}
+
+    def create_blueprint(self, region, **kwargs):
+        made = super().create_blueprint(region, **kwargs)
+        self.made_at[made.blueprint_id] = self.clock.now
+        return made
+
+    def find_images(self, region, *, deadline, tags=None, tag_key=None, ids=None, names=None, at_least=0,
+                    tag_values=None):
+        done = {i for i, at in self.made_at.items() if self.clock.now >= at + 1}
+        self.images = [replace(i, state=self.state) if i.id in done else i for i in self.images]
+        return super().find_images(region, deadline=deadline, tags=tags, tag_key=tag_key, ids=ids,
+                                   tag_values=tag_values)
+
+
+@pytest.mark.parametrize(("state", "code"), [("CREATEFAILED", "FailedOperation.CreateBlueprintFailed"),
+                                             ("OFFLINE", "FailedOperation.BlueprintUnavailable")])
+def test_an_image_that_will_never_be_normal_fails_with_its_own_code(clock, state: str, code: str) -> None:
+    waited = {"InstanceId": "lhins-web00001", "Wait": True}
+    report, _ = run(ImageMaker(FinishesAs(state, clock), clock=clock), waited, clock)
+    [result] = report.results
+    assert (result.outcome, result.state, result.error.code if result.error else None) == ("failed", state, code)
+
+
+def test_a_state_not_documented_as_leading_to_normal_ends_the_wait_with_that_state(clock) -> None:
+    waited = {"InstanceId": "lhins-web00001", "Wait": True}
+    report, _ = run(ImageMaker(FinishesAs("MYSTERY", clock), clock=clock), waited, clock)
+    [result] = report.results
+    assert (result.outcome, result.state, result.pending) == ("created", "MYSTERY", False)
+    assert "BLUEPRINT_IN_PROGRESS_STATES" in (result.reason or "")
+
+
+def test_waiting_leaves_pruned_images_pruned(clock) -> None:
+    fake = FinishesAs("NORMAL", clock)
+    fake.images = [old(0), old(1)]
+    report, _ = run(ImageMaker(fake, clock=clock, policy=Policy(keep=2)),
+                    {"InstanceId": "lhins-web00001", "Wait": True}, clock)
+    assert outcomes(report) == [("lhins-web00001", "pruned", "lhbp-old00000"),
+                                ("lhins-web00001", "ready", "lhbp-00000002")]
+
+
+def test_an_instance_stopped_by_an_image_that_failed_is_started_again(clock) -> None:
+    class Stops(FinishesAs):
+        def __init__(self) -> None:
+            super().__init__("CREATEFAILED", clock)
+            self.states = {"lhins-web00001": "RUNNING"}
+            self.started: list[str] = []
+
+        def create_blueprint(self, region, **kwargs):
+            self.states[kwargs["instance_id"]] = "STOPPED"  # ForcePowerOff
+            return super().create_blueprint(region, **kwargs)
+
+        def find_instances(self, region, *, deadline, ids=None, tags=None):
+            from blueprint.lighthouse import Instance
+
+            return [Instance(id=i, name=i, state=self.states[i], region=region) for i in ids or list(self.states)]
+
+        def start_instances(self, region, ids, *, deadline):
+            self.started.extend(ids)
+            return "req-start"
+
+    fake = Stops()
+    report, _ = run(ImageMaker(fake, clock=clock), {"InstanceId": "lhins-web00001", "Wait": True}, clock)
+    [result] = report.results
+    assert (result.outcome, result.restarted) == ("failed", True)
+    assert fake.started == ["lhins-web00001"]
+
+
+def test_keep_counts_a_new_image_that_is_already_normal(clock) -> None:
+    class Instant(FakeLighthouse):
+        def create_blueprint(self, region, **kwargs):
+            made = super().create_blueprint(region, **kwargs)
+            self.images = [replace(i, state="NORMAL") if i.id == made.blueprint_id else i for i in self.images]
+            return made
+
+    fake = Instant()
+    fake.images = [old(0)]
+    report, _ = run(ImageMaker(fake, clock=clock, policy=Policy(keep=1)), {"InstanceId": "lhins-web00001"}, clock)
+    assert outcomes(report) == [("lhins-web00001", "created", "lhbp-00000001"),
+                                ("lhins-web00001", "pruned", "lhbp-old00000")]
+    assert [i.id for i in fake.images] == ["lhbp-00000001"]

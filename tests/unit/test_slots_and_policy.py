@@ -31,6 +31,15 @@ def test_slot_digest_is_pinned() -> None:
     assert slot_digest("timer|tick|daily|2026-11-27T03:00:00Z") == "a700216f38a47c7925377dc6"
 
 
+def test_keys_that_are_not_valid_utf8_still_get_a_stable_digest_of_their_own() -> None:
+    # A header or message id may carry a lone surrogate (JSON allows "\ud800"): it must neither crash the
+    # digest nor share one with another key.
+    odd, other = "http|key|a\ud800", "http|key|a\ud801"
+    assert slot_digest(odd) == slot_digest(odd) != slot_digest(other)
+    assert slot_digest(odd) == "1f1e141b320dd4e99e608e8f"  # stored on images: pinned like the others
+    assert webhook_slot("msg-\udcff") == "http|webhook|768b8be76adf0da0d62ebfcc228da808" != webhook_slot("msg-\udcfe")
+
+
 def job(**fields: object):
     return parse_job({"InstanceId": "lhins-web00001", **fields})
 
