@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -56,6 +56,7 @@ from blueprint.lighthouse import Lighthouse, LighthouseService
 from blueprint.outcome import summarize
 from blueprint.phases import Recovery
 from blueprint.policy import Command, Policy
+from blueprint.records import record
 from blueprint.results import Result, RunReport, Source, result_events, summary_event
 from blueprint.retry import Clock, Deadline, Pacer, RetryPolicy, SystemClock, Waits
 from blueprint.settings import Settings, load_settings
@@ -87,7 +88,7 @@ _ACCOUNT = re.compile(r"[1-9][0-9]{4,19}")
 RESTORE_OFF = "UnauthorizedOperation.RestoreOff"
 
 
-@dataclass(frozen=True)
+@record
 class Spec:
     """One job for one slot: what to do, who asked, and the key that makes it happen once."""
 
@@ -120,7 +121,7 @@ class Spec:
         return [] if self.job.Selector is not None else self.job.targets(default_region)
 
 
-@dataclass
+@record(frozen=False)
 class Invocation:
     """One call of the handler: its ids, clock and deadlines."""
 
@@ -164,7 +165,7 @@ class Invocation:
                            region=self.source.region)
 
 
-@dataclass
+@record(frozen=False)
 class App:
     """Everything built once per warm container."""
 
@@ -363,17 +364,17 @@ class App:
         answers: list[Any] = []
         retry: list[str] = []
         records = event.records()
-        for index, record in enumerate(records):
+        for index, queued in enumerate(records):
             if inv.work.remaining() < PER_INSTANCE_BUDGET:
                 retry.extend(r.message_id for r in records[index:])
                 answers.extend({"MessageId": r.message_id, "Error": DeadlineExceeded(
                     "not started: the function's time ran out; the batch is retried").as_dict()}
                     for r in records[index:])
                 break
-            answer, retryable = self._record(record, inv)
+            answer, retryable = self._record(queued, inv)
             answers.append(answer)
             if retryable:
-                retry.append(record.message_id)
+                retry.append(queued.message_id)
         if retry:
             raise RecordsFailed(f"{len(retry)} of {len(records)} record(s) failed in a way a retry can fix "
                                 f"(first: message {retry[0]}); the platform retries the batch")
@@ -608,7 +609,7 @@ class App:
         return deliver(self.sinks, events, inv.delivery)
 
 
-@dataclass
+@record(frozen=False)
 class _HttpJobs:
     """The application as the HTTP API sees it, for one request."""
 
