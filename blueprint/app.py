@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -33,29 +33,13 @@ from blueprint.errors import (
     RecordsFailed,
     scrubbed,
 )
-from blueprint.events import (
-    ApiGatewayEvent,
-    FunctionUrlEvent,
-    HttpRequest,
-    InstanceRef,
-    InvokeEvent,
-    Job,
-    QueueEvent,
-    QueueRecord,
-    RestoreJob,
-    TimerEvent,
-    TriggerInfo,
-    parse_event,
-    parse_job,
-    parse_json,
-    parse_request,
-    parse_restore,
-)
+from blueprint.events import InstanceRef, Job, TimerEvent, TriggerInfo, parse_event, parse_job, parse_json
 from blueprint.images import PER_INSTANCE_BUDGET, ImageMaker, Quiesce, Target, is_managed
 from blueprint.lighthouse import Lighthouse, LighthouseService
 from blueprint.outcome import summarize
 from blueprint.phases import Recovery
 from blueprint.policy import Command, Policy
+from blueprint.records import record
 from blueprint.results import Result, RunReport, Source, result_events, summary_event
 from blueprint.retry import Clock, Deadline, Pacer, RetryPolicy, SystemClock, Waits
 from blueprint.settings import Settings, load_settings
@@ -79,6 +63,13 @@ if TYPE_CHECKING:
     from blueprint.functions import FunctionRef, Functions
     from blueprint.http import Authenticator
     from blueprint.restore import Restorer
+    from blueprint.triggers import (
+        HttpRequest,
+        InvokeEvent,
+        QueueEvent,
+        QueueRecord,
+        RestoreJob,
+    )
 
 __all__ = ["App", "Invocation", "Spec", "answer_config_error", "build_app", "get_app"]
 
@@ -87,7 +78,7 @@ _ACCOUNT = re.compile(r"[1-9][0-9]{4,19}")
 RESTORE_OFF = "UnauthorizedOperation.RestoreOff"
 
 
-@dataclass(frozen=True)
+@record
 class Spec:
     """One job for one slot: what to do, who asked, and the key that makes it happen once."""
 
@@ -106,7 +97,7 @@ class Spec:
     @property
     def multi(self) -> bool:
         """True for a run over several instances (its answer is a list and it sends a run summary)."""
-        if isinstance(self.job, RestoreJob):
+        if not isinstance(self.job, Job):  # a restore
             return False
         if self.chained:
             # A fan-out's batch is part of its parent's run: the parent sends the run's summary.
@@ -115,12 +106,12 @@ class Spec:
 
     def named(self, default_region: str) -> list[InstanceRef]:
         """The instances the job names (none for a selector): what a refusal is reported for."""
-        if isinstance(self.job, RestoreJob):
+        if not isinstance(self.job, Job):  # a restore
             return [InstanceRef(Region=self.job.Region or default_region, InstanceId=self.job.InstanceId)]
         return [] if self.job.Selector is not None else self.job.targets(default_region)
 
 
-@dataclass
+@record(frozen=False)
 class Invocation:
     """One call of the handler: its ids, clock and deadlines."""
 
@@ -164,7 +155,7 @@ class Invocation:
                            region=self.source.region)
 
 
-@dataclass
+@record(frozen=False)
 class App:
     """Everything built once per warm container."""
 
@@ -276,10 +267,12 @@ class App:
             trigger = parse_event(event)
         except BlueprintError as err:
             return self._bad_event(err, event, inv)
-        if isinstance(trigger, ApiGatewayEvent | FunctionUrlEvent):
-            return self._http(trigger, inv)
         if isinstance(trigger, TimerEvent):
             return self._timer(trigger, inv)
+        from blueprint.triggers import ApiGatewayEvent, FunctionUrlEvent, QueueEvent  # noqa: PLC0415 (not a timer's)
+
+        if isinstance(trigger, ApiGatewayEvent | FunctionUrlEvent):
+            return self._http(trigger, inv)
         if isinstance(trigger, QueueEvent):
             return self._queue(trigger, inv)
         return self._invoke(trigger, inv)
@@ -325,6 +318,7 @@ class App:
 
     def _invoke(self, event: InvokeEvent, inv: Invocation) -> dict[str, Any]:
         from blueprint import chained  # noqa: PLC0415 (a timer never needs the envelope)
+        from blueprint.triggers import parse_request  # noqa: PLC0415 (nor the other triggers' models)
 
         payload = event.payload
         if chained.is_chained(payload):
@@ -363,17 +357,17 @@ class App:
         answers: list[Any] = []
         retry: list[str] = []
         records = event.records()
-        for index, record in enumerate(records):
+        for index, queued in enumerate(records):
             if inv.work.remaining() < PER_INSTANCE_BUDGET:
                 retry.extend(r.message_id for r in records[index:])
                 answers.extend({"MessageId": r.message_id, "Error": DeadlineExceeded(
                     "not started: the function's time ran out; the batch is retried").as_dict()}
                     for r in records[index:])
                 break
-            answer, retryable = self._record(record, inv)
+            answer, retryable = self._record(queued, inv)
             answers.append(answer)
             if retryable:
-                retry.append(record.message_id)
+                retry.append(queued.message_id)
         if retry:
             raise RecordsFailed(f"{len(retry)} of {len(records)} record(s) failed in a way a retry can fix "
                                 f"(first: message {retry[0]}); the platform retries the batch")
@@ -383,6 +377,8 @@ class App:
         """One queue record: its answer, and whether it failed in a way a retry can fix."""
         trigger = TriggerInfo(Type="queue", Name=record.message_id, Time=record.time or _now())
         slot = message_slot(record.message_id)
+        from blueprint.triggers import parse_request  # noqa: PLC0415 (a timer never needs the other triggers)
+
         try:
             if record.problem is not None:
                 raise BadRequest(record.problem)
@@ -472,7 +468,7 @@ class App:
         Raises:
             BlueprintError: planning failed as a whole (bad selection, operator limits, cloud unreachable).
         """
-        report = self._restore(spec, spec.job, inv) if isinstance(spec.job, RestoreJob) else self.run(spec, inv)
+        report = self.run(spec, inv) if isinstance(spec.job, Job) else self._restore(spec, spec.job, inv)
         delivery = self._deliver(report, inv)
         inv.count(report, delivery)
         return report, delivery
@@ -548,7 +544,7 @@ class App:
     def _fans_out(self, spec: Spec, count: int) -> bool:
         """Fan out when the job asks for it, or when it is large and did not ask to run inline."""
         job = spec.job
-        if isinstance(job, RestoreJob) or spec.chained or job.DryRun:
+        if not isinstance(job, Job) or spec.chained or job.DryRun:
             return False
         if job.Dispatch == "invoke":
             return True
@@ -609,7 +605,7 @@ class App:
         return deliver(self.sinks, events, inv.delivery)
 
 
-@dataclass
+@record(frozen=False)
 class _HttpJobs:
     """The application as the HTTP API sees it, for one request."""
 
@@ -632,6 +628,8 @@ class _HttpJobs:
     def restore(self, job_data: object, *, header_key: str | None, webhook_id: str | None) -> tuple[
             int, Any, dict[str, str]]:
         """Run a restore; 202 with where it stands (and its safety image), or the failure's own status."""
+        from blueprint.triggers import parse_restore  # noqa: PLC0415 (a timer never needs restores)
+
         job = parse_restore(job_data)
         report, delivery = self.app.execute(Spec(job, self._trigger(), self._key(job.IdempotencyKey, header_key,
                                                                                     webhook_id)), self.inv)

@@ -11,10 +11,11 @@ siblings); DescribeDisks states none, 10/s is assumed. A point that could not be
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from blueprint.records import record
 from blueprint.retry import Deadline
 
 __all__ = ["Disk", "DiskCalls", "Disks", "Point", "Price"]
@@ -26,7 +27,7 @@ MAX_FILTER_VALUES = 100
 POINT_DELETABLE = frozenset({"NORMAL"})
 
 
-@dataclass(frozen=True)
+@record
 class Disk:
     """A data disk as far as the function cares."""
 
@@ -42,7 +43,7 @@ class Disk:
     operation_request_id: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Point:
     """A backup point of a data disk. Shaped like `Image` where retention looks (`plan_prune`)."""
 
@@ -65,7 +66,7 @@ class Point:
         return self.state == "NORMAL"
 
 
-@dataclass(frozen=True)
+@record
 class Price:
     """InquirePriceCreateBlueprint's answer for `count` images (amounts as the API gives them)."""
 

@@ -28,7 +28,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import datetime
 from functools import cached_property, partial
 from typing import Any, Protocol, TypeVar
@@ -55,6 +55,7 @@ from blueprint.lighthouse import (
 )
 from blueprint.logs import log
 from blueprint.policy import Commands, Policy
+from blueprint.records import record
 from blueprint.results import Consistency, Outcome, Result, RunReport
 from blueprint.retry import Clock, Deadline, RetryPolicy, SystemClock
 from blueprint.slots import INSTANCE_TAG, SLOT_TAG, slot_digest
@@ -152,7 +153,7 @@ def _age_key(image: Kept) -> tuple[float, str]:
     return (image.created.timestamp() if image.created else 0.0, image.id)
 
 
-@dataclass(frozen=True)
+@record
 class Target:
     """One instance to image, with what we know of it."""
 
@@ -165,7 +166,7 @@ class Target:
     was_running: bool = False
 
 
-@dataclass
+@record(frozen=False)
 class Plan:
     """What planning found: the targets, the refused (each with why), and the slot lookups it made.
 
@@ -178,7 +179,7 @@ class Plan:
     slot_images: dict[str, list[Image]] = field(default_factory=dict)
 
 
-@dataclass
+@record(frozen=False)
 class Run:
     """The state of one run, shared by the steps below."""
 

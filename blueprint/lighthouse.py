@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timezone
 from typing import Any, NamedTuple, Protocol
 
@@ -19,6 +19,7 @@ from tencentcloud.lighthouse.v20200324 import lighthouse_client, models
 from blueprint.cloud import ClientCache, translate
 from blueprint.disks import DiskCalls
 from blueprint.errors import Throttled
+from blueprint.records import record
 from blueprint.retry import Deadline, RateLimiter
 
 __all__ = ["DELETABLE_STATES", "FAILED_STATES", "FILTER_VALUES", "GONE_STATES", "MADE_STATES", "Created", "Image",
@@ -38,7 +39,7 @@ DELETABLE_STATES = frozenset({"NORMAL", "CREATEFAILED", "SYNCING_FAILED", "ISOLA
 MADE_STATES = frozenset({"NORMAL", "SYNCING"})
 
 
-@dataclass(frozen=True)
+@record
 class Image:
     """A custom image (Blueprint) as far as the function cares."""
 
@@ -80,7 +81,7 @@ class Image:
         return self.state in GONE_STATES
 
 
-@dataclass(frozen=True)
+@record
 class Instance:
     """A Lighthouse instance as far as the function cares."""
 

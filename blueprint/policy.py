@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from blueprint.errors import AccessDenied, BadRequest
 from blueprint.events import Job
+from blueprint.records import record
 
 __all__ = ["COMMAND_DENIED", "DENIED", "LIMIT", "SHARE_DENIED", "Command", "Commands", "Policy"]
 
@@ -25,7 +26,7 @@ CONSISTENCY_CONFLICT = "InvalidParameter.ConsistencyConflict"
 COMMAND_ID = re.compile(r"cmd-[a-z0-9]{8}\Z")
 
 
-@dataclass(frozen=True)
+@record
 class Command:
     """A command the operator allows: shell text from a variable (RunCommand), or a TAT command id
     (InvokeCommand). `label` is how results name it: the variable or the id, never the text."""
@@ -41,7 +42,7 @@ class Command:
         return cls(label=value, command_id=value) if COMMAND_ID.match(value) else cls(label=variable, text=value)
 
 
-@dataclass(frozen=True)
+@record
 class Commands:
     """What one job runs around its images: the pre- and post-command (either may be absent), when the
     post-command runs (`accepted`: once the cloud accepted the image; `ready`: once it is NORMAL), and the
@@ -53,7 +54,7 @@ class Commands:
     timeout: int = 60
 
 
-@dataclass(frozen=True)
+@record
 class Policy:
     """Defaults and limits from the settings that shape every run."""
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 from blueprint import logs
 from blueprint.errors import BlueprintError
 from blueprint.events import TriggerInfo
+from blueprint.records import record
 
 __all__ = ["CORRELATION_ATTRIBUTE", "EVENT_PREFIX", "EVENT_TYPES", "CommandRun", "Consistency", "DiskPoint", "Outcome",
            "Result",
@@ -42,7 +43,7 @@ COMMAND_OUTPUT = 1000
 Consistency = Literal["power-off", "commands", "crash-consistent"]
 
 
-@dataclass(frozen=True)
+@record
 class CommandRun:
     """A pre- or post-command's run on one instance, as a result reports it (never the command's text)."""
 
@@ -62,7 +63,7 @@ class CommandRun:
         return {k: v for k, v in data.items() if v is not None}
 
 
-@dataclass(frozen=True)
+@record
 class DiskPoint:
     """A data disk's backup point made (or found) in the image's slot."""
 
@@ -75,7 +76,7 @@ class DiskPoint:
         return {"DiskId": self.disk_id, "DiskBackupId": self.point_id, "State": self.state}
 
 
-@dataclass(frozen=True)
+@record
 class Result:
     """The outcome for one instance (or one pruned image)."""
 
@@ -216,7 +217,7 @@ class Result:
         return str(uuid.uuid5(_ID_NAMESPACE, key))
 
 
-@dataclass(frozen=True)
+@record
 class Source:
     """Where events come from: `scf://{region}/{namespace}/{function}`."""
 
@@ -229,7 +230,7 @@ class Source:
         return f"scf://{self.region}/{self.namespace}/{self.function}"
 
 
-@dataclass
+@record(frozen=False)
 class RunReport:
     """Everything one run produced."""
 
