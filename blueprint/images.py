@@ -594,7 +594,11 @@ class ImageMaker:
             at, images = run.looked.get(region, (self.clock.monotonic(), {}))
             if self.clock.monotonic() - at > RECHECK_AFTER:
                 run.prefetched.pop(region, None)
-                images = self._slot_images(run, region)
+                try:
+                    images = self._slot_images(run, region)
+                except BlueprintError as err:  # the check after creating still resolves a race
+                    log("WARNING", "could not look up the slot again before creating", region=region,
+                        error=err.message)
                 run.looked[region] = (self.clock.monotonic(), images)
         image = images.get(target.ref.InstanceId)
         return None if image is None else self._found(run, target, image).but(reason="made by a concurrent invocation")
@@ -881,8 +885,13 @@ class ImageMaker:
         ids = list(dict.fromkeys(run.losers.pop(region, [])))
         delay = self.policy.poll_first
         while ids:
-            found = {i.id: i for i in self._retrying(partial(self.lighthouse.find_images, region, ids=ids,
-                                                             deadline=run.deadline), run.deadline)}
+            try:
+                found = {i.id: i for i in self._retrying(partial(self.lighthouse.find_images, region, ids=ids,
+                                                                 deadline=run.deadline), run.deadline)}
+            except BlueprintError as err:  # cleaning up never costs the run its results
+                log("WARNING", "could not look at images a twin invocation made for the same slot", region=region,
+                    images=ids, error=err.message)
+                return
             done = [i for i in ids if i in found and found[i].state in DELETABLE]
             if done and self._try_delete(run, region, done) is not None:
                 log("INFO", "deleted images a twin invocation made for the same slot", region=region, images=done)

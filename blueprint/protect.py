@@ -332,7 +332,11 @@ class DiskSteps:
             # The run waited on its instances since it looked: a twin invocation may have made the point meanwhile.
             with state.lock:
                 if run.deadline.clock.monotonic() - state.looked > RECHECK_AFTER:
-                    state.slot_points = {**self._slot_points(run, target.ref.Region), **state.slot_points}
+                    try:
+                        state.slot_points = {**self._slot_points(run, target.ref.Region), **state.slot_points}
+                    except BlueprintError as err:  # a race is then resolved as before: busy disk, then a look
+                        log("WARNING", "could not look up the slot's points again before making one",
+                            region=target.ref.Region, error=err.message)
                     state.looked = run.deadline.clock.monotonic()
         existing = state.slot_points.get(disk.id)
         if existing is not None:

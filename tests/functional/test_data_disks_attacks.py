@@ -419,6 +419,38 @@ def test_what_a_twin_made_while_this_run_stopped_the_instance_is_reported_not_ma
     assert state(emu, DB) == "RUNNING"
 
 
+@pytest.mark.parametrize("action", ["DescribeBlueprints", "DescribeDiskBackups"])
+def test_a_second_look_that_fails_does_not_cost_the_image_or_its_points(make_app, emu, action: str) -> None:
+    # The look again before creating (after a slow stop) fails every attempt: the run creates as it would have.
+    emu.lighthouse.opts = dataclasses.replace(emu.lighthouse.opts, op_seconds=20.0)
+    emu.faults.fail(action, "InternalError", times=4, skip=1)
+    app = make_app(clock=EmuClock(emu), BLUEPRINT_DATA_DISKS=None)
+    [result] = app.handle(timer_event({"InstanceId": DB, "ForcePowerOff": True, "Wait": True}), context())["Results"]
+    assert not any(emu.faults.pending().values())  # the faults were met
+    assert "Error" not in result and result["State"] == "NORMAL", result
+    assert len(result["DiskBackups"]) == len(DB_DISKS) and len(emu.calls_of("CreateBlueprint")) == 1
+    emu.advance(60)  # starting takes op_seconds too
+    assert state(emu, DB) == "RUNNING"
+
+
+def test_a_failed_look_at_a_race_losers_image_costs_nothing(make_app, emu) -> None:
+    app = make_app(clock=EmuClock(emu), BLUEPRINT_DATA_DISKS=None)
+    event = timer_event({"InstanceId": DB})
+    app.handle(event, context())
+    emu.advance(120)
+    [first] = [i for i in emu.lighthouse.blueprints() if i["BlueprintName"].startswith(DB)]
+    emu.advance(60)
+    twin = emu.lighthouse.add_blueprint("twin", Tags=first["Tags"])["BlueprintId"]
+    emu.faults.fail("DescribeBlueprints", "InternalError", times=4, skip=1)  # the look at the loser, by id
+    [result] = app.handle(event, context())["Results"]  # the retry reports the slot's image
+    assert not any(emu.faults.pending().values())
+    assert (result["BlueprintId"], result["Resent"]) == (first["BlueprintId"], True) and "Error" not in result
+    assert twin in {i["BlueprintId"] for i in emu.lighthouse.blueprints()}  # left for the next look
+    [again] = app.handle(event, context())["Results"]
+    assert again["BlueprintId"] == first["BlueprintId"]
+    assert twin not in {i["BlueprintId"] for i in emu.lighthouse.blueprints()}
+
+
 def test_a_twins_duplicate_point_is_deleted_by_the_next_run_of_the_slot(app, emu) -> None:
     event = timer_event({"InstanceId": DB})
     app.handle(event, context())
