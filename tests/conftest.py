@@ -6,8 +6,12 @@ a 30-second image completes instantly while deadlines still see the time pass.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -30,13 +34,31 @@ def _longrun_wanted(config: pytest.Config) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`@pytest.mark.longrun` tests (thousands of fuzz cases, 200-child fan-outs) run only when asked for."""
-    if _longrun_wanted(config):
-        return
-    skip = pytest.mark.skip(reason="long run: use `pytest -m longrun` or BLUEPRINT_LONGRUN=1")
-    for item in items:
-        if "longrun" in item.keywords:
-            item.add_marker(skip)
+    """`@pytest.mark.longrun` tests (thousands of fuzz cases, 200-child fan-outs) run only when asked for;
+    `@pytest.mark.python310` tests only where a Python 3.10 interpreter can run the deployed package."""
+    if not _longrun_wanted(config):
+        skip = pytest.mark.skip(reason="long run: use `pytest -m longrun` or BLUEPRINT_LONGRUN=1")
+        for item in items:
+            if "longrun" in item.keywords:
+                item.add_marker(skip)
+    if any("python310" in item.keywords for item in items) and python310() is None:
+        no_310 = pytest.mark.skip(reason="the package is built for SCF's Python3.10 (cp310 wheels): running it needs "
+                                  "a Python 3.10 interpreter, and there is none here (put python3.10 on PATH)")
+        for item in items:
+            if "python310" in item.keywords:
+                item.add_marker(no_310)
+
+
+@functools.cache
+def python310() -> str | None:
+    """An interpreter of SCF's Python3.10 runtime: this one, or a working `python3.10` on PATH; None without."""
+    if sys.version_info[:2] == (3, 10):
+        return sys.executable
+    found = shutil.which("python3.10")
+    check = [found or "", "-c", "import sys; sys.exit(sys.version_info[:2] != (3, 10))"]
+    ok = found is not None and subprocess.run(  # noqa: S603 (our own fixed command)
+        check, capture_output=True, timeout=30, check=False).returncode == 0
+    return found if ok else None
 
 
 class EmuClock(Clock):

@@ -26,6 +26,7 @@ from tencentcloud.scf.v20180416 import models, scf_client
 
 from blueprint.packaging import Package
 from emulator import SECRET_ID, SECRET_KEY, Emulator
+from tests.conftest import python310
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTION = "lighthouse-blueprint-prod"
@@ -36,7 +37,7 @@ WRITES = {"CreateFunction", "UpdateFunctionCode", "UpdateFunctionConfiguration",
 
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
-    with Emulator(function_seconds=0.3, runtimes={"Python3.10": sys.executable}) as started:
+    with Emulator(function_seconds=0.3, runtimes={"Python3.10": python310() or sys.executable}) as started:
         yield started
     started.scf.shutdown()
 
@@ -84,6 +85,7 @@ def edit(config: Path, change: Any) -> None:
     config.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
 
 
+@pytest.mark.python310
 def test_deploy_invoke_timer_url_redeploy_change(emu: Emulator, config: Path, built_package: Package) -> None:
     first = deploy(emu, config, built_package)
     assert first.returncode == 0, first.stderr

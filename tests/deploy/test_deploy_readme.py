@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from emulator import SECRET_ID, SECRET_KEY, Emulator
+from tests.conftest import python310
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +39,7 @@ def first_block(section: str) -> str:
 
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
-    with Emulator(function_seconds=0.3, runtimes={"Python3.10": sys.executable}) as started:
+    with Emulator(function_seconds=0.3, runtimes={"Python3.10": python310() or sys.executable}) as started:
         yield started
     started.scf.shutdown()
 
@@ -54,6 +55,7 @@ def test_the_section_leads_with_the_command() -> None:
     assert "python -m blueprint deploy --dry-run\npython -m blueprint deploy\n" in first_block(section)
 
 
+@pytest.mark.python310
 def test_the_readme_deploy_section_word_for_word(emu: Emulator, tmp_path: Path) -> None:
     block = first_block(deploy_section())
     venv_bin = str(Path(sys.executable).parent)  # `python` and `pip` of the project's virtualenv

@@ -18,6 +18,7 @@ from tencentcloud.scf.v20180416 import models
 
 from emulator import Emulator
 from emulator.ratelimit import DEFAULT_LIMITS
+from tests.conftest import python310
 
 # A package that shows what the function saw: its event, context, environment and sys.path.
 ECHO = textwrap.dedent('''
@@ -51,7 +52,8 @@ def package(version: str = "one", source: str = ECHO) -> str:
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
     """Rate limits off, 1 emulated second per deployment step, this interpreter for Python3.10."""
-    with Emulator(rate_limits=False, function_seconds=1.0, runtimes={"Python3.10": sys.executable}) as started:
+    runtimes = {"Python3.10": python310() or sys.executable}
+    with Emulator(rate_limits=False, function_seconds=1.0, runtimes=runtimes) as started:
         yield started
     started.scf.shutdown()
 
@@ -217,6 +219,7 @@ def test_timer_and_url_triggers(emu: Emulator) -> None:
     assert [t.TriggerName for t in call(emu, "ListTriggers", {"FunctionName": "fn"}).Triggers] == ["url"]
 
 
+@pytest.mark.python310
 def test_invoke_runs_the_deployed_package_in_a_fresh_interpreter(emu: Emulator) -> None:
     create(emu)
     active(emu)
@@ -240,6 +243,7 @@ def test_invoke_runs_the_deployed_package_in_a_fresh_interpreter(emu: Emulator) 
     assert json.loads(invoke(emu, {}).RetMsg)["version"] == "two"
 
 
+@pytest.mark.python310
 def test_deployed_failures_sync_and_async(emu: Emulator) -> None:
     create(emu, Role=None)
     active(emu)
@@ -254,6 +258,7 @@ def test_deployed_failures_sync_and_async(emu: Emulator) -> None:
     assert (record["Attempts"], record["InvocationType"]) == (3, "Event") and "again" in record["Error"]
 
 
+@pytest.mark.python310
 def test_timer_fires_from_the_control_path(emu: Emulator) -> None:
     create(emu)
     active(emu)
@@ -277,6 +282,7 @@ def test_timer_fires_from_the_control_path(emu: Emulator) -> None:
     assert missing.status_code == 400
 
 
+@pytest.mark.python310
 def test_function_url_turns_http_into_the_event_and_back(emu: Emulator) -> None:
     create(emu)
     active(emu)
@@ -319,7 +325,7 @@ def test_deploy_actions_are_rate_limited_and_take_faults() -> None:
     assert {a: DEFAULT_LIMITS[a] for a in ("CreateFunction", "GetFunction", "UpdateFunctionCode",
                                             "CreateTrigger", "DeleteTrigger")} == dict.fromkeys(
         ("CreateFunction", "GetFunction", "UpdateFunctionCode", "CreateTrigger", "DeleteTrigger"), 100)
-    with Emulator(rate_limits={"GetFunction": 2}, runtimes={"Python3.10": sys.executable}) as emu:
+    with Emulator(rate_limits={"GetFunction": 2}, runtimes={"Python3.10": python310() or sys.executable}) as emu:
         create(emu)
         codes = [error_code(lambda: call(emu, "GetFunction", {"FunctionName": "nope"})) for _ in range(3)]
         assert codes == ["ResourceNotFound.Function", "ResourceNotFound.Function", "RequestLimitExceeded"]
