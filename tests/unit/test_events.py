@@ -380,6 +380,6 @@ def test_a_timers_plain_job_builds_no_validator(case: dict[str, object]) -> None
 
     code = ("import json, sys; from blueprint.events import Job, parse_job; "
             "job = parse_job(json.loads(sys.argv[1])); print(Job.__pydantic_complete__, job.InstanceId)")
-    out = subprocess.run([sys.executable, "-c", code, orjson.dumps(case).decode()], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", code, orjson.dumps(case).decode()], capture_output=True, text=True,  # noqa: S603
                          check=True, timeout=60)
     assert out.stdout.split() == ["False", ID]
