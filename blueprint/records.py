@@ -111,7 +111,8 @@ def _init(cls: Any, fields: tuple[dataclasses.Field[Any], ...], *, kw_only: bool
     post_init = getattr(cls, "__post_init__", None) is not None
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        values = _bind(positional, known, args, kwargs)
+        # Keywords only, all known (how records are made on the warm path): they are the values as they are.
+        values = kwargs if not args and known.issuperset(kwargs) else _bind(positional, known, args, kwargs)
         for name, default, factory in spec:
             value = values.get(name, default)
             if value is _MISSING:
