@@ -168,8 +168,9 @@ def _cold_section(config: Config, samples: dict[str, list[dict[str, Any]]]) -> S
         "Bytecode: " + ("every loaded module had a current .pyc." if not stale else
                         f"**{len(stale)} loaded module(s) had no current .pyc** (compiled at import): "
                         + ", ".join(f"`{m}`" for m in stale[:10])),
-        "The function's first invocation builds its App (settings, clients, sinks), makes 3 cloud calls "
-        "(DescribeBlueprints slot lookup, CreateBlueprint, DescribeBlueprints listing) and POSTs one webhook; "
+        "The function's first invocation builds its App (settings, clients, sinks), makes 4 cloud calls "
+        "(DescribeBlueprints slot lookup, DescribeDisks for the data disks, CreateBlueprint, DescribeBlueprints "
+        "listing) and POSTs one webhook; "
         "(a) and (b) make 1 call and deliver nothing.",
         "The differences are medians of per-round differences (their min to max shows the noise); "
         "the callgrind section counts the same runs in instructions, which do not vary with the machine's load.",

@@ -434,10 +434,59 @@ def parse_job(data: object, *, what: str = "job") -> Job:
     """
     if not isinstance(data, Mapping):
         raise BadRequest(f"the {what} must be a JSON object")
+    plain = _plain_job(data)
+    if plain is not None:
+        return plain
     try:
         return Job.model_validate(data)
     except ValidationError as err:
         raise BadRequest(describe_error(err, what=what)) from None
+
+
+# The fields a plain job may give (a timer's usual Message); any other field sends the job to the model.
+_PLAIN_FIELDS = frozenset({"InstanceId", "Region", "Keep", "Tags", "Wait", "DryRun", "ForcePowerOff"})
+
+
+def _plain_job(data: Mapping[Any, Any]) -> Job | None:
+    """The job, made without building the `Job` model's validator, when it is of the plain kind a timer sends
+    (an InstanceId, maybe Region, Keep, Tags and switches, each of its exact JSON type and within its rules);
+    None for anything else, which `Job.model_validate` then judges. Building the validator costs a cold start
+    about 12 M instructions; tests/unit/test_events.py holds this reader to the model's answers.
+    """
+    if not _PLAIN_FIELDS.issuperset(data) or not _plain_scalars(data):
+        return None
+    tags = _plain_tags(data.get("Tags", []))
+    if tags is None:
+        return None
+    return Job.model_construct(**{**data, "Tags": tags} if "Tags" in data else data)
+
+
+def _plain_scalars(data: Mapping[Any, Any]) -> bool:
+    """InstanceId, Region, Keep and the switches are of their exact JSON type and within their rules."""
+    instance, region, keep = data.get("InstanceId"), data.get("Region"), data.get("Keep", 1)
+    return (type(instance) is str and re.fullmatch(INSTANCE_ID_PATTERN[1:-1], instance) is not None
+            and (region is None or (type(region) is str and len(region) <= 40
+                                    and re.fullmatch(REGION_PATTERN[1:-1], region) is not None))
+            and type(keep) is int and 1 <= keep <= 500
+            and all(type(data.get(name, False)) is bool for name in ("Wait", "DryRun", "ForcePowerOff")))
+
+
+def _plain_tags(tags: object) -> list[Tag] | None:
+    """The user tags as `Tag` models when each is a plain {Key, Value} within the rules; else None."""
+    if type(tags) is not list or len(tags) > MAX_USER_TAGS:
+        return None
+    made = []
+    for tag in tags:
+        if type(tag) is not dict or tag.keys() != {"Key", "Value"}:
+            return None
+        key, value = tag["Key"], tag["Value"]
+        if type(key) is not str or type(value) is not str or not (0 < len(key) <= 127 and 0 < len(value) <= 255):
+            return None
+        try:
+            made.append(_user_tag(Tag.model_construct(Key=_tag_key(key), Value=_tag_text(value))))
+        except ValueError:
+            return None
+    return made if len({t.Key for t in made}) == len(made) else None
 
 
 def _loc_part(part: object) -> str:

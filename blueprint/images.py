@@ -27,7 +27,6 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import field, replace
 from datetime import datetime
 from functools import cached_property, partial
@@ -416,6 +415,7 @@ class ImageMaker:
             regions = self._retrying(lambda: self.lighthouse.regions(default_region, deadline=deadline), deadline)
         wanted = {t.Key: t.Value for t in job.Selector.Tags}
         listing = partial(self.lighthouse.find_instances, tags=wanted, deadline=deadline)
+        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 (a pool only for several at once; one instance needs none)
         with ThreadPoolExecutor(max_workers=min(8, 2 * len(regions) or 1)) as pool:
             found = {r: pool.submit(self._retrying, partial(listing, r), deadline) for r in regions}
             slots = {} if slot_key is None else {r: pool.submit(self._retrying, partial(
@@ -463,6 +463,7 @@ class ImageMaker:
         if len(groups) <= 1:
             parts = [self._region(run, region, group) for region, group in groups.items()]
         else:
+            from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 (a pool only for several at once; one instance needs none)
             with ThreadPoolExecutor(max_workers=len(groups)) as pool:
                 parts = list(pool.map(lambda item: self._region(run, *item), groups.items()))
         for part in parts:
@@ -625,6 +626,7 @@ class ImageMaker:
         if len(targets) <= 1:
             done = [self._create_or_defer(run, t) for t in targets]
         else:
+            from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 (a pool only for several at once; one instance needs none)
             with ThreadPoolExecutor(max_workers=min(self.policy.concurrency, len(targets))) as pool:
                 done = list(pool.map(lambda t: self._create_or_defer(run, t), targets))
         return [r for r in done if r is not None]

@@ -8,7 +8,6 @@ retried CreateBlueprint must first look for the image the lost attempt may have 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import field
 from datetime import datetime, timezone
 from typing import Any, NamedTuple, Protocol
@@ -341,6 +340,7 @@ class LighthouseService(DiskCalls):
 
         known = list(range(0, max(at_least, 1), PAGE))
         if len(known) > 1:
+            from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 (a pool only for several at once; one instance needs none)
             with ThreadPoolExecutor(max_workers=min(4, len(known))) as pool:
                 pages = list(pool.map(page, known))
         else:  # one page: no pool to build and shut down
@@ -352,6 +352,7 @@ class LighthouseService(DiskCalls):
         if len(offsets) <= 1:
             yield from (page(offset) for offset in offsets)
             return
+        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 (a pool only for several at once; one instance needs none)
         with ThreadPoolExecutor(max_workers=min(4, len(offsets))) as pool:
             yield from pool.map(page, offsets)
 

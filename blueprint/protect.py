@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from blueprint.events import Job
 from blueprint.images import RECHECK_AFTER, Run, Target, is_managed, plan_prune
 from blueprint.lighthouse import Lighthouse
 from blueprint.logs import log
+from blueprint.records import record
 from blueprint.results import DiskPoint, Result
 from blueprint.retry import Deadline, RetryPolicy
 from blueprint.slots import INSTANCE_TAG, SLOT_TAG
@@ -47,7 +48,7 @@ POINT_POLL_FIRST = 3.0
 POINT_POLL_MAX = 15.0
 
 
-@dataclass(frozen=True)
+@record
 class Protection:
     """What the data disks of one instance got in this slot."""
 
@@ -88,7 +89,7 @@ class _DiskBackupFailed(BlueprintError):
     status = 502
 
 
-@dataclass
+@record(frozen=False)
 class RegionDisks:
     """One region's data disks of the run's instances, and the points already made for the slot."""
 
@@ -104,7 +105,7 @@ class RegionDisks:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
-@dataclass
+@record(frozen=False)
 class DiskSteps:
     """The data-disk steps of a run (called by `blueprint.images.ImageMaker`)."""
 

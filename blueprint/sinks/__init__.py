@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple, Protocol
 
 import orjson
@@ -150,6 +149,7 @@ def deliver(sinks: Sequence[Sink], events: Sequence[dict[str, Any]], deadline: D
     for items in ordered[:1]:
         send_all(items)
     if len(ordered) > 2 and sinks:
+        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 (a pool only for several at once; one instance needs none)
         with ThreadPoolExecutor(max_workers=min(PARALLEL_SENDS, len(ordered) - 1)) as pool:
             list(pool.map(send_all, ordered[1:]))
     else:

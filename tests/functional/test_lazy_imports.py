@@ -18,15 +18,15 @@ from tests.conftest import base_env, timer_event
 ROOT = Path(__file__).resolve().parents[2]
 
 # What a timer with a webhook sink never needs: the other sinks, HTTP, the chained-call envelope and fan-out,
-# SCF Invoke, commands (TAT), copies, shares, tags, restores, listings, the other triggers' models and the local
-# tools.
+# SCF Invoke, commands (TAT), copies, shares, tags, restores, listings, the other triggers' models, the local
+# tools, and thread pools (one instance, one page, one result: nothing runs side by side).
 NOT_FOR_A_TIMER = [
     "blueprint.http", "blueprint.chained", "blueprint.dispatch", "blueprint.functions", "blueprint.tat",
     "blueprint.restore", "blueprint.copies", "blueprint.shares", "blueprint.tags", "blueprint.listing",
     "blueprint.triggers",
     "blueprint.sinks.cmq", "blueprint.sinks.chat", "blueprint.sinks.invoke", "blueprint.cli",
     "blueprint.devserver", "blueprint.localrun", "blueprint.deploy", "tencentcloud.scf", "tencentcloud.tat",
-    "tencentcloud.tag",
+    "tencentcloud.tag", "concurrent.futures",
 ]
 
 CHILD = """

@@ -314,3 +314,72 @@ def test_parse_json_refuses(raw: bytes | str, fragment: str) -> None:
 
 def test_parse_json_depth_limit_is_inclusive() -> None:
     assert parse_json("[" * 32 + "]" * 32) == orjson.loads("[" * 32 + "]" * 32)
+
+
+# ---- the plain-job reader (a timer's usual job, read without building the Job model's validator) -----------
+
+PLAIN_VALUES: dict[str, list[object]] = {
+    "InstanceId": [ID, "lhins-abc", "lhins-web00001\n", "LHINS-WEB00001", "lhins-wéb00001", "", None, 5,
+                   ["lhins-web00001"]],
+    "Region": ["ap-guangzhou", "ap-guangzhou\n", "AP-x", "a-b", "ap", "ap-" + "x" * 37, "ap-" + "x" * 38,
+               "na-siliconvalley", "ap-a-b-c-d", None, 1],
+    "Keep": [1, 3, 500, 0, 501, -1, True, 3.0, "3", None],
+    "Tags": [[], [{"Key": "backup", "Value": "daily"}], [{"Key": "k", "Value": "v", "X": 1}],
+             [{"Key": "a", "Value": "1"}, {"Key": "a", "Value": "2"}], [{"Key": " a", "Value": "v"}],
+             [{"Key": "scf-blueprint:slot", "Value": "v"}], [{"Key": "SCF-Blueprint:x", "Value": "v"}],
+             [{"Key": "qcs:x", "Value": "v"}], [{"Key": "k", "Value": ""}], [{"Key": "k" * 127, "Value": "v" * 255}],
+             [{"Key": "k" * 128, "Value": "v"}], [{"Key": "k", "Value": "v" * 256}], [{"Key": "k!", "Value": "v"}],
+             [{"Key": "\u9879\u76ee", "Value": "v"}], [{"Key": "键", "Value": "值 (1)"}], [{"Key": 1, "Value": "v"}],
+             [{"Key": f"k{i}", "Value": "v"} for i in range(MAX_USER_TAGS)],
+             [{"Key": f"k{i}", "Value": "v"} for i in range(MAX_USER_TAGS + 1)], ["backup=daily"], {}, None],
+    "Wait": [True, False, 1, "true", None],
+    "DryRun": [True, False, 0, None],
+    "ForcePowerOff": [True, False, "yes", None],
+    "BlueprintName": ["web-{Date}"],
+    "InstanceIds": [[ID]],
+}
+
+
+def _plain_cases(count: int) -> list[dict[str, object]]:
+    import random
+
+    rng = random.Random(18)
+    fields = list(PLAIN_VALUES)
+    cases = [{"InstanceId": ID}, {"InstanceId": ID, "Keep": 3, "Tags": [{"Key": "backup", "Value": "daily"}]}]
+    for _ in range(count):
+        chosen = rng.sample(fields, rng.randint(0, 4))
+        case = {name: rng.choice(PLAIN_VALUES[name]) for name in chosen}
+        if rng.random() < 0.9:
+            case.setdefault("InstanceId", ID)
+        cases.append(case)
+    return cases
+
+
+def test_the_plain_job_reader_agrees_with_the_model() -> None:
+    from blueprint.events import Job, _plain_job
+
+    read = 0
+    for case in _plain_cases(3000):
+        plain = _plain_job(case)
+        if plain is None:
+            continue  # the model judges it, as before
+        read += 1
+        model = Job.model_validate(case)
+        assert plain == model, case
+        assert plain.model_fields_set == model.model_fields_set, case
+        assert repr(plain) == repr(model), case
+        assert [type(t) for t in plain.Tags] == [type(t) for t in model.Tags], case
+    assert read > 300  # the reader takes the plain jobs, not none of them
+
+
+@pytest.mark.parametrize("case", [{"InstanceId": ID}, {"InstanceId": ID, "Keep": 3, "Region": "ap-guangzhou",
+                                  "Tags": [{"Key": "backup", "Value": "daily"}], "Wait": True}])
+def test_a_timers_plain_job_builds_no_validator(case: dict[str, object]) -> None:
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from blueprint.events import Job, parse_job; "
+            "job = parse_job(json.loads(sys.argv[1])); print(Job.__pydantic_complete__, job.InstanceId)")
+    out = subprocess.run([sys.executable, "-c", code, orjson.dumps(case).decode()], capture_output=True, text=True,  # noqa: S603
+                         check=True, timeout=60)
+    assert out.stdout.split() == ["False", ID]

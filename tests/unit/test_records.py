@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import FrozenInstanceError, dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -150,3 +150,21 @@ def test_nested_records_repr_with_their_qualified_name() -> None:
     assert repr(Outer(Outer(None))) == (
         "test_nested_records_repr_with_their_qualified_name.<locals>.Outer(inner="
         "test_nested_records_repr_with_their_qualified_name.<locals>.Outer(inner=None))")
+
+
+def test_field_types_annotations_and_class_variables_as_a_dataclass_has_them() -> None:
+    made = []
+    for decorate in (dataclass(frozen=True), record):
+        class Thing:
+            """A record with a class variable (its annotation names ClassVar) and plain string annotations."""
+
+            limit: ClassVar[int] = 3
+            a: int
+            tags: list[str] = field(default_factory=list)
+
+        made.append(decorate(Thing))
+    plain, rec = made
+    assert [(f.name, f.type) for f in dataclasses.fields(rec)] == [(f.name, f.type) for f in dataclasses.fields(plain)]
+    assert [(f.name, f.type) for f in dataclasses.fields(rec)] == [("a", "int"), ("tags", "list[str]")]
+    assert rec.__annotations__ == plain.__annotations__ == {"limit": "ClassVar[int]", "a": "int", "tags": "list[str]"}
+    assert rec(1).limit == 3 and rec(1) == rec(1, [])
