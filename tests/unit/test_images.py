@@ -747,3 +747,32 @@ def test_keep_counts_a_new_image_that_is_already_normal(clock) -> None:
     assert outcomes(report) == [("lhins-web00001", "created", "lhbp-00000001"),
                                 ("lhins-web00001", "pruned", "lhbp-old00000")]
     assert [i.id for i in fake.images] == ["lhbp-00000001"]
+
+
+def test_retention_with_a_lagging_listing_keeps_keep_minus_one_of_the_old_images(clock) -> None:
+    # Keep 3, three old images, the new one not listed yet: the new one counts as one of the three, so one goes.
+    fake = LaggingListing()
+    fake.images = [old(0), old(1), old(2)]
+    report, _ = run(ImageMaker(fake, clock=clock, policy=Policy(keep=3)), {"InstanceId": "lhins-web00001"}, clock)
+    assert [r.blueprint_id for r in report.results if r.outcome == "pruned"] == ["lhbp-old00000"]
+    assert {"lhbp-old00001", "lhbp-old00002"} <= {i.id for i in fake.images}
+
+
+def test_retention_never_deletes_another_instances_image_a_listing_returns(clock) -> None:
+    class ListsTheNeighbour(FakeLighthouse):
+        """A listing by one instance's tag that also returns another instance's managed images."""
+
+        def find_images(self, region, *, deadline, tags=None, tag_key=None, ids=None, names=None, at_least=0,
+                        tag_values=None):
+            if tags and INSTANCE_TAG in tags and not ids:
+                return [i for i in self.images if INSTANCE_TAG in i.tags]
+            return super().find_images(region, deadline=deadline, tags=tags, tag_key=tag_key, ids=ids,
+                                       tag_values=tag_values)
+
+    fake = ListsTheNeighbour()
+    fake.images = [old(n, instance="lhins-db000001") for n in range(3)] + [old(4), old(5)]
+    report, _ = run(ImageMaker(fake, clock=clock, policy=Policy(keep=1)), {"InstanceId": "lhins-web00001"}, clock)
+    # The new image is still being made: the newest NORMAL one (old5) stays, old4 goes, the neighbour's stay.
+    assert [r.blueprint_id for r in report.results if r.outcome == "pruned"] == ["lhbp-old00004"]
+    assert {i.id for i in fake.images if i.tags[INSTANCE_TAG] == "lhins-db000001"} == {
+        "lhbp-old00000", "lhbp-old00001", "lhbp-old00002"}
