@@ -645,7 +645,9 @@ class ImageMaker:
         name = self.name_for(run.job, target, run.trigger)
         # The data disks' points first: the cloud refuses them while the instance is busy making its image.
         protection = self.disks.protect(run, target, name) if self.disks is not None else None
-        prepared = run.prepares or self.clock.monotonic() - started > 1.0
+        # Making this instance's points took a while (a busy disk): a twin may have finished meanwhile.
+        prepared = run.prepares or (protection is not None and bool(protection.new or protection.failed)
+                                    and self.clock.monotonic() - started > 1.0)
         try:
             result = (self._taken_meanwhile(run, target) if prepared else None) or self._create(run, target)
         except NotSent:
