@@ -297,3 +297,30 @@ def test_a_function_with_a_short_time_limit_still_runs_commands(make_app, emu) -
     answer = make_app(clock=EmuClock(emu), **COMMANDS).handle(timer_event(JOB), context(time_limit_in_ms=60_000))
     assert answer["Results"][0]["Consistency"] == "commands" and answer["Dispatched"] == 0
     assert contents(emu) == [PRE, POST]
+
+
+class TwinFinishesDuringThePreCommand(EmuClock):
+    """The first pause of the run (waiting for its pre-command) is when a twin invocation's image of the same
+    slot appears, NORMAL: made while this run's application was being paused."""
+
+    twin = ""
+
+    def sleep(self, seconds: float) -> None:
+        if not self.twin and self.emu is not None:
+            lookup = self.emu.calls_of("DescribeBlueprints")[0]  # the slot's, made before the pre-command
+            slot = next(f["Values"][0] for f in lookup.params["Filters"] if f["Name"] == "tag-value")
+            tags = [{"Key": "scf-blueprint:instance", "Value": WEB}, {"Key": "scf-blueprint:slot", "Value": slot}]
+            self.twin = self.emu.lighthouse.add_blueprint(f"{WEB}-twin", InstanceId=WEB, Tags=tags)["BlueprintId"]
+        super().sleep(seconds)
+
+
+def test_an_image_a_twin_made_during_the_pre_command_is_reported_and_the_post_command_still_runs(
+        make_app, emu) -> None:
+    emu.tat.script(WEB, duration=20, match="fsfreeze -f")
+    clock = TwinFinishesDuringThePreCommand(emu)
+    answer = make_app(clock=clock, **COMMANDS).handle(timer_event(JOB), context())
+    [result] = answer["Results"]
+    assert clock.twin and result["BlueprintId"] == clock.twin, result
+    assert result["Reason"] == "made by a concurrent invocation"
+    assert emu.calls_of("CreateBlueprint") == []  # looked again after the pre-command, before creating
+    assert contents(emu) == [PRE, POST] and paused(emu) is None
