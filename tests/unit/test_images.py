@@ -776,3 +776,27 @@ def test_retention_never_deletes_another_instances_image_a_listing_returns(clock
     assert [r.blueprint_id for r in report.results if r.outcome == "pruned"] == ["lhbp-old00004"]
     assert {i.id for i in fake.images if i.tags[INSTANCE_TAG] == "lhins-db000001"} == {
         "lhbp-old00000", "lhbp-old00001", "lhbp-old00002"}
+
+
+def test_a_race_loser_follows_its_own_image_while_it_is_still_being_made_then_deletes_it(clock) -> None:
+    class FinishesOnTheSecondLook(TwinLandsFirst):
+        """The twin's image is NORMAL at once; ours only from the second time it is asked for by id."""
+
+        looks = 0
+
+        def find_images(self, region, *, deadline, tags=None, tag_key=None, ids=None, names=None, at_least=0,
+                        tag_values=None):
+            if ids and "lhbp-00000000" in ids:
+                self.looks += 1
+            with self.lock:
+                self.images = [replace(i, state="NORMAL") if i.id == "lhbp-twin0000" or self.looks >= 2 else i
+                               for i in self.images]
+            return super().find_images(region, deadline=deadline, tags=tags, tag_key=tag_key, ids=ids,
+                                       tag_values=tag_values)
+
+    fake = FinishesOnTheSecondLook(twin_age=-timedelta(seconds=5))
+    report, _ = run(ImageMaker(fake, clock=clock), {"InstanceId": "lhins-web00001", "Wait": True}, clock)
+    [result] = report.results
+    assert (result.blueprint_id, result.outcome) == ("lhbp-twin0000", "ready")
+    assert [i.id for i in fake.images] == ["lhbp-twin0000"] and fake.looks == 2
+    assert clock.slept and clock.slept[-1] == pytest.approx(3.0)  # one pause (poll_first) between the looks
