@@ -359,6 +359,7 @@ def test_a_race_losers_image_left_in_progress_is_deleted_by_the_next_run_of_the_
     fake = TwinLandsFirst(twin_age=-timedelta(seconds=5))
     run(ImageMaker(fake, clock=clock), {"InstanceId": "lhins-web00001"}, clock)  # no Wait: ours still CREATING
     assert sorted(i.id for i in fake.images) == ["lhbp-00000000", "lhbp-twin0000"]
+    assert clock.slept == []  # a run that does not wait does not wait for its duplicate either
     fake.images = [replace(i, state="NORMAL") for i in fake.images]
     fake.create_blueprint = None  # the slot's image exists: the retry must not create
     report, _ = run(ImageMaker(fake, clock=clock), {"InstanceId": "lhins-web00001"}, clock)
