@@ -138,8 +138,10 @@ class _SummaryTap(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
-        """Flush the stream written through."""
-        self.out.flush()
+        """Flush the stream written through, unless it is closed already (Python 3.13 flushes a tap that is
+        being collected, maybe after the stream it wrote to was closed)."""
+        if not getattr(self.out, "closed", False):
+            self.out.flush()
 
 
 def _invoke_real(event: Any) -> int:
