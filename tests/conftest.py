@@ -61,6 +61,24 @@ def python310() -> str | None:
     return found if ok else None
 
 
+class FrozenClock(Clock):
+    """Time stands still except when the code under test sleeps: every budget is exact, every wait recorded."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
 class EmuClock(Clock):
     """Real time plus a virtual offset; sleeping advances the offset and the emulator's clock."""
 

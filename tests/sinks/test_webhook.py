@@ -13,7 +13,7 @@ from blueprint.errors import ConfigError, DeliveryError
 from blueprint.localrun import Answer
 from blueprint.retry import Deadline
 from blueprint.sinks.webhook import WebhookSink
-from tests.conftest import EmuClock, context, http_event, timer_event
+from tests.conftest import EmuClock, FrozenClock, context, http_event, timer_event
 from tests.sinks.conftest import Hook
 from tests.sinks.helpers import WHSEC, parse
 
@@ -149,24 +149,6 @@ def test_http_answers_name_the_failing_sink(make_app, receiver) -> None:
 
 # ---- the sink on its own: attempts, timeouts and waits on a frozen clock (docs/mutation.md) ---------------------
 
-class FrozenClock:
-    """Time stands still except when the sink waits: every budget below is exact."""
-
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-        self.slept: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 class RecordingSession(requests.Session):
     """A real session that notes the timeout of each POST."""
 
@@ -188,7 +170,7 @@ EVENT = {"id": "evt-1", "type": "com.tencentcloud.lighthouse.blueprint.created"}
 
 
 def test_no_time_for_an_attempt_is_a_failed_delivery_never_a_silent_one(hook: Hook) -> None:
-    clock = FrozenClock()
+    clock = FrozenClock(1_000_000.0)
     webhook, _ = sink(hook, clock)
     with pytest.raises(DeliveryError, match="not attempted: no time left"):
         webhook.send(EVENT, b"{}", Deadline.after(clock, 0.49))
@@ -198,7 +180,7 @@ def test_no_time_for_an_attempt_is_a_failed_delivery_never_a_silent_one(hook: Ho
 
 
 def test_four_attempts_with_jittered_exponential_backoff(hook: Hook) -> None:
-    clock = FrozenClock()
+    clock = FrozenClock(1_000_000.0)
     hook.default = Answer(503)
     webhook, session = sink(hook, clock, rng=0.5)
     with pytest.raises(DeliveryError, match=r"not accepted after retries \(HTTP 503\)"):
@@ -209,7 +191,7 @@ def test_four_attempts_with_jittered_exponential_backoff(hook: Hook) -> None:
 
 
 def test_an_attempt_never_outlasts_the_time_left(hook: Hook) -> None:
-    clock = FrozenClock()
+    clock = FrozenClock(1_000_000.0)
     webhook, session = sink(hook, clock)
     webhook.send(EVENT, b"{}", Deadline.after(clock, 2.0))
     assert session.timeouts == [(1.9, 1.9)]
@@ -217,7 +199,7 @@ def test_an_attempt_never_outlasts_the_time_left(hook: Hook) -> None:
 
 @pytest.mark.parametrize("status", [500, 502, 504, 429])
 def test_500_and_up_and_429_are_retried(hook: Hook, status: int) -> None:
-    clock = FrozenClock()
+    clock = FrozenClock(1_000_000.0)
     hook.then(Answer(status))
     webhook, _ = sink(hook, clock)
     webhook.send(EVENT, b"{}", Deadline.after(clock, 60))
@@ -226,7 +208,7 @@ def test_500_and_up_and_429_are_retried(hook: Hook, status: int) -> None:
 
 @pytest.mark.parametrize("status", [300, 301, 308])
 def test_any_3xx_is_a_refusal_not_a_delivery(hook: Hook, status: int) -> None:
-    clock = FrozenClock()
+    clock = FrozenClock(1_000_000.0)
     hook.default = Answer(status, {"Location": "http://127.0.0.1:9/elsewhere"})
     webhook, _ = sink(hook, clock)
     with pytest.raises(DeliveryError, match=f"HTTP {status} redirect not followed"):
@@ -236,7 +218,7 @@ def test_any_3xx_is_a_refusal_not_a_delivery(hook: Hook, status: int) -> None:
 
 @pytest.mark.parametrize(("left", "posts"), [(3.5, 2), (3.4, 1)])
 def test_a_retry_after_is_waited_only_when_an_attempt_still_fits_after_it(hook: Hook, left: float, posts: int) -> None:
-    clock = FrozenClock()
+    clock = FrozenClock(1_000_000.0)
     hook.then(Answer(429, {"Retry-After": "3"}))
     webhook, _ = sink(hook, clock)
     if posts == 2:
@@ -250,7 +232,7 @@ def test_a_retry_after_is_waited_only_when_an_attempt_still_fits_after_it(hook: 
 
 
 def test_a_retry_after_date_in_the_past_means_at_once(hook: Hook) -> None:
-    clock = FrozenClock()
+    clock = FrozenClock(1_000_000.0)
     hook.then(Answer(503, {"Retry-After": formatdate(clock.time() - 60, usegmt=True)}))
     webhook, _ = sink(hook, clock)
     webhook.send(EVENT, b"{}", Deadline.after(clock, 60))

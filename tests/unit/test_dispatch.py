@@ -7,23 +7,8 @@ import pytest
 from blueprint.chained import ChainTarget
 from blueprint.dispatch import MAX_BATCH, batches, forecast
 from blueprint.errors import DeadlineExceeded, NotSent
-from blueprint.retry import Clock, Deadline, Pacer, RateLimiter
-
-
-class FakeClock(Clock):
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
+from blueprint.retry import Deadline, Pacer, RateLimiter
+from tests.conftest import FrozenClock
 
 
 def targets(region: str, count: int, start: int = 0) -> list[ChainTarget]:
@@ -54,7 +39,7 @@ def test_forecast_of_the_bench_fleet_and_of_ten_thousand_instances() -> None:
 
 
 def test_a_rate_under_one_per_second_is_one_call_per_its_period() -> None:
-    clock = FakeClock()
+    clock = FrozenClock()
     limiter = RateLimiter(0.2, clock=clock)
     deadline = Deadline.after(clock, 60)
     for _ in range(3):
@@ -63,7 +48,7 @@ def test_a_rate_under_one_per_second_is_one_call_per_its_period() -> None:
 
 
 def test_a_fractional_rate_above_one_rounds_down() -> None:
-    clock = FakeClock()
+    clock = FrozenClock()
     limiter = RateLimiter(2.5, clock=clock)
     for _ in range(3):
         limiter.acquire(Deadline.after(clock, 60))
@@ -71,7 +56,7 @@ def test_a_fractional_rate_above_one_rounds_down() -> None:
 
 
 def test_a_pacer_gives_each_action_its_share_of_its_documented_rate() -> None:
-    clock = FakeClock()
+    clock = FrozenClock()
     pacer = Pacer(0.25, clock=clock)
     deadline = Deadline.after(clock, 60)
     for _ in range(5):
@@ -85,7 +70,7 @@ def test_a_pacer_gives_each_action_its_share_of_its_documented_rate() -> None:
 
 
 def test_a_slot_after_the_deadline_is_not_sent() -> None:
-    clock = FakeClock()
+    clock = FrozenClock()
     pacer = Pacer(0.01, clock=clock)
     deadline = Deadline.after(clock, 5)
     pacer.acquire("CreateBlueprint", 20.0, deadline)

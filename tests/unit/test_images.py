@@ -20,26 +20,11 @@ from blueprint.errors import (
 from blueprint.events import TriggerInfo, parse_job
 from blueprint.images import INSTANCE_TAG, SLOT_TAG, ImageMaker, Policy, default_name, plan_prune, render_name
 from blueprint.lighthouse import Created, Image
-from blueprint.retry import Clock, Deadline, RateLimiter, RetryPolicy
+from blueprint.retry import Deadline, RateLimiter, RetryPolicy
 from blueprint.slots import slot_digest
+from tests.conftest import FrozenClock
 
 T0 = datetime(2026, 11, 27, 3, 0, tzinfo=timezone.utc)
-
-
-class FakeClock(Clock):
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def image(n: int, state: str = "NORMAL", *, slot: str | None = None, instance: str = "lhins-web00001") -> Image:
@@ -137,7 +122,7 @@ class FakeLighthouse:
 TRIGGER = TriggerInfo(Type="timer", Name="daily", Time=T0)
 
 
-def run(maker: ImageMaker, job: dict, clock: FakeClock, *, seconds: float = 600):
+def run(maker: ImageMaker, job: dict, clock: FrozenClock, *, seconds: float = 600):
     parsed = parse_job(job)
     deadline = Deadline.after(clock, seconds)
     plan = maker.plan(parsed, "ap-guangzhou", deadline)
@@ -147,8 +132,8 @@ def run(maker: ImageMaker, job: dict, clock: FakeClock, *, seconds: float = 600)
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> FrozenClock:
+    return FrozenClock()
 
 
 def test_throttling_is_retried_with_backoff(clock) -> None:
@@ -663,7 +648,7 @@ def test_a_race_loser_reports_the_winner_and_deletes_its_own_image_once_the_clou
 class FinishesAs(FakeLighthouse):
     """Images end in `state` one second after they were made, whatever asks (a listing or a lookup by id)."""
 
-    def __init__(self, state: str, clock: FakeClock) -> None:
+    def __init__(self, state: str, clock: FrozenClock) -> None:
         super().__init__()
         self.state = state
         self.clock = clock
