@@ -320,9 +320,9 @@ class DiskSteps:
         between twin invocations) are deleted when the cloud lets them go: a disk's backup quota is small."""
         found = self.retry.call(partial(self.cloud.find_points, region, tags={SLOT_TAG: run.digest},
                                         deadline=run.deadline), deadline=run.deadline)
-        mine = [p for p in found if p.tags.get(SLOT_TAG) == run.digest and is_managed(p)]
-        oldest = _oldest_per_disk(mine)
-        twins = [p.id for p in mine if p is not oldest.get(p.disk_id) and p.state in POINT_DELETABLE]
+        slot = [p for p in found if p.tags.get(SLOT_TAG) == run.digest]
+        oldest = _oldest_per_disk(slot)
+        twins = [p.id for p in slot if is_managed(p) and p is not oldest.get(p.disk_id) and p.state in POINT_DELETABLE]
         if drop_twins and twins and self._delete(run, region, twins):
             log("INFO", "deleted backup points a twin invocation made for the same slot", region=region, points=twins)
         return oldest
@@ -361,9 +361,7 @@ class DiskSteps:
         def before_retry(err: BlueprintError) -> Point | None:
             if not isinstance(err, CloudUnavailable | InstanceBusy):
                 return None
-            found = self.retry.call(partial(self.cloud.find_points, region, tags={SLOT_TAG: run.digest},
-                                            deadline=run.deadline), deadline=run.deadline)
-            return _oldest_per_disk(p for p in found if p.tags.get(SLOT_TAG) == run.digest).get(disk.id)
+            return self._slot_points(run, region).get(disk.id)
 
         return self.retry.call(attempt, deadline=run.deadline, before_retry=before_retry)
 
