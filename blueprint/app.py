@@ -42,7 +42,7 @@ from blueprint.policy import Command, Policy
 from blueprint.records import record
 from blueprint.results import Result, RunReport, Source, result_events, summary_event
 from blueprint.retry import Clock, Deadline, Pacer, RetryPolicy, SystemClock, Waits
-from blueprint.settings import Settings, load_settings
+from blueprint.settings import Secret, Settings, load_settings
 from blueprint.sinks import Delivery, Sink, SinkContext, build_sinks, deliver
 from blueprint.slots import (
     INSTANCE_TAG,
@@ -57,8 +57,6 @@ from blueprint.slots import (
 # A timer imports only what it uses (issue 18): the chained-call envelope, fan-out, HTTP, the other sinks,
 # copies, shares, tags and restores load on first use, in the functions that use them.
 if TYPE_CHECKING:
-    from pydantic import SecretStr
-
     from blueprint.dispatch import Chain, Dispatcher
     from blueprint.functions import FunctionRef, Functions
     from blueprint.http import Authenticator
@@ -346,7 +344,7 @@ class App:
         if call.Share < 1:
             inv.share, inv.work = call.Share, inv.work.paced(Pacer(call.Share, clock=self.clock))
         running = frozenset(t.InstanceId for t in call.Targets if t.WasRunning)
-        spec = Spec(job, call.Trigger, call.SlotKey, not_after=call.Deadline, names=call.names(),
+        spec = Spec(job, call.trigger(), call.SlotKey, not_after=call.Deadline, names=call.names(),
                     was_running=running, chained=True)
         return self._async_run(spec, inv)
 
@@ -548,7 +546,7 @@ class App:
             return False
         if job.Dispatch == "invoke":
             return True
-        return "Dispatch" not in job.model_fields_set and count > self.settings.dispatch_threshold
+        return job.Dispatch is None and count > self.settings.dispatch_threshold
 
     def _send(self, report: RunReport, chain: Chain, targets: list[Target], inv: Invocation, *, why: str,
               share: float, size: int | None = None) -> None:
@@ -847,7 +845,7 @@ def _quiescer(service: LighthouseService, clients: ClientCache, recovery: Recove
                     configured_post=_command("BLUEPRINT_POST_COMMAND", settings.post_command))
 
 
-def _command(variable: str, value: SecretStr | None) -> Command | None:
+def _command(variable: str, value: Secret | None) -> Command | None:
     return Command.configured(variable, value.get_secret_value()) if value is not None else None
 
 

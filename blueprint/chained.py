@@ -37,16 +37,14 @@ from blueprint.errors import BadRequest, BlueprintError, SlotExpired
 from blueprint.events import (
     INSTANCE_ID_PATTERN,
     REGION_PATTERN,
-    AwareUtc,
     InstanceRef,
-    RestoreJob,
     TriggerInfo,
     describe_error,
     parse_job,
-    parse_restore,
     printable,
 )
-from blueprint.events import Job as JobModel
+from blueprint.events import Job as JobRecord
+from blueprint.triggers import AwareUtc, InstanceRefModel, RestoreJob, TriggerInfoModel, parse_restore, trigger_of
 
 __all__ = ["CALL_CODE", "ChainTarget", "ChainedCall", "Refused", "build", "is_chained", "job_options", "parse",
            "restore_options", "salvage"]
@@ -90,14 +88,14 @@ class ChainedCall(_Model):
     Kind: Kind
     Job: dict[str, Any]
     Targets: Annotated[list[ChainTarget], Field(min_length=1, max_length=MAX_TARGETS)]
-    Trigger: TriggerInfo
+    Trigger: TriggerInfoModel
     SlotKey: Annotated[str, StringConstraints(min_length=1, max_length=300)]
     CorrelationId: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     Deadline: AwareUtc
     # The part of the account's API rates this call may use (the sender's share, split between its calls).
     Share: Annotated[float, Field(gt=0, le=1)] = 1.0
 
-    def job(self) -> JobModel:
+    def job(self) -> JobRecord:
         """The child's own job: the options it was sent with, over the envelope's targets.
 
         Raises:
@@ -115,6 +113,10 @@ class ChainedCall(_Model):
         target = self.Targets[0]
         return parse_restore({**self.Job, "InstanceId": target.InstanceId, "Region": target.Region},
                              what="chained call Job")
+
+    def trigger(self) -> TriggerInfo:
+        """The trigger of the run that sent the call."""
+        return trigger_of(self.Trigger)
 
     def names(self) -> dict[tuple[str, str], str]:
         """The rendered image name of each target."""
@@ -136,9 +138,9 @@ def is_chained(payload: Mapping[str, Any]) -> bool:
     return not _ENVELOPE_KEYS.isdisjoint(payload)
 
 
-def job_options(job: JobModel) -> dict[str, Any]:
+def job_options(job: JobRecord) -> dict[str, Any]:
     """What a child inherits from the job that sends it: every option, none of the run's own fields."""
-    return job.model_dump(mode="json", exclude=set(_RUN_FIELDS), exclude_none=True)
+    return {name: value for name, value in job.fields().items() if name not in _RUN_FIELDS}
 
 
 def restore_options(job: RestoreJob) -> dict[str, Any]:
@@ -149,12 +151,13 @@ def restore_options(job: RestoreJob) -> dict[str, Any]:
 def build(*, kind: Kind, options: Mapping[str, Any], targets: Sequence[ChainTarget], trigger: TriggerInfo,
           slot_key: str, correlation_id: str, deadline: datetime, share: float = 1.0) -> str:
     """The JSON of one chained call (validated by the same model that reads it)."""
-    call = ChainedCall(Kind=kind, Job=dict(options), Targets=list(targets), Trigger=trigger, SlotKey=slot_key,
+    told = TriggerInfoModel(Type=trigger.Type, Name=trigger.Name, Time=trigger.Time)
+    call = ChainedCall(Kind=kind, Job=dict(options), Targets=list(targets), Trigger=told, SlotKey=slot_key,
                        CorrelationId=correlation_id[:100] or "-", Deadline=deadline, Share=share)
     return orjson.dumps(call.model_dump(mode="json")).decode()
 
 
-def parse(payload: Mapping[str, Any], *, now: datetime, ttl: float) -> tuple[ChainedCall, JobModel | RestoreJob]:
+def parse(payload: Mapping[str, Any], *, now: datetime, ttl: float) -> tuple[ChainedCall, JobRecord | RestoreJob]:
     """Validate a chained call and the job it carries, before anything is done for it.
 
     Raises:
@@ -197,7 +200,7 @@ def salvage(payload: Mapping[str, Any]) -> tuple[list[InstanceRef], str | None, 
     slot = payload.get("SlotKey")
     slot_key = slot if isinstance(slot, str) and 0 < len(slot) <= 300 and slot.isprintable() else None
     try:
-        trigger: TriggerInfo | None = TriggerInfo.model_validate(payload.get("Trigger"))
+        trigger: TriggerInfo | None = trigger_of(TriggerInfoModel.model_validate(payload.get("Trigger")))
     except ValidationError:
         trigger = None
     return targets, slot_key, trigger
@@ -205,9 +208,10 @@ def salvage(payload: Mapping[str, Any]) -> tuple[list[InstanceRef], str | None, 
 
 def _ref(region: object, instance_id: object) -> InstanceRef | None:
     try:
-        return InstanceRef.model_validate({"Region": region, "InstanceId": instance_id})
+        ref = InstanceRefModel.model_validate({"Region": region, "InstanceId": instance_id})
     except ValidationError:
         return None
+    return InstanceRef(Region=ref.Region, InstanceId=ref.InstanceId)
 
 
 def _iso(value: datetime) -> str:

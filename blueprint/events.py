@@ -1,43 +1,41 @@
-"""What comes in: one pydantic model per trigger, and the job they all carry (README.md, Triggers).
+"""What comes in: the job and the trigger that carried it, as plain records (README.md, Triggers).
 
-`parse_event(event, context)` recognises the trigger from the event's shape and returns a `Trigger` variant.
-The job itself is validated by `parse_job`: an invalid job cannot exist past this module.
+`parse_event(event)` recognises the trigger from the event's shape and returns a `Trigger` variant;
+`parse_job` validates a job. An invalid job cannot exist past this module.
 
-The models of the other triggers (HTTP, queue, invoke) and of restores are defined in `blueprint.triggers`,
-which this module loads the first time one of them is asked for: a timer never defines them. No
-`from __future__ import annotations` here: pydantic would compile each field's annotation from its text.
+The rules are pydantic models (`blueprint.triggers`: `JobModel`, `TimerEventModel` and the other triggers'
+events). A timer's usual event and job (a timer's time, an instance id, Keep, tags, switches) are read here
+by plain code that takes only what it is sure the models take, and makes the same values; anything else,
+and every invalid value, goes to the models, which decide with their own messages. So a timer's cold start
+never imports pydantic (issue 18: some 300 M instructions and 9 MiB); tests/unit/test_events.py holds the
+plain readers to the models' answers.
 """
+
+from __future__ import annotations
 
 import re
 import string
 from collections.abc import Mapping
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from dataclasses import field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
-from pydantic import (
-    AfterValidator,
-    AwareDatetime,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
 
 from blueprint.errors import BadRequest
 from blueprint.logs import redact
+from blueprint.records import record
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from blueprint.triggers import (
         MAX_BATCH,
         ApiGatewayEvent,
         FunctionUrlEvent,
         HttpRequest,
         InvokeEvent,
+        JobModel,
         QueueEvent,
         QueueRecord,
         RestoreJob,
@@ -56,13 +54,13 @@ __all__ = [
     "MAX_USER_TAGS",
     "REGION_PATTERN",
     "ApiGatewayEvent",
-    "AwareUtc",
     "FunctionUrlEvent",
     "HttpRequest",
     "InstanceRef",
     "InstanceSelector",
     "InvokeEvent",
     "Job",
+    "JobModel",
     "QueueEvent",
     "QueueRecord",
     "RestoreJob",
@@ -93,41 +91,16 @@ MAX_JSON_DEPTH = 32
 MAX_JSON_BYTES = 64 * 1024
 # A timer's Message is at most 4 KB on the platform; anything much larger did not come from a timer.
 MAX_MESSAGE_CHARS = 64 * 1024
-
-InstanceIdStr = Annotated[str, StringConstraints(pattern=INSTANCE_ID_PATTERN)]
-RegionStr = Annotated[str, StringConstraints(pattern=REGION_PATTERN, max_length=40)]
-BlueprintIdStr = Annotated[str, StringConstraints(pattern=r"^lhbp-[a-z0-9]{8}$")]
 # A Tencent Cloud account id (UIN): digits only (https://www.tencentcloud.com/document/product/378/48586).
 ACCOUNT_ID_PATTERN = r"^[1-9][0-9]{4,19}$"
-AccountIdStr = Annotated[str, StringConstraints(pattern=ACCOUNT_ID_PATTERN)]
 # SyncBlueprint and ShareBlueprintAcrossAccounts take at most 10 regions / accounts.
 MAX_COPY_REGIONS = 10
 MAX_SHARE_ACCOUNTS = 10
 # Data disks: "all" attached data disks, "none", or these disk ids (a Lighthouse instance has at most 20).
-DISK_ID = re.compile(r"lhdisk-[a-z0-9]{8}\Z")
+DISK_ID = r"lhdisk-[a-z0-9]{8}\Z"
 MAX_DATA_DISKS = 20
-
-
-def _data_disks(value: object) -> object:
-    if value is None or value in ("all", "none"):
-        return value
-    if isinstance(value, list) and 1 <= len(value) <= MAX_DATA_DISKS and all(
-            isinstance(v, str) and DISK_ID.match(v) for v in value):
-        if len(set(value)) != len(value):
-            raise ValueError("duplicate disk ids")
-        return value
-    raise ValueError(f'expected "all", "none" or a list of 1 to {MAX_DATA_DISKS} disk ids (lhdisk- and 8 of a-z0-9)')
-
-
-DataDiskChoice = Annotated[str | list[str] | None, BeforeValidator(_data_disks)]
 # A job names a command by id; any other text (shell text, however long the body allows) gets a 403 from the policy.
 MAX_COMMAND_TEXT = 64 * 1024
-
-
-def _unique(values: list[str] | None) -> list[str] | None:
-    if values is not None and len(set(values)) != len(values):
-        raise ValueError("duplicate values")
-    return values
 
 
 def printable(value: str) -> str:
@@ -141,13 +114,6 @@ def printable(value: str) -> str:
     return value
 
 
-Text60 = Annotated[str, StringConstraints(min_length=1, max_length=60), AfterValidator(printable)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True, defer_build=True)
-
-
 # The Tag service's naming rules (https://www.tencentcloud.com/document/product/651/13354): keys 1-127 and
 # values 1-255 Unicode characters; letters (any script), digits, inner spaces and these specials only; keys
 # starting with qcs:, project: or 项目 are reserved by the cloud.
@@ -155,7 +121,12 @@ TAG_SPECIALS = frozenset("+-=._:/@()[],;><") | frozenset("\u3010\u3011\uff08\uff
 RESERVED_TAG_PREFIXES = ("qcs:", "project:", "\u9879\u76ee")
 
 
-def _tag_text(value: str) -> str:
+def tag_text(value: str) -> str:
+    """A tag key's or value's text, if it keeps the Tag service's rules of characters.
+
+    Raises:
+        ValueError: it does not; the message says which rule.
+    """
     if value != value.strip(" "):
         raise ValueError("tags may not start or end with a space")
     if any(not (ch == " " or ch.isalnum() or ch in TAG_SPECIALS) for ch in value):
@@ -163,52 +134,35 @@ def _tag_text(value: str) -> str:
     return value
 
 
-def _tag_key(value: str) -> str:
+def tag_key(value: str) -> str:
+    """A tag key, if it keeps the rules of tag text and is not reserved by the cloud.
+
+    Raises:
+        ValueError: it does not.
+    """
     if value.lower().startswith(RESERVED_TAG_PREFIXES):
         raise ValueError("tag keys starting with qcs:, project: or \u9879\u76ee are reserved by Tencent Cloud")
-    return _tag_text(value)
+    return tag_text(value)
 
 
-class Tag(_Model):
-    """A tag as the Lighthouse API spells it, held to the Tag service's rules."""
+def user_tag_key(key: str) -> str:
+    """A key a user may set: not one of the function's own tags (case-insensitive: a look-alike key must not
+    pass for, or shadow, them).
 
-    Key: Annotated[str, StringConstraints(min_length=1, max_length=127), AfterValidator(_tag_key)]
-    Value: Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_tag_text)]
-
-
-def _user_tag(tag: Tag) -> Tag:
-    # Case-insensitive: a look-alike key must not pass for (or shadow) the function's own tags.
-    if tag.Key.strip().lower().startswith(MANAGED_TAG_PREFIX):
+    Raises:
+        ValueError: it is.
+    """
+    if key.strip().lower().startswith(MANAGED_TAG_PREFIX):
         raise ValueError(f"tag keys starting with {MANAGED_TAG_PREFIX!r} are reserved for this function")
-    return tag
+    return key
 
 
-UserTag = Annotated[Tag, AfterValidator(_user_tag)]
+def check_name_template(value: str) -> str:
+    """An image name template: known placeholders only, no format specs, at most 60 characters rendered.
 
-
-def _unique_keys(tags: list[Tag]) -> list[Tag]:
-    keys = [t.Key for t in tags]
-    if len(set(keys)) != len(keys):
-        raise ValueError("duplicate tag keys")
-    return tags
-
-
-class InstanceSelector(_Model):
-    """Every instance carrying all these tags in these regions (`["*"]`: every region)."""
-
-    Regions: Annotated[list[Annotated[str, StringConstraints(pattern=r"^\*$|" + REGION_PATTERN)]],
-                       Field(min_length=1, max_length=50)]
-    Tags: Annotated[list[Tag], Field(min_length=1, max_length=10), AfterValidator(_unique_keys)]
-
-
-class InstanceRef(_Model):
-    """One instance and its region."""
-
-    Region: RegionStr
-    InstanceId: InstanceIdStr
-
-
-def _check_name_template(value: str) -> str:
+    Raises:
+        ValueError: it breaks one of these; the message says which.
+    """
     try:
         parsed = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(value) if name is not None]
     except ValueError as err:
@@ -229,75 +183,71 @@ def _check_name_template(value: str) -> str:
     return value
 
 
-def _split_ref(value: object) -> object:
-    if isinstance(value, str) and ":" in value:
-        region, _, instance = value.partition(":")
-        return {"Region": region, "InstanceId": instance}
-    return value
+def to_utc(value: datetime) -> datetime:
+    """The time in UTC; a time without a zone is taken as UTC.
+
+    Raises:
+        ValueError: the time is out of range in UTC (year 1 east of UTC, year 9999 west of it).
+    """
+    try:
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("the time is out of range in UTC") from None
 
 
-class Job(_Model):
-    """What to image and how (README.md, the job table). A CreateBlueprint request is a valid job."""
+@record
+class Tag:
+    """A tag as the Lighthouse API spells it, held to the Tag service's rules."""
 
-    InstanceId: InstanceIdStr | None = None
-    InstanceIds: Annotated[
-        list[Annotated[str, StringConstraints(max_length=60)]] | None, Field(min_length=1, max_length=100)
-    ] = None
+    Key: str
+    Value: str
+
+
+@record
+class InstanceSelector:
+    """Every instance carrying all these tags in these regions (`["*"]`: every region)."""
+
+    Regions: list[str]
+    Tags: list[Tag]
+
+
+@record
+class InstanceRef:
+    """One instance and its region."""
+
+    Region: str
+    InstanceId: str
+
+
+@record(kw_only=True)
+class Job:
+    """What to image and how (README.md, the job table); its rules are `triggers.JobModel`'s.
+
+    `Dispatch` is None when the job does not say (the function then picks by fleet size).
+    """
+
+    InstanceId: str | None = None
+    InstanceIds: list[str] | None = None
     Selector: InstanceSelector | None = None
-    Region: RegionStr | None = None
-    BlueprintName: Annotated[str | None, StringConstraints(min_length=1, max_length=60),
-                             AfterValidator(lambda v: v if v is None else _check_name_template(printable(v)))] = None
-    Description: Text60 | None = None
+    Region: str | None = None
+    BlueprintName: str | None = None
+    Description: str | None = None
     ForcePowerOff: bool | None = None
-    Tags: Annotated[list[UserTag], Field(max_length=MAX_USER_TAGS), AfterValidator(_unique_keys)] = []
-    Keep: Annotated[int | None, Field(ge=1, le=500)] = None
+    Tags: list[Tag] = field(default_factory=list)
+    Keep: int | None = None
     Wait: bool = False
     DryRun: bool = False
-    IdempotencyKey: Annotated[str | None, StringConstraints(min_length=1, max_length=64),
-                              AfterValidator(lambda v: v if v is None else printable(v))] = None
-    MaxInstances: Annotated[int | None, Field(ge=1, le=10_000)] = None
-    Dispatch: Literal["inline", "invoke"] = "inline"
-    # Copies in other regions (SyncBlueprint) once the image is NORMAL, and how many copies each keeps.
-    CopyTo: Annotated[list[RegionStr] | None, Field(min_length=1, max_length=MAX_COPY_REGIONS),
-                      AfterValidator(_unique)] = None
-    CopyKeep: Annotated[int | None, Field(ge=1, le=500)] = None
-    # Accounts the image is shared with once NORMAL (BLUEPRINT_ALLOWED_SHARE_ACCOUNTS decides who may be).
-    ShareWith: Annotated[list[AccountIdStr] | None, Field(min_length=1, max_length=MAX_SHARE_ACCOUNTS),
-                         AfterValidator(_unique)] = None
-    # Application-consistent images without powering off: operator-defined TAT commands around the image.
-    # `Consistent` picks the configured pair (BLUEPRINT_PRE_COMMAND / BLUEPRINT_POST_COMMAND; unset: used when
-    # configured); PreCommand / PostCommand pick commands by id from BLUEPRINT_ALLOWED_COMMANDS. Anything but an
-    # allowed id is refused with 403 by the policy (a job never carries shell text), so the text is only capped.
+    IdempotencyKey: str | None = None
+    MaxInstances: int | None = None
+    Dispatch: Literal["inline", "invoke"] | None = None
+    CopyTo: list[str] | None = None
+    CopyKeep: int | None = None
+    ShareWith: list[str] | None = None
     Consistent: bool | None = None
-    PreCommand: Annotated[str | None, StringConstraints(min_length=1, max_length=MAX_COMMAND_TEXT)] = None
-    PostCommand: Annotated[str | None, StringConstraints(min_length=1, max_length=MAX_COMMAND_TEXT)] = None
-    # When the post-command runs: once the cloud accepted the image (default), or once it is NORMAL.
+    PreCommand: str | None = None
+    PostCommand: str | None = None
     PostAfter: Literal["accepted", "ready"] | None = None
-    # The data disks backed up in the same slot as the image (default BLUEPRINT_DATA_DISKS, else "all").
-    DataDisks: DataDiskChoice = None
-
-    @field_validator("InstanceIds")
-    @classmethod
-    def _check_ids(cls, ids: list[str] | None) -> list[str] | None:
-        if ids is None:
-            return None
-        for index, ref in enumerate(ids):
-            try:
-                InstanceRef.model_validate(_split_ref(ref) if ":" in ref else {"Region": "ap-x", "InstanceId": ref})
-            except ValidationError:
-                raise ValueError(f"item {index} is not an instance id (lhins- and 8 of a-z0-9, "
-                                 "optionally region:lhins-...)") from None
-        if len(set(ids)) != len(ids):
-            raise ValueError("duplicate instance ids")
-        return ids
-
-    @model_validator(mode="after")
-    def _exactly_one_target(self) -> "Job":
-        given = [name for name in ("InstanceId", "InstanceIds", "Selector") if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of InstanceId, InstanceIds, Selector"
-                             + (f" (got {', '.join(given)})" if given else ""))
-        return self
+    DataDisks: str | list[str] | None = None
 
     def targets(self, default_region: str) -> list[InstanceRef]:
         """The instances named by id, each with its region (a selector is resolved elsewhere)."""
@@ -311,46 +261,49 @@ class Job(_Model):
             refs.setdefault((reg or region, inst), InstanceRef(Region=reg or region, InstanceId=inst))
         return list(refs.values())
 
+    def fields(self) -> dict[str, Any]:
+        """The job as JSON values, its unset (None) fields left out: what a chained call carries."""
+        values: dict[str, Any] = {}
+        for name in _JOB_FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name == "Tags":
+                value = [{"Key": t.Key, "Value": t.Value} for t in value]
+            elif name == "Selector":
+                value = {"Regions": list(value.Regions), "Tags": [{"Key": t.Key, "Value": t.Value} for t in value.Tags]}
+            elif isinstance(value, list):
+                value = list(value)
+            values[name] = value
+        return values
 
 
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+_JOB_FIELDS = tuple(Job.__dataclass_fields__)
 
 
-# A time without a zone is taken as UTC where the platform documents UTC (the timer's `Time`).
-UtcTime = Annotated[datetime, AfterValidator(_utc)]
-# A time we wrote ourselves (chained calls): it must carry its zone; a naive one was not written by us.
-AwareUtc = Annotated[AwareDatetime, AfterValidator(_utc)]
-
-
-class TriggerInfo(_Model):
-    """Which trigger started the run (the `Trigger` field of every result)."""
+@record
+class TriggerInfo:
+    """Which trigger started the run (the `Trigger` field of every result); `Time` is in UTC."""
 
     Type: Literal["timer", "http", "queue", "invoke"]
-    Name: Annotated[str, StringConstraints(max_length=200)] | None = None
-    Time: AwareUtc
+    Time: datetime
+    Name: str | None = None
 
 
-class TimerEvent(BaseModel):
+@record
+class TimerEvent:
     """SCF timer trigger: `Message` is the timer's argument (a string, maybe JSON, maybe empty)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True, defer_build=True)
-
-    Type: Annotated[str, AfterValidator(lambda v: v if v.lower() == "timer" else _raise("Type must be timer"))]
-    TriggerName: Annotated[str, StringConstraints(min_length=1, max_length=60)] = "timer"
-    Time: UtcTime
-    Message: Annotated[str, BeforeValidator(lambda v: "" if v is None else v),
-                       StringConstraints(max_length=MAX_MESSAGE_CHARS)] = ""
+    Type: str
+    Time: datetime
+    TriggerName: str = "timer"
+    Message: str = ""
 
 
-def _raise(message: str) -> Any:
-    raise ValueError(message)
-
-
-# Defined in blueprint.triggers, loaded on first use (a timer never needs them).
-_ELSEWHERE = frozenset({"MAX_BATCH", "ApiGatewayEvent", "FunctionUrlEvent", "HttpRequest", "InvokeEvent", "QueueEvent",
-                        "QueueRecord", "RestoreJob", "Trigger", "parse_request", "parse_restore", "read_record"})
+# Defined in blueprint.triggers, loaded on first use (a timer's usual event and job never need them).
+_ELSEWHERE = frozenset({"MAX_BATCH", "ApiGatewayEvent", "FunctionUrlEvent", "HttpRequest", "InvokeEvent", "JobModel",
+                        "QueueEvent", "QueueRecord", "RestoreJob", "Trigger", "parse_request", "parse_restore",
+                        "read_record"})
 
 
 def __getattr__(name: str) -> Any:
@@ -360,13 +313,13 @@ def __getattr__(name: str) -> Any:
         AttributeError: no such name.
     """
     if name in _ELSEWHERE:
-        from blueprint import triggers  # noqa: PLC0415 (the other triggers' models: a timer never defines them)
+        from blueprint import triggers  # noqa: PLC0415 (the models: a timer's usual event never defines them)
 
         return getattr(triggers, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def parse_event(event: object) -> "Trigger":
+def parse_event(event: object) -> Trigger:
     """Recognise the trigger from the event's shape (README.md, Triggers) and validate it.
 
     Raises:
@@ -375,23 +328,114 @@ def parse_event(event: object) -> "Trigger":
     if not isinstance(event, Mapping):
         raise BadRequest("the event must be a JSON object")
     kind = event.get("Type")
-    model: type[TimerEvent | ApiGatewayEvent | FunctionUrlEvent | QueueEvent]
     if isinstance(kind, str) and kind.lower() == "timer":
-        model = TimerEvent
-    else:
-        from blueprint import triggers  # noqa: PLC0415 (a timer never defines the other triggers' models)
+        timer = _plain_timer(event)
+        if timer is not None:
+            return timer
+    from blueprint import triggers  # noqa: PLC0415 (the models: a timer's usual event never defines them)
 
-        if "httpMethod" in event:
-            model = triggers.ApiGatewayEvent if "requestContext" in event else triggers.FunctionUrlEvent
-        elif "Records" in event:
-            model = triggers.QueueEvent
-        else:
-            return triggers.InvokeEvent(payload=dict(event))
+    return triggers.parse_event(event)
+
+
+def parse_job(data: object, *, what: str = "job") -> Job:
+    """Validate a job (already parsed JSON).
+
+    Raises:
+        BadRequest: the job is not an object or breaks a rule of the job (README.md); the message says which.
+    """
+    if not isinstance(data, Mapping):
+        raise BadRequest(f"the {what} must be a JSON object")
+    plain = _plain_job(data)
+    if plain is not None:
+        return plain
+    from blueprint import triggers  # noqa: PLC0415 (the job's model: a timer's usual job never builds it)
+
+    return triggers.read_job(data, what=what)
+
+
+# The fields a plain job may give (a timer's usual Message); any other field sends the job to the model.
+_PLAIN_FIELDS = frozenset({"InstanceId", "Region", "Keep", "Tags", "Wait", "DryRun", "ForcePowerOff"})
+
+
+def _plain_job(data: Mapping[Any, Any]) -> Job | None:
+    """The job, read without the `JobModel`, when it is of the plain kind a timer sends (an InstanceId, maybe
+    Region, Keep, Tags and switches, each of its exact JSON type and within its rules); None for anything else,
+    which the model then judges.
+    """
+    if not _PLAIN_FIELDS.issuperset(data) or not _plain_scalars(data):
+        return None
+    if "Tags" not in data:
+        return Job(**data)
+    tags = _plain_tags(data["Tags"])
+    return None if tags is None else Job(**{**data, "Tags": tags})
+
+
+def _plain_scalars(data: Mapping[Any, Any]) -> bool:
+    """InstanceId, Region, Keep and the switches are of their exact JSON type and within their rules."""
+    instance, region, keep = data.get("InstanceId"), data.get("Region"), data.get("Keep", 1)
+    return (type(instance) is str and re.fullmatch(INSTANCE_ID_PATTERN[1:-1], instance) is not None
+            and (region is None or (type(region) is str and len(region) <= 40
+                                    and re.fullmatch(REGION_PATTERN[1:-1], region) is not None))
+            and type(keep) is int and 1 <= keep <= 500
+            and all(type(data.get(name, False)) is bool for name in ("Wait", "DryRun", "ForcePowerOff")))
+
+
+def _plain_tags(tags: object) -> list[Tag] | None:
+    """The user tags when each is a plain {Key, Value} within the rules; else None."""
+    if type(tags) is not list or len(tags) > MAX_USER_TAGS:
+        return None
+    made = []
+    for tag in tags:
+        if type(tag) is not dict or tag.keys() != {"Key", "Value"}:
+            return None
+        key, value = tag["Key"], tag["Value"]
+        if type(key) is not str or type(value) is not str or not (0 < len(key) <= 127 and 0 < len(value) <= 255):
+            return None
+        try:
+            made.append(Tag(Key=user_tag_key(tag_key(key)), Value=tag_text(value)))
+        except ValueError:
+            return None
+    return made if len({t.Key for t in made}) == len(made) else None
+
+
+# A timer's time as SCF writes it ("2026-11-27T03:00:00Z"), or with an offset, or none (UTC); any other
+# spelling (fractions, a space, lower case, a number) is the model's.
+_TIMER_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(Z|[+-][0-9]{2}:[0-9]{2})?")
+
+
+def _plain_timer(event: Mapping[Any, Any]) -> TimerEvent | None:
+    """The timer event, read without the `TimerEventModel`, when its fields are of their exact types and plain
+    spellings (see `_TIMER_TIME`); None for anything else, which the model then judges."""
+    name, message = event.get("TriggerName", "timer"), event.get("Message")
+    if type(event) is not dict or type(event["Type"]) is not str:
+        return None
+    if type(name) is not str or not 0 < len(name) <= 60:
+        return None
+    if message is None:
+        message = ""
+    elif type(message) is not str or len(message) > MAX_MESSAGE_CHARS:
+        return None
+    time = _plain_time(event.get("Time"))
+    return None if time is None else TimerEvent(Type=event["Type"], Time=time, TriggerName=name, Message=message)
+
+
+def _plain_time(value: object) -> datetime | None:
+    match = _TIMER_TIME.fullmatch(value) if type(value) is str else None
+    if match is None:
+        return None
+    zone = match[7]
     try:
-        result: Trigger = model.model_validate(event)
-    except ValidationError as err:
-        raise BadRequest(describe_error(err)) from None
-    return result
+        if zone is None or zone == "Z":
+            offset = timedelta(0)
+        else:
+            hours, minutes = int(zone[1:3]), int(zone[4:6])
+            if minutes > 59:
+                return None
+            offset = timedelta(hours=hours, minutes=minutes) * (-1 if zone[0] == "-" else 1)
+        year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+        return datetime(year, month, day, hour, minute, second, tzinfo=timezone(offset)).astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        return None
 
 
 def parse_json(raw: bytes | str, *, what: str = "body") -> object:
@@ -424,69 +468,6 @@ def _depth(value: object, level: int = 1) -> int:
         elif isinstance(item, list):
             stack.extend((child, lvl + 1) for child in item)
     return deepest
-
-
-def parse_job(data: object, *, what: str = "job") -> Job:
-    """Validate a job (already parsed JSON).
-
-    Raises:
-        BadRequest: the job is not an object or breaks a rule of the job (README.md); the message says which.
-    """
-    if not isinstance(data, Mapping):
-        raise BadRequest(f"the {what} must be a JSON object")
-    plain = _plain_job(data)
-    if plain is not None:
-        return plain
-    try:
-        return Job.model_validate(data)
-    except ValidationError as err:
-        raise BadRequest(describe_error(err, what=what)) from None
-
-
-# The fields a plain job may give (a timer's usual Message); any other field sends the job to the model.
-_PLAIN_FIELDS = frozenset({"InstanceId", "Region", "Keep", "Tags", "Wait", "DryRun", "ForcePowerOff"})
-
-
-def _plain_job(data: Mapping[Any, Any]) -> Job | None:
-    """The job, made without building the `Job` model's validator, when it is of the plain kind a timer sends
-    (an InstanceId, maybe Region, Keep, Tags and switches, each of its exact JSON type and within its rules);
-    None for anything else, which `Job.model_validate` then judges. Building the validator costs a cold start
-    about 12 M instructions; tests/unit/test_events.py holds this reader to the model's answers.
-    """
-    if not _PLAIN_FIELDS.issuperset(data) or not _plain_scalars(data):
-        return None
-    tags = _plain_tags(data.get("Tags", []))
-    if tags is None:
-        return None
-    return Job.model_construct(**{**data, "Tags": tags} if "Tags" in data else data)
-
-
-def _plain_scalars(data: Mapping[Any, Any]) -> bool:
-    """InstanceId, Region, Keep and the switches are of their exact JSON type and within their rules."""
-    instance, region, keep = data.get("InstanceId"), data.get("Region"), data.get("Keep", 1)
-    return (type(instance) is str and re.fullmatch(INSTANCE_ID_PATTERN[1:-1], instance) is not None
-            and (region is None or (type(region) is str and len(region) <= 40
-                                    and re.fullmatch(REGION_PATTERN[1:-1], region) is not None))
-            and type(keep) is int and 1 <= keep <= 500
-            and all(type(data.get(name, False)) is bool for name in ("Wait", "DryRun", "ForcePowerOff")))
-
-
-def _plain_tags(tags: object) -> list[Tag] | None:
-    """The user tags as `Tag` models when each is a plain {Key, Value} within the rules; else None."""
-    if type(tags) is not list or len(tags) > MAX_USER_TAGS:
-        return None
-    made = []
-    for tag in tags:
-        if type(tag) is not dict or tag.keys() != {"Key", "Value"}:
-            return None
-        key, value = tag["Key"], tag["Value"]
-        if type(key) is not str or type(value) is not str or not (0 < len(key) <= 127 and 0 < len(value) <= 255):
-            return None
-        try:
-            made.append(_user_tag(Tag.model_construct(Key=_tag_key(key), Value=_tag_text(value))))
-        except ValueError:
-            return None
-    return made if len({t.Key for t in made}) == len(made) else None
 
 
 def _loc_part(part: object) -> str:

@@ -1,7 +1,7 @@
 """Settings: every environment variable the function reads, named once, typed, validated at start.
 
 `load_settings(os.environ)` in production, a plain dict in tests. A bad value raises `ConfigError` whose
-message names the variable. Secrets are `SecretStr`, so `repr(settings)` never shows them.
+message names the variable. Secrets are `Secret`, so `repr(settings)` never shows them.
 
 Each variable is a field of `Settings` whose metadata says its name and rules (`_var`). They are read by a
 small reader that takes the plain spellings (digits, `true`/`false`, text that passes its rules) and builds
@@ -25,16 +25,17 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 import urllib3.util
-from pydantic import SecretStr
 
 from blueprint import logs
 from blueprint.errors import ConfigError
 from blueprint.records import record
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
+    from pydantic import BaseModel, GetCoreSchemaHandler
+    from pydantic_core import CoreSchema
 
-__all__ = ["NextFunction", "Settings", "Variable", "is_loopback_url", "load_settings", "mask_url", "split_list"]
+__all__ = ["NextFunction", "Secret", "Settings", "Variable", "is_loopback_url", "load_settings", "mask_url",
+           "split_list"]
 
 # Patterns as text: `re` compiles one the first time a value needs it (a cold start sets few of these variables).
 INSTANCE_ID = r"lhins-[a-z0-9]{8}\Z"
@@ -49,6 +50,42 @@ HttpAuth = Literal["token", "hmac", "none"]
 WebhookFormat = Literal["cloudevents", "wecom", "dingtalk", "feishu", "slack"]
 DataDisks = Literal["all", "none"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class Secret:
+    """A value that never shows itself: `str` and `repr` mask it, `get_secret_value()` gives it (the interface
+    of pydantic's `SecretStr`, which would import pydantic on every cold start)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        """The secret itself."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __str__(self) -> str:
+        return "**********" if self._value else ""
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and self._value == other._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        """For the pydantic model of the settings (`_model`): text, held as a Secret."""
+        from pydantic_core import core_schema  # noqa: PLC0415 (only the model, built for an unsure value, asks)
+
+        return core_schema.no_info_after_validator_function(cls, core_schema.str_schema())
 
 
 def split_list(value: object) -> object:
@@ -116,7 +153,7 @@ def _command_ids(ids: tuple[str, ...]) -> tuple[str, ...]:
     return ids
 
 
-def _command_text(text: SecretStr | None) -> SecretStr | None:
+def _command_text(text: Secret | None) -> Secret | None:
     # RunCommand takes at most 64 KiB of Base64 (48 KiB of text); a blank command would do nothing.
     value = "" if text is None else text.get_secret_value()
     if text is not None and (not value.strip() or len(value.encode()) > MAX_COMMAND):
@@ -133,7 +170,7 @@ def _account_ids(ids: tuple[str, ...]) -> tuple[str, ...]:
     return ids
 
 
-def _strong(secrets: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+def _strong(secrets: tuple[Secret, ...]) -> tuple[Secret, ...]:
     for n, secret in enumerate(secrets):
         value = secret.get_secret_value()
         if len(value) < MIN_SECRET_CHARS or not (value.isascii() and value.isprintable()) or " " in value:
@@ -156,7 +193,7 @@ def _is_whsec(value: str) -> bool:
     return value.startswith("whsec_") and _whsec_key(value) is not None
 
 
-def _http_secrets(secrets: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+def _http_secrets(secrets: tuple[Secret, ...]) -> tuple[Secret, ...]:
     _strong(secrets)
     for n, secret in enumerate(secrets):
         value = secret.get_secret_value()
@@ -297,7 +334,7 @@ class Settings:
     # Result sinks.
     webhook_url: str | None = _var("BLUEPRINT_WEBHOOK_URL", None, after=_check_http_url)
     # Standard Webhooks secret (whsec_...), or the robot's signing secret for dingtalk / feishu.
-    webhook_secret: SecretStr | None = _var("BLUEPRINT_WEBHOOK_SECRET", None)
+    webhook_secret: Secret | None = _var("BLUEPRINT_WEBHOOK_SECRET", None)
     webhook_format: WebhookFormat = _var("BLUEPRINT_WEBHOOK_FORMAT", "cloudevents", before=_lower)
     # Seconds per webhook attempt; the total budget is also capped by the function's time left.
     webhook_timeout: float = _var("BLUEPRINT_WEBHOOK_TIMEOUT", 5.0, gt=0, le=60)
@@ -308,8 +345,8 @@ class Settings:
     next_function: NextFunction | None = _var("BLUEPRINT_NEXT_FUNCTION", None, before=_next_function)
     # HTTP authentication: bearer tokens (several for rotation), or signed requests, or none on purpose.
     http_auth: HttpAuth = _var("BLUEPRINT_HTTP_AUTH", "token", before=_lower)
-    http_tokens: tuple[SecretStr, ...] = _var("BLUEPRINT_HTTP_TOKEN", (), before=split_list, after=_strong)
-    http_secrets: tuple[SecretStr, ...] = _var("BLUEPRINT_HTTP_SECRET", (), before=split_list, after=_http_secrets)
+    http_tokens: tuple[Secret, ...] = _var("BLUEPRINT_HTTP_TOKEN", (), before=split_list, after=_strong)
+    http_secrets: tuple[Secret, ...] = _var("BLUEPRINT_HTTP_SECRET", (), before=split_list, after=_http_secrets)
     # Authorization: which instances any trigger may image (checked against the instance's real tags).
     allowed_instances: tuple[str, ...] = _var("BLUEPRINT_ALLOWED_INSTANCES", (), before=split_list,
                                               after=_instance_ids)
@@ -322,14 +359,14 @@ class Settings:
     # Restores format an instance's system disk: off unless turned on, and then HTTP restores need their own
     # token (in hmac mode: their own signing secret), never the token that makes images.
     restore: bool = _var("BLUEPRINT_RESTORE", False, before=_on_off)
-    restore_tokens: tuple[SecretStr, ...] = _var("BLUEPRINT_RESTORE_TOKEN", (), before=split_list, after=_strong)
+    restore_tokens: tuple[Secret, ...] = _var("BLUEPRINT_RESTORE_TOKEN", (), before=split_list, after=_strong)
     # Consistent images (TAT): shell text (or a `cmd-` id) run as root before and after the image, the command ids
     # a job may name (`pre:post` pairs: that pre-command runs only with that post-command), and how long a command
-    # may run. The text may hold credentials: it is a SecretStr, never
+    # may run. The text may hold credentials: it is a Secret, never
     # logged or echoed (it is not registered for redaction: a short command like `sync` would blank that word in
     # every log line).
-    pre_command: SecretStr | None = _var("BLUEPRINT_PRE_COMMAND", None, after=_command_text)
-    post_command: SecretStr | None = _var("BLUEPRINT_POST_COMMAND", None, after=_command_text)
+    pre_command: Secret | None = _var("BLUEPRINT_PRE_COMMAND", None, after=_command_text)
+    post_command: Secret | None = _var("BLUEPRINT_POST_COMMAND", None, after=_command_text)
     allowed_commands: tuple[str, ...] = _var("BLUEPRINT_ALLOWED_COMMANDS", (), before=split_list,
                                              after=_command_ids)
     command_timeout: int = _var("BLUEPRINT_COMMAND_TIMEOUT", 60, ge=1, le=600)
@@ -369,7 +406,7 @@ class Settings:
     model_fields: ClassVar[Mapping[str, Variable]]
 
     def __repr__(self) -> str:
-        # SecretStr fields already show as '**********'; a chat robot's URL is a credential too.
+        # Secret fields already show as '**********'; a chat robot's URL is a credential too.
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         shown["webhook_url"] = mask_url(self.webhook_url)
         return "Settings(" + ", ".join(f"{name}={value!r}" for name, value in shown.items()) + ")"
@@ -543,9 +580,9 @@ _READERS: dict[str, Callable[[object], Any]] = {
     "bool": _bool,
     "int": _match(_INT, int),
     "float": _match(_FLOAT, float),
-    "SecretStr": _of(str, SecretStr),
+    "Secret": _of(str, Secret),
     "tuple[str, ...]": _of(list, lambda items: tuple(str(item) for item in items)),
-    "tuple[SecretStr, ...]": _of(list, lambda items: tuple(SecretStr(item) for item in items)),
+    "tuple[Secret, ...]": _of(list, lambda items: tuple(Secret(item) for item in items)),
     "tuple[tuple[str, str], ...]": _of(list, lambda pairs: tuple((str(k), str(v)) for k, v in pairs)),
     "NextFunction": _of(NextFunction),
     "HttpAuth": _choice(HttpAuth),

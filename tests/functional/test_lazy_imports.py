@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # What a timer with a webhook sink never needs: the other sinks, HTTP, the chained-call envelope and fan-out,
 # SCF Invoke, commands (TAT), copies, shares, tags, restores, listings, the other triggers' models, the local
-# tools, and thread pools (one instance, one page, one result: nothing runs side by side).
+# tools, thread pools (one instance, one page, one result: nothing runs side by side), and pydantic.
 NOT_FOR_A_TIMER = [
     "blueprint.http", "blueprint.chained", "blueprint.dispatch", "blueprint.functions", "blueprint.tat",
     "blueprint.restore", "blueprint.copies", "blueprint.shares", "blueprint.tags", "blueprint.listing",
@@ -27,6 +27,8 @@ NOT_FOR_A_TIMER = [
     "blueprint.sinks.cmq", "blueprint.sinks.chat", "blueprint.sinks.invoke", "blueprint.cli",
     "blueprint.devserver", "blueprint.localrun", "blueprint.deploy", "tencentcloud.scf", "tencentcloud.tat",
     "tencentcloud.tag", "concurrent.futures",
+    # Its event, job and settings are read by plain code that takes what the pydantic models take (issue 18).
+    "pydantic", "annotated_types",
 ]
 
 CHILD = """

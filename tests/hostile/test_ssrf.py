@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from blueprint.errors import ConfigError
-from blueprint.events import Job
+from blueprint.events import Job, JobModel
 from blueprint.localrun import Receiver
 from blueprint.settings import load_settings
 from tests.conftest import context, http_event, timer_event
@@ -67,7 +67,7 @@ def test_a_job_cannot_carry_a_destination(make_app, emu, receiver, field: str) -
     response = make_app().handle(http_event(body={"InstanceId": "lhins-web00001", field: "http://169.254.0.23/"}),
                                  context())
     assert response["statusCode"] == 400
-    assert field not in Job.model_fields
+    assert field not in JobModel.model_fields and field not in Job.__dataclass_fields__
     assert receiver.received == []
 
 
