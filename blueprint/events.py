@@ -415,6 +415,11 @@ def _plain_timer(event: Mapping[Any, Any]) -> TimerEvent | None:
         message = ""
     elif type(message) is not str or len(message) > MAX_MESSAGE_CHARS:
         return None
+    try:  # text that is not valid Unicode (a lone surrogate, which JSON can carry) is the model's to refuse
+        name.encode()
+        message.encode()
+    except UnicodeEncodeError:
+        return None
     time = _plain_time(event.get("Time"))
     return None if time is None else TimerEvent(Type=event["Type"], Time=time, TriggerName=name, Message=message)
 

@@ -213,6 +213,13 @@ class JobModel(_Model):
         return self
 
 
+# Errors name a model's type by its class name ("a valid dictionary or instance of Tag"): the job's own words.
+for _model, _public in ((TagModel, "Tag"), (InstanceSelectorModel, "InstanceSelector"),
+                        (InstanceRefModel, "InstanceRef"), (JobModel, "Job")):
+    _model.__name__ = _model.__qualname__ = _public
+del _model, _public
+
+
 # A time without a zone is taken as UTC where the platform documents UTC (the timer's `Time`).
 UtcTime = Annotated[datetime, AfterValidator(to_utc)]
 # A time we wrote ourselves (chained calls): it must carry its zone; a naive one was not written by us.
@@ -225,6 +232,9 @@ class TriggerInfoModel(_Model):
     Type: Literal["timer", "http", "queue", "invoke"]
     Name: Annotated[str, StringConstraints(max_length=200)] | None = None
     Time: AwareUtc
+
+
+TriggerInfoModel.__name__ = TriggerInfoModel.__qualname__ = "TriggerInfo"
 
 
 class TimerEventModel(BaseModel):
