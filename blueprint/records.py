@@ -29,7 +29,6 @@ __all__ = ["record"]
 
 T = TypeVar("T")
 _MISSING: Any = dataclasses.MISSING
-_set = object.__setattr__
 
 
 @overload
@@ -101,27 +100,33 @@ def _dataclass(cls: Any, *, kw_only: bool) -> Any:
 
 
 def _init(cls: Any, fields: tuple[dataclasses.Field[Any], ...], *, kw_only: bool) -> Callable[..., None]:
-    """A generic `__init__`: the same arguments, defaults, factories and errors as the generated one."""
-    # Fields are set by (name, default, factory); a required field has neither.
-    spec: tuple[tuple[str, Any, Any], ...] = tuple((f.name, f.default, f.default_factory) for f in fields if f.init)
-    later: tuple[tuple[str, Any, Any], ...] = tuple((f.name, f.default, f.default_factory) for f in fields if not f.init
+    """A generic `__init__`: the same arguments, defaults, factories and errors as the generated one.
+
+    The values go into the instance's `__dict__` in one update, in field order: a template of every field's
+    default (or a mark) merged with the arguments, then the few fields with a factory or no default settled.
+    """
+    spec = tuple((f.name, f.default, f.default_factory) for f in fields if f.init)
+    later = tuple((f.name, f.default, f.default_factory) for f in fields if not f.init
                   and (f.default is not _MISSING or f.default_factory is not _MISSING))
     positional = () if kw_only else tuple(name for name, _, _ in spec if not _field_kw_only(cls, name))
     known = frozenset(name for name, _, _ in spec)
+    # Every field in order, with its default, or _MISSING when a factory or the caller must give it.
+    template = {name: default for name, default, _ in (*spec, *later)}
+    # The fields the template cannot settle: (name, factory or _MISSING when required), in field order.
+    unsettled: tuple[tuple[str, Any], ...] = tuple(
+        (name, factory) for name, default, factory in (*spec, *later) if default is _MISSING)
     post_init = getattr(cls, "__post_init__", None) is not None
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         # Keywords only, all known (how records are made on the warm path): they are the values as they are.
-        values = kwargs if not args and known.issuperset(kwargs) else _bind(positional, known, args, kwargs)
-        for name, default, factory in spec:
-            value = values.get(name, default)
-            if value is _MISSING:
+        given = kwargs if not args and known.issuperset(kwargs) else _bind(positional, known, args, kwargs)
+        values = {**template, **given}
+        for name, factory in unsettled:
+            if name not in given:
                 if factory is _MISSING:
                     raise TypeError(f"__init__() missing 1 required argument: {name!r}")
-                value = factory()
-            _set(self, name, value)
-        for name, default, factory in later:
-            _set(self, name, factory() if default is _MISSING else default)
+                values[name] = factory()
+        self.__dict__.update(values)
         if post_init:
             self.__post_init__()
 
