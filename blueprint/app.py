@@ -506,7 +506,7 @@ class App:
         assert isinstance(job, Job)  # noqa: S101 (restores run in `_restore`)
         account = inv.account(self.settings.account_id)
         plan = self.maker.plan(job, self.settings.region, inv.work, slot_key=spec.key, account=account,
-                               chained=spec.chained)
+                               chained=spec.chained, inline_up_to=self._inline_up_to(spec))
         targets = [replace(t, blueprint_name=spec.names.get((t.ref.Region, t.ref.InstanceId)),
                            was_running=t.ref.InstanceId in spec.was_running) for t in plan.targets]
         # Chained calls this run sends must start by then (a child's own calls keep its parent's deadline).
@@ -522,7 +522,7 @@ class App:
             return report
         report, overflow = self.maker.run(job, targets, trigger=spec.trigger, slot_key=spec.key, deadline=inv.work,
                                           multi=spec.multi, refused=plan.refused, prefetched=plan.slot_images,
-                                          account=account)
+                                          prefetched_disks=plan.disks, account=account)
         # What this invocation hands on and what it follows run side by side: its share is split between them.
         share = inv.share / 2 if overflow and any(r.pending for r in report.results) else inv.share
         if overflow:
@@ -538,6 +538,13 @@ class App:
         from blueprint.dispatch import Chain  # noqa: PLC0415 (only chained calls pay for it)
 
         return Chain(spec.job, spec.trigger, spec.key, inv.correlation_id, not_after)
+
+    def _inline_up_to(self, spec: Spec) -> int | None:
+        """The most instances this job runs inline (None: any number), as `_fans_out` decides."""
+        job = spec.job
+        if not isinstance(job, Job) or spec.chained or job.DryRun or job.Dispatch == "inline":
+            return None
+        return 0 if job.Dispatch == "invoke" else self.settings.dispatch_threshold
 
     def _fans_out(self, spec: Spec, count: int) -> bool:
         """Fan out when the job asks for it, or when it is large and did not ask to run inline."""

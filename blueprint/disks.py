@@ -89,6 +89,10 @@ class Disks(Protocol):
         """The data disks attached to these instances."""
         ...
 
+    def region_disks(self, region: str, *, deadline: Deadline, most: int) -> list[Disk] | None:
+        """Every attached data disk of the region, or None when there are more than `most`."""
+        ...
+
     def find_points(self, region: str, *, deadline: Deadline, tags: Mapping[str, str] | None = None,
                     tag_key: str | None = None, ids: Sequence[str] | None = None) -> list[Point]:
         """Backup points carrying all these tags (or these ids), every page."""
@@ -138,13 +142,28 @@ class DiskCalls:
 
     def _disks_of(self, region: str, ids: list[str], deadline: Deadline) -> list[Disk]:
         """The data disks of at most 100 instances, every page."""
+        found = self._disk_pages(region, ids, deadline, most=None)
+        assert found is not None  # noqa: S101 (no limit: every page is read)
+        return found
+
+    def region_disks(self, region: str, *, deadline: Deadline, most: int) -> list[Disk] | None:
+        """Every attached data disk of the region (no instance filter: a fleet's listing needs no ids, so it
+        goes out beside the instance listing); None when the region has more than `most` data disks (the
+        caller then asks by instance id, which reads only its own)."""
+        found = self._disk_pages(region, None, deadline, most=most)
+        return None if found is None else [d for d in found if d.instance_id]
+
+    def _disk_pages(self, region: str, ids: list[str] | None, deadline: Deadline, *,
+                    most: int | None) -> list[Disk] | None:
+        """DescribeDisks of DATA_DISK (of these instances), every page; None when over `most` disks."""
         from tencentcloud.lighthouse.v20200324 import models  # noqa: PLC0415 (imported by lighthouse already)
 
         found: list[Disk] = []
         offset, total = 0, 1
         while offset < total:
             req = models.DescribeDisksRequest()
-            req.Filters = [_filter(models, "instance-id", ids), _filter(models, "disk-usage", ["DATA_DISK"])]
+            usage = _filter(models, "disk-usage", ["DATA_DISK"])
+            req.Filters = [usage] if ids is None else [_filter(models, "instance-id", ids), usage]
             req.Offset, req.Limit = offset, PAGE
             resp = self._call("DescribeDisks", region, req, deadline)
             rows = resp.DiskSet or []
@@ -153,6 +172,8 @@ class DiskCalls:
                               operation_state=d.LatestOperationState,
                               operation_request_id=d.LatestOperationRequestId) for d in rows)
             offset, total = offset + PAGE, int(resp.TotalCount or 0) if rows else 0
+            if most is not None and total > most:
+                return None
         return found
 
     def find_points(self, region: str, *, deadline: Deadline, tags: Mapping[str, str] | None = None,

@@ -32,6 +32,7 @@ from datetime import datetime
 from functools import cached_property, partial
 from typing import Any, Protocol, TypeVar
 
+from blueprint.disks import Disk
 from blueprint.errors import (
     BadRequest,
     BlueprintError,
@@ -176,6 +177,8 @@ class Plan:
     targets: list[Target]
     refused: list[tuple[Target, BlueprintError]]
     slot_images: dict[str, list[Image]] = field(default_factory=dict)
+    # Each region's attached data disks, read beside the instance listing (a selector's plan only).
+    disks: dict[str, list[Disk]] = field(default_factory=dict)
 
 
 @record(frozen=False)
@@ -194,6 +197,8 @@ class Run:
     was_running: set[str] = field(default_factory=set)
     # Slot lookups made while planning, per region; each is used once, by this run.
     prefetched: dict[str, list[Image]] = field(default_factory=dict)
+    # Data-disk listings made while planning, per region; each is used once, by this run.
+    prefetched_disks: dict[str, list[Disk]] = field(default_factory=dict)
     # The account id (UIN), for the Tag API's resource names; None when unknown.
     account: str | None = None
     # The run follows its images to NORMAL: the job says Wait, or a phase needs the image NORMAL.
@@ -279,6 +284,10 @@ class DiskHooks(Protocol):
         """
         ...
 
+    def listing(self, region: str, *, deadline: Deadline) -> list[Disk] | None:
+        """The region's attached data disks, read while planning a fleet; None when not read (the run asks)."""
+        ...
+
     def prepare(self, run: Run, region: str, targets: Sequence[Target]) -> None:
         """Read the region's data disks and the slot's points (kept on the run)."""
         ...
@@ -355,13 +364,15 @@ class ImageMaker:
     # ---- planning -------------------------------------------------------------------------------------
 
     def plan(self, job: Job, default_region: str, deadline: Deadline, slot_key: str | None = None, *,
-             account: str | None = None, chained: bool = False) -> Plan:
+             account: str | None = None, chained: bool = False, inline_up_to: int | None = None) -> Plan:
         """Resolve the job's instances (ids or selector) and check them against the operator's policy.
 
         Returns the targets to image and the instances refused, each with why, before any cloud write and
         before any fan-out (the allowlists are checked against the instances' real tags from the cloud).
         A chained call (`chained`) holds part of a job its sender checked whole: its DataDisks list is not
-        checked against its own instances again.
+        checked against its own instances again. `inline_up_to` is the most instances the caller runs here
+        rather than fanning out (None: any number): a selector's plan reads the data disks of its regions
+        only for a run that stays here, so a fan-out's parent reads nothing its children read again.
 
         Raises:
             AccessDenied: the job crosses the operator's limits (BLUEPRINT_MAX_INSTANCES, BLUEPRINT_KEEP).
@@ -369,9 +380,12 @@ class ImageMaker:
             BlueprintError: the cloud lookups failed.
         """
         self.policy.check_job(job)
-        plan = self._select(job, default_region, deadline, slot_key) if job.Selector is not None \
-            else Plan(self._by_ids(job, default_region, deadline), [])
         limit = self.policy.limit(job)
+        # A selector's run reads its data disks beside the listing when it surely runs here: however many
+        # instances match (at most `limit`), none is handed to a fan-out (`inline_up_to`, None: never).
+        inline = inline_up_to is None or limit <= inline_up_to
+        plan = self._select(job, default_region, deadline, slot_key, disks=inline) if job.Selector is not None \
+            else Plan(self._by_ids(job, default_region, deadline), [])
         if len(plan.targets) > limit:
             raise BadRequest(f"{len(plan.targets)} instances matched, more than MaxInstances={limit}: "
                              "narrow the selection or raise MaxInstances", code="LimitExceeded.MaxInstances")
@@ -406,9 +420,11 @@ class ImageMaker:
                            else Target(r) for r in group)
         return targets
 
-    def _select(self, job: Job, default_region: str, deadline: Deadline, slot_key: str | None) -> Plan:
+    def _select(self, job: Job, default_region: str, deadline: Deadline, slot_key: str | None, *,
+                disks: bool) -> Plan:
         """Every tagged instance of the regions, all regions at once; with the slot known, each region's
-        idempotency lookup goes out alongside its instance listing (the plan carries it to the run)."""
+        idempotency lookup goes out alongside its instance listing, and with `disks` its data-disk listing
+        (the plan carries them to the run)."""
         assert job.Selector is not None  # noqa: S101 (narrowing for the type checker)
         regions = list(dict.fromkeys(job.Selector.Regions))
         if "*" in regions:
@@ -416,14 +432,19 @@ class ImageMaker:
         wanted = {t.Key: t.Value for t in job.Selector.Tags}
         listing = partial(self.lighthouse.find_instances, tags=wanted, deadline=deadline)
         from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 (a pool only for several at once; one instance needs none)
-        with ThreadPoolExecutor(max_workers=min(8, 2 * len(regions) or 1)) as pool:
+        with ThreadPoolExecutor(max_workers=min(12, 3 * len(regions) or 1)) as pool:
             found = {r: pool.submit(self._retrying, partial(listing, r), deadline) for r in regions}
             slots = {} if slot_key is None else {r: pool.submit(self._retrying, partial(
                 self.lighthouse.find_images, r, tags={SLOT_TAG: slot_digest(slot_key)}, deadline=deadline), deadline)
                 for r in regions}
+            # The data disks need no instance ids: read beside the listing, not after it (issue 18).
+            listings = {} if self.disks is None or not disks else {
+                r: pool.submit(self.disks.listing, r, deadline=deadline) for r in regions}
             targets = [Target(InstanceRef(Region=r, InstanceId=i.id), i.name, i.tags) for r in regions
                        for i in found[r].result() if all(i.tags.get(k) == v for k, v in wanted.items())]
-            return Plan(targets, [], {r: f.result() for r, f in slots.items()})
+            listed = {r: f.result() for r, f in listings.items()}
+            return Plan(targets, [], {r: f.result() for r, f in slots.items()},
+                        {r: d for r, d in listed.items() if d is not None})
 
     def allowed(self, target: Target) -> BlueprintError | None:
         """Why this instance may not be imaged, or None when it may.
@@ -438,6 +459,7 @@ class ImageMaker:
     def run(self, job: Job, targets: Sequence[Target], *, trigger: TriggerInfo, slot_key: str,
             deadline: Deadline, multi: bool = False, refused: Sequence[tuple[Target, BlueprintError]] = (),
             prefetched: Mapping[str, list[Image]] | None = None,
+            prefetched_disks: Mapping[str, list[Disk]] | None = None,
             account: str | None = None, prune: bool = True) -> tuple[RunReport, list[Target]]:
         """Image every target once for this slot; returns the report and the targets not started for lack
         of time (the caller hands them on, or reports them). `prune=False` deletes nothing (a restore's safety
@@ -451,7 +473,7 @@ class ImageMaker:
                   keep=self.policy.keep_for(job) if prune else None,
                   report=RunReport(trigger, slot_key, multi=multi),
                   was_running={t.ref.InstanceId for t in targets if t.was_running},
-                  prefetched=dict(prefetched or {}), account=account,
+                  prefetched=dict(prefetched or {}), prefetched_disks=dict(prefetched_disks or {}), account=account,
                   # An instance handed over as "was running" (its image stopped it) is followed to be started.
                   follows=not job.DryRun and (job.Wait or any(t.was_running for t in targets)
                                               or any(p.wanted(job) for p in self.phases)))

@@ -44,6 +44,9 @@ STOPPED_TAG = "scf-blueprint:stopped"
 STOP_TIMEOUT = 120.0
 STOP_POLL = 2.0
 # Following points after their images (Wait): first look, and the longest pause between looks.
+# A fleet's plan reads its region's data disks beside the instance listing when the region holds at most this
+# many (two pages); more, and the run asks by instance id (100 instances a call), which reads only its own.
+PREFETCH_MOST = 200
 POINT_POLL_FIRST = 3.0
 POINT_POLL_MAX = 15.0
 
@@ -118,6 +121,18 @@ class DiskSteps:
 
     # ---- planning ----------------------------------------------------------------------------------------
 
+    def listing(self, region: str, *, deadline: Deadline) -> list[Disk] | None:
+        """The region's attached data disks, for a fleet's plan to read beside its instance listing; None when
+        the region holds more than PREFETCH_MOST data disks (asking by instance id reads fewer) or the read
+        failed (the run asks by instance id, and reports a failure there)."""
+        try:
+            return self.retry.call(partial(self.cloud.region_disks, region, deadline=deadline, most=PREFETCH_MOST),
+                                   deadline=deadline)
+        except BlueprintError as err:
+            log("INFO", "could not list the region's data disks while planning; the run asks by instance id",
+                region=region, error=err.message)
+            return None
+
     def check(self, job: Job, targets: Sequence[Target], *, deadline: Deadline) -> None:
         """Refuse, before any cloud write, a DataDisks list that names a disk none of the job's instances has.
 
@@ -158,8 +173,13 @@ class DiskSteps:
         # Kept on the run, never on this long-lived object: a later run (or warm invocation) asks the cloud again.
         run.disk_state[region] = state
         try:
-            disks = self.retry.call(partial(self.cloud.find_disks, region, ids, deadline=run.deadline),
-                                    deadline=run.deadline) if ids else []
+            listed = run.prefetched_disks.pop(region, None)
+            if listed is not None:  # the plan's listing of the region, used once
+                wanted = set(ids)
+                disks = [d for d in listed if d.instance_id in wanted]
+            else:
+                disks = self.retry.call(partial(self.cloud.find_disks, region, ids, deadline=run.deadline),
+                                        deadline=run.deadline) if ids else []
             for disk in disks:
                 state.disks.setdefault(disk.instance_id, []).append(disk)
             if disks and self._chosen(run) != "none" and not run.job.DryRun:
