@@ -23,7 +23,7 @@ SUMMARY_ROWS = (
     "| Own cold cost (c) - (b), CPU |",
     "| Own cold cost (c) - (b), wall |",
     "| Peak RSS, (c) / (a) |",
-    "| Peak RSS, 2x headroom under 64 MB |",
+    "| Peak RSS, 2x headroom under 64 MB (the timer path) |",
     "| Warm overhead over the same calls made raw (median, order-balanced / p99) |",
     "| Fleet of 4, function vs the 20/s bound |",
     "| Fleet of 4, cloud calls per image |",
