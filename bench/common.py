@@ -30,7 +30,7 @@ class Config:
     profile_calls: int = 60       # warm invocations under cProfile (separate from the timed ones)
     fleet_instances: int = 200
     fleet_latency: float = 0.15   # seconds per emulated cloud call (fleet and fan-out)
-    fleet_concurrency: int = 8    # the function's default BLUEPRINT_CONCURRENCY
+    fleet_concurrency: int = 20   # the function's default BLUEPRINT_CONCURRENCY
     fleet_runs: int = 3           # function runs of the inline fleet (median reported)
     fanout_instances: int = 200
     fanout_containers: int = 8    # warm containers (App instances) the children run in

@@ -783,7 +783,8 @@ def build_app(env: Mapping[str, str], *, clock: Clock | None = None, session: re
                              env.get("TENCENTCLOUD_SECRETKEY"), env.get("TENCENTCLOUD_SECRET_KEY"),
                              env.get("TENCENTCLOUD_SESSIONTOKEN")])
     clock = clock or SystemClock()
-    clients = ClientCache(settings.api_endpoint)
+    # Beside a fleet's creates: its listings, and the points and polls of instances being imaged.
+    clients = ClientCache(settings.api_endpoint, connections=settings.concurrency + 4)
     service = lighthouse or LighthouseService(clients, create_rate=settings.create_rate,
                                               describe_rate=settings.describe_rate)
     policy = Policy(force_power_off=settings.force_power_off, keep=settings.keep,

@@ -61,7 +61,7 @@ class Policy:
     force_power_off: bool = True
     keep: int | None = None
     max_instances: int = 50
-    concurrency: int = 8
+    concurrency: int = 20
     allowed_instances: frozenset[str] = frozenset()
     allowed_tags: tuple[tuple[str, str], ...] = ()
     # Lighthouse may or may not start an instance again after a ForcePowerOff image (undocumented): when

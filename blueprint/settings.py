@@ -382,7 +382,9 @@ class Settings:
     # Cloud API pacing (per account, per second) and parallelism; the documented limits by default.
     create_rate: float = _var("BLUEPRINT_CREATE_RATE", 20.0, gt=0, le=20)
     describe_rate: float = _var("BLUEPRINT_DESCRIBE_RATE", 10.0, gt=0, le=10)
-    concurrency: int = _var("BLUEPRINT_CONCURRENCY", 8, ge=1, le=64)
+    # Creates a fleet sends side by side: the 20 a one-second window allows go out together (fewer, and each
+    # window's creates queue behind each other's round trips: 10.8 s instead of 10.4 s for 200 instances).
+    concurrency: int = _var("BLUEPRINT_CONCURRENCY", 20, ge=1, le=64)
     # Above this many instances a run fans out: async invocations of batches of up to 100 (blueprint/dispatch.py).
     dispatch_threshold: int = _var("BLUEPRINT_DISPATCH_THRESHOLD", 100, ge=1)
     # A fan-out child or follow-up that starts later than this after it was sent makes no image (SCF keeps

@@ -246,3 +246,23 @@ def test_an_explicit_invoke_sends_one_call_per_instance(make_app, emu) -> None:
     children = [orjson.loads(i["ClientContext"]) for i in emu.scf.invocations]
     assert len(children) == 6 and all(len(c["Targets"]) == 1 for c in children)
     assert sum(c["Share"] for c in children) == pytest.approx(1.0)
+
+
+def test_a_fleets_creates_side_by_side_keep_their_connections(make_app, emu, caplog) -> None:
+    """BLUEPRINT_CONCURRENCY (20 by default) creates at once on one client: each keeps its connection (the
+    SDK's session would keep 10 and open, and TLS-handshake, a new one for every call beyond)."""
+    add_fleet(emu, total=60, tagged=60)
+    emu.latency = 0.05  # the creates of a window overlap
+    app = make_app(BLUEPRINT_MAX_INSTANCES="500", BLUEPRINT_CONCURRENCY=None, BLUEPRINT_DISPATCH_THRESHOLD="500")
+    with caplog.at_level("WARNING", logger="urllib3.connectionpool"):
+        answer = app.handle(timer_event({"Selector": {"Regions": ["ap-guangzhou"], "Tags": SELECTOR["Tags"]}}),
+                            context())
+    assert len(answer["Results"]) == 20 and all("Error" not in r for r in answer["Results"])
+    assert max_in_flight(emu, "CreateBlueprint") > 10
+    assert [r.getMessage() for r in caplog.records if "pool is full" in r.getMessage()] == []
+
+
+def max_in_flight(emu, action: str) -> int:
+    """The most calls of `action` the emulator was answering at once."""
+    spans = [(c.time - emu.latency, c.time) for c in emu.calls_of(action)]
+    return max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
