@@ -114,7 +114,8 @@ def run(config: Config) -> list[Section]:
         f"lists the managed images after creating and POSTs {fn['webhooks']} webhooks (one per result and a "
         "summary) to the local receiver, all inside the measured time.",
         "Function phases (from the emulator's call log): {:.2f} s before the first CreateBlueprint (instance "
-        "listing, slot lookup), {:.2f} s from the first to the last CreateBlueprint (as logged by the emulator), "
+        "listing beside the slot lookup and the data-disk listing), {:.2f} s from the first to the last "
+        "CreateBlueprint (as logged by the emulator), "
         "{:.2f} s after it "
         "(last answer, managed-image listing, webhooks).".format(*fn["phases"]),
         "A sliding one-second window strictly needs only (n/20 - 1) s + one call's latency for n creates; "
