@@ -798,7 +798,7 @@ def build_app(env: Mapping[str, str], *, clock: Clock | None = None, session: re
                     allowed_commands=frozenset(c for c in settings.allowed_commands if ":" not in c),
                     command_pairs=dict(c.split(":") for c in settings.allowed_commands if ":" in c),
                     command_timeout=settings.command_timeout)
-    http_session = session or requests.Session()
+    http_session = session or _sink_session()
     default_job = None
     if settings.job:
         try:
@@ -846,11 +846,27 @@ def _quiescer(service: LighthouseService, clients: ClientCache, recovery: Recove
     """The commands around images (TAT), when the operator configured any: otherwise TAT is never imported."""
     if not (settings.pre_command or settings.post_command or settings.allowed_commands):
         return None
-    from blueprint.consistency import Quiescer  # noqa: PLC0415
+    from blueprint.consistency import MAX_BATCH, Quiescer  # noqa: PLC0415
     from blueprint.tat import TatService  # noqa: PLC0415
 
-    return Quiescer(service, TatService(clients), recovery.tagger, RetryPolicy(), batch=settings.concurrency,
+    return Quiescer(service, TatService(clients), recovery.tagger, RetryPolicy(),
+                    batch=min(settings.concurrency, MAX_BATCH),
                     configured_post=_command("BLUEPRINT_POST_COMMAND", settings.post_command))
+
+
+def _sink_session() -> requests.Session:
+    """The session the webhook sinks send on: a kept-alive connection for each of the PARALLEL_SENDS events a
+    delivery sends at once (requests keeps 10 per host, and would open, and TLS-handshake, one for every send
+    beyond them)."""
+    from requests.adapters import HTTPAdapter  # noqa: PLC0415 (loaded by requests already)
+
+    from blueprint.sinks import PARALLEL_SENDS  # noqa: PLC0415
+
+    made = requests.Session()
+    adapter = HTTPAdapter(pool_maxsize=PARALLEL_SENDS)
+    made.mount("https://", adapter)
+    made.mount("http://", adapter)
+    return made
 
 
 def _command(variable: str, value: Secret | None) -> Command | None:

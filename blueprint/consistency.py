@@ -13,9 +13,10 @@ names first: a pre-command never runs twice without its post-command in between.
 exists already runs no command at all (unless the tag says it is still paused). Post-commands must therefore be
 safe to run when nothing is paused, e.g. `fsfreeze -u /data || true`.
 
-Fleets. The running instances of a region go in batches of BLUEPRINT_CONCURRENCY, side by side: one RunCommand
-per batch and command, each batch's images created as soon as its pre-command ended, so an instance stays
-paused for its pre-command, about one second of creates and its post-command. Every TAT call is paced by its
+Fleets. The running instances of a region go in batches of at most MAX_BATCH (fewer with a lower
+BLUEPRINT_CONCURRENCY), side by side: one RunCommand per batch and command, each batch's images created one
+after another as soon as its pre-command ended, so an instance stays paused for its pre-command, its batch's
+creates and its post-command (a larger batch would pause every application in it longer). Every TAT call is paced by its
 documented rate limit (`blueprint.tat`). A stopped instance needs no command (its image is `power-off`).
 """
 
@@ -54,6 +55,8 @@ NO_POST = "none"
 # Seconds beyond a command's own timeout that the function waits for TAT to report it (the agent reports a
 # killed task within seconds; TASK_TIMEOUT comes at the timeout itself).
 REPORT_GRACE = 10.0
+# The most instances one batch pauses together: its creates go one after another while they are paused.
+MAX_BATCH = 8
 # Seconds a batch needs besides its two commands (marking, creates, unmarking).
 BATCH_BUDGET = 15.0
 # Seconds kept for the post-command whatever the pre-command does (at most its timeout and grace), and the
