@@ -437,8 +437,9 @@ class ImageMaker:
             slots = {} if slot_key is None else {r: pool.submit(self._retrying, partial(
                 self.lighthouse.find_images, r, tags={SLOT_TAG: slot_digest(slot_key)}, deadline=deadline), deadline)
                 for r in regions}
-            # The data disks need no instance ids: read beside the listing, not after it (issue 18).
-            listings = {} if self.disks is None or not disks else {
+            # The data disks need no instance ids: read beside the listing, not after it (issue 18); not for "*",
+            # whose regions mostly hold none of the fleet (a call each, for nothing).
+            listings = {} if self.disks is None or not disks or "*" in job.Selector.Regions else {
                 r: pool.submit(self.disks.listing, r, deadline=deadline) for r in regions}
             targets = [Target(InstanceRef(Region=r, InstanceId=i.id), i.name, i.tags) for r in regions
                        for i in found[r].result() if all(i.tags.get(k) == v for k, v in wanted.items())]

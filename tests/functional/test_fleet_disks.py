@@ -88,3 +88,12 @@ def test_an_explicit_inline_fleet_reads_its_disks_beside_the_listing(make_app, e
     assert "Dispatched" not in answer or answer["Dispatched"] == 0
     assert disk_filters(emu) == [{"disk-usage"}]
     assert point_disks(emu) == sorted([WEB_DISK, *DB_DISKS])
+
+
+def test_every_region_is_not_listed_for_disks_a_fleet_never_has(app, emu) -> None:
+    answer = app.handle(timer_event({**FLEET, "Selector": {"Regions": ["*"], "Tags": DAILY}}), context())
+    assert all("Error" not in r for r in answer["Results"]), answer
+    # "*": the regions' disks are asked by instance id, after the listing, only where the fleet has instances.
+    assert all(f == {"instance-id", "disk-usage"} for f in disk_filters(emu))
+    assert {c.region for c in emu.calls_of("DescribeDisks")} == {"ap-guangzhou", "ap-shanghai"}
+    assert point_disks(emu) == sorted([WEB_DISK, *DB_DISKS])
