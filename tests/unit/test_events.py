@@ -18,6 +18,7 @@ from blueprint.events import (
     InstanceRef,
     InvokeEvent,
     QueueEvent,
+    Tag,
     TimerEvent,
     parse_event,
     parse_job,
@@ -384,3 +385,26 @@ def test_a_timers_plain_job_imports_no_pydantic(case: dict[str, object]) -> None
     out = subprocess.run([sys.executable, "-c", code, orjson.dumps(case).decode()], capture_output=True, text=True,  # noqa: S603
                          check=True, timeout=60)
     assert out.stdout.split() == ["False", ID]
+
+
+@pytest.mark.parametrize("case", [
+    {"InstanceId": ID},
+    {"InstanceId": ID, "Keep": 1, "Wait": False, "DryRun": False, "ForcePowerOff": False},
+    {"InstanceId": ID, "Keep": 500, "Wait": True, "DryRun": True, "ForcePowerOff": True},
+    {"InstanceId": ID, "Region": "abcdefghij-abcdefghij-abcdefghij-abcdefg"},  # 40 characters, three parts
+    {"InstanceId": ID, "Region": "ap-guangzhou", "Tags": [{"Key": "backup", "Value": "daily"}]},
+    {"InstanceId": ID, "Tags": [{"Key": "k" * 127, "Value": "v" * 255}]},
+    {"InstanceId": ID, "Tags": [{"Key": "键", "Value": "值 (1)"}, {"Key": "a b", "Value": "x=y/z@w"}]},
+    {"InstanceId": ID, "Tags": [{"Key": f"k{i}", "Value": "v"} for i in range(MAX_USER_TAGS)]},
+    {"InstanceId": ID, "Tags": []},
+])
+def test_the_plain_job_reader_takes_a_timers_usual_jobs_up_to_their_limits(case: dict[str, object]) -> None:
+    """The cold start's path: these never build the model (a reader that sent them there would still be right,
+    only slower, so the differential test above cannot tell)."""
+    from blueprint.events import _plain_job
+    from blueprint.triggers import JobModel, job_of
+
+    plain = _plain_job(case)
+    assert plain is not None, case
+    assert plain == job_of(JobModel.model_validate(case))
+    assert plain.Dispatch is None and plain.Tags == [Tag(Key=t["Key"], Value=t["Value"]) for t in case.get("Tags", [])]

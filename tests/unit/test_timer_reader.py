@@ -9,9 +9,10 @@ numbers, None, long and control-character names, long messages).
 
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import datetime, timezone
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -28,8 +29,13 @@ fractions = st.sampled_from(["", "", "", ".5", ".123456", ".1234567", "."])
 
 @st.composite
 def timer_times(draw: Any) -> object:
-    year, month, day = draw(years), draw(st.integers(0, 13)), draw(st.integers(0, 32))
-    hour, minute, second = draw(st.integers(0, 25)), draw(st.integers(0, 61)), draw(st.integers(0, 61))
+    if draw(st.booleans()):  # a real moment (the reader's usual input), in any of the spellings below
+        moment = draw(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)))
+        year, month, day = moment.year, moment.month, moment.day
+        hour, minute, second = moment.hour, moment.minute, moment.second
+    else:  # each part anywhere near its range
+        year, month, day = draw(years), draw(st.integers(0, 13)), draw(st.integers(0, 32))
+        hour, minute, second = draw(st.integers(0, 25)), draw(st.integers(0, 61)), draw(st.integers(0, 61))
     text = (f"{year:04d}-{month:02d}-{day:02d}{draw(separators)}{hour:02d}:{minute:02d}:{second:02d}"
             f"{draw(fractions)}{draw(zones)}")
     return draw(st.sampled_from([text, text, text, text.lower(), text[:10], text + " "])
@@ -74,11 +80,23 @@ def test_the_plain_timer_reader_agrees_with_the_model(event: dict[str, object]) 
         assert repr(plain) == repr(model)
 
 
-def test_the_plain_reader_takes_the_events_scf_sends() -> None:
-    sent = [{"Type": "Timer", "TriggerName": "daily-image", "Time": "2026-11-27T03:00:00Z",
-             "Message": '{"InstanceId": "lhins-web00001"}'},
-            {"Type": "Timer", "TriggerName": "daily-image", "Time": "2026-11-27T11:00:00+08:00", "Message": ""},
-            {"Type": "timer", "Time": "2026-11-27T03:00:00"}]
-    for event in sent:
-        assert events._plain_timer(event) is not None, event
-        assert events._plain_timer(event) == triggers.parse_event(event)
+@pytest.mark.parametrize("event", [
+    {"Type": "Timer", "TriggerName": "daily-image", "Time": "2026-11-27T03:00:00Z",
+     "Message": '{"InstanceId": "lhins-web00001"}'},
+    {"Type": "Timer", "TriggerName": "daily-image", "Time": "2026-11-27T11:00:00+08:00", "Message": ""},
+    {"Type": "timer", "Time": "2026-11-27T03:00:00"},
+    # Every part of the time counts: minutes and seconds that differ, offsets with minutes, either sign.
+    {"Type": "Timer", "Time": "2026-11-27T03:07:09Z"},
+    {"Type": "Timer", "Time": "2026-11-27T08:37:09+05:30"},
+    {"Type": "Timer", "Time": "2026-11-26T21:37:09-05:30"},
+    {"Type": "Timer", "Time": "2026-11-28T02:58:09+23:59"},
+    {"Type": "Timer", "Time": "2026-12-31T23:59:59-00:01"},
+    # The limits themselves: a name of 60 characters, a message of 64 KiB, None for a message.
+    {"Type": "Timer", "Time": "2026-11-27T03:00:00Z", "TriggerName": "n" * 60, "Message": "m" * 65_536},
+    {"Type": "TIMER", "Time": "2026-11-27T03:00:00Z", "TriggerName": "x", "Message": None},
+])
+def test_the_plain_reader_takes_the_events_scf_sends_and_reads_them_as_the_model(event: dict[str, object]) -> None:
+    plain = events._plain_timer(event)
+    assert plain is not None, event  # the cold start's path, not the model's
+    assert plain == triggers.parse_event(event)
+    assert repr(plain) == repr(triggers.parse_event(event))
