@@ -408,3 +408,21 @@ def test_the_plain_job_reader_takes_a_timers_usual_jobs_up_to_their_limits(case:
     assert plain is not None, case
     assert plain == job_of(JobModel.model_validate(case))
     assert plain.Dispatch is None and plain.Tags == [Tag(Key=t["Key"], Value=t["Value"]) for t in case.get("Tags", [])]
+
+
+@pytest.mark.parametrize("case", [
+    {"InstanceId": ID, "Keep": 3, "Tags": [{"Key": "backup", "Value": "daily"}]},
+    {"Selector": {"Regions": ["ap-guangzhou", "*"], "Tags": [{"Key": "backup", "Value": "daily"},
+                                                            {"Key": "env", "Value": "prod"}]},
+     "MaxInstances": 20, "Dispatch": "inline", "BlueprintName": "{InstanceName}-{Date}"},
+    {"InstanceIds": [ID, "ap-shanghai:lhins-sh000001"], "CopyTo": ["ap-beijing"], "CopyKeep": 2,
+     "ShareWith": ["100000000001"], "DataDisks": ["lhdisk-webdata1"], "Consistent": True, "PostAfter": "ready",
+     "Wait": True, "IdempotencyKey": "k-1", "Description": "nightly", "ForcePowerOff": False},
+    {"InstanceId": ID, "DataDisks": "none", "Dispatch": "invoke", "DryRun": True},
+])
+def test_a_jobs_fields_are_its_json_and_read_back_as_the_same_job(case: dict[str, object]) -> None:
+    """`Job.fields()` is the job as JSON (what a chained call carries): read again, it is the same job."""
+    job = parse_job(case)
+    fields = job.fields()
+    assert orjson.loads(orjson.dumps(fields)) == fields == {**{"Tags": [], "Wait": False, "DryRun": False}, **case}
+    assert parse_job(fields) == job
