@@ -426,3 +426,36 @@ def test_a_jobs_fields_are_its_json_and_read_back_as_the_same_job(case: dict[str
     fields = job.fields()
     assert orjson.loads(orjson.dumps(fields)) == fields == {**{"Tags": [], "Wait": False, "DryRun": False}, **case}
     assert parse_job(fields) == job
+
+
+def test_an_instance_named_with_and_without_its_default_region_is_one_target() -> None:
+    job = parse_job({"InstanceIds": [ID, f"ap-guangzhou:{ID}", f"ap-shanghai:{ID}"]})
+    assert job.targets("ap-guangzhou") == [InstanceRef(Region="ap-guangzhou", InstanceId=ID),
+                                           InstanceRef(Region="ap-shanghai", InstanceId=ID)]
+
+
+@pytest.fixture
+def shanghai_local_time():
+    """The local zone SCF gives a function (TZ=Asia/Shanghai, UTC+8): a naive time must not be read in it."""
+    import os
+    import time
+
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "Asia/Shanghai"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+
+
+@pytest.mark.parametrize("spelling", ["2026-11-27T03:00:00", "2026-11-27 03:00:00", "2026-11-27T03:00:00.000"])
+def test_a_timer_time_without_zone_is_utc_whatever_the_local_zone(shanghai_local_time, spelling: str) -> None:
+    # The first spelling is the plain reader's, the others the model's: both read it as UTC, not as local time.
+    event = parse_event({"Type": "Timer", "Time": spelling})
+    assert isinstance(event, TimerEvent)
+    assert event.Time == datetime(2026, 11, 27, 3, tzinfo=timezone.utc)
