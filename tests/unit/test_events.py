@@ -459,3 +459,12 @@ def test_a_timer_time_without_zone_is_utc_whatever_the_local_zone(shanghai_local
     event = parse_event({"Type": "Timer", "Time": spelling})
     assert isinstance(event, TimerEvent)
     assert event.Time == datetime(2026, 11, 27, 3, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("key", ["qcs:owner", "QCS:owner", "project:web", "Project:web", "\u9879\u76ee\u540d"])
+@pytest.mark.parametrize("where", ["Tags", "Selector"])
+def test_tag_keys_the_cloud_reserves_are_refused(key: str, where: str) -> None:
+    tags = [{"Key": key, "Value": "x"}]
+    job = {"InstanceId": ID, "Tags": tags} if where == "Tags" else {"Selector": {"Regions": ["*"], "Tags": tags}}
+    with pytest.raises(BadRequest, match="reserved by Tencent Cloud"):
+        parse_job(job)
