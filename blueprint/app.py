@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from blueprint import logs
-from blueprint.cloud import ClientCache, read_credentials
+from blueprint.cloud import ClientCache, keep_connections, read_credentials
 from blueprint.errors import (
     AccessDenied,
     BadRequest,
@@ -858,15 +858,9 @@ def _sink_session() -> requests.Session:
     """The session the webhook sinks send on: a kept-alive connection for each of the PARALLEL_SENDS events a
     delivery sends at once (requests keeps 10 per host, and would open, and TLS-handshake, one for every send
     beyond them)."""
-    from requests.adapters import HTTPAdapter  # noqa: PLC0415 (loaded by requests already)
-
     from blueprint.sinks import PARALLEL_SENDS  # noqa: PLC0415
 
-    made = requests.Session()
-    adapter = HTTPAdapter(pool_maxsize=PARALLEL_SENDS)
-    made.mount("https://", adapter)
-    made.mount("http://", adapter)
-    return made
+    return keep_connections(requests.Session(), PARALLEL_SENDS)
 
 
 def _command(variable: str, value: Secret | None) -> Command | None:

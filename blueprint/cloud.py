@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 from tencentcloud.common.credential import Credential
@@ -35,7 +35,10 @@ from blueprint.errors import (
 )
 from blueprint.logs import redact, register_secrets
 
-__all__ = ["ERROR_TABLE", "ClientCache", "Credentials", "read_credentials", "translate"]
+if TYPE_CHECKING:
+    import requests
+
+__all__ = ["ERROR_TABLE", "ClientCache", "Credentials", "keep_connections", "read_credentials", "translate"]
 
 # One table from cloud error codes to our errors (each carries its HTTP status and whether a retry helps).
 ERROR_TABLE: dict[str, type[CloudError] | type[BadRequest] | type[AccessDenied] | type[NotFound]] = {
@@ -267,10 +270,15 @@ def _keep_connections(client: Any, count: int) -> None:
     if count <= _DEFAULT_CONNECTIONS:
         return
     session = getattr(getattr(getattr(client, "request", None), "conn", None), "_session", None)
-    if session is None or not hasattr(session, "mount"):
-        return
-    from requests.adapters import HTTPAdapter  # noqa: PLC0415 (already imported by requests; only fleets ask)
+    if session is not None and hasattr(session, "mount"):
+        keep_connections(session, count)
+
+
+def keep_connections(session: requests.Session, count: int) -> requests.Session:
+    """The session, keeping `count` connections per host alive (both schemes), not requests' 10."""
+    from requests.adapters import HTTPAdapter  # noqa: PLC0415 (already imported by requests)
 
     adapter = HTTPAdapter(pool_maxsize=count)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
+    return session

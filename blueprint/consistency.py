@@ -16,8 +16,8 @@ safe to run when nothing is paused, e.g. `fsfreeze -u /data || true`.
 Fleets. The running instances of a region go in batches of at most MAX_BATCH (fewer with a lower
 BLUEPRINT_CONCURRENCY), side by side: one RunCommand per batch and command, each batch's images created one
 after another as soon as its pre-command ended, so an instance stays paused for its pre-command, its batch's
-creates and its post-command (a larger batch would pause every application in it longer). Every TAT call is paced by its
-documented rate limit (`blueprint.tat`). A stopped instance needs no command (its image is `power-off`).
+creates and its post-command (a larger batch would pause every application in it longer). Every TAT call is
+paced by its documented rate limit (`blueprint.tat`). A stopped instance needs no command (its image is `power-off`).
 """
 
 from __future__ import annotations

@@ -269,9 +269,9 @@ class Job:
             if value is None:
                 continue
             if name == "Tags":
-                value = [{"Key": t.Key, "Value": t.Value} for t in value]
+                value = _tag_fields(value)
             elif name == "Selector":
-                value = {"Regions": list(value.Regions), "Tags": [{"Key": t.Key, "Value": t.Value} for t in value.Tags]}
+                value = {"Regions": list(value.Regions), "Tags": _tag_fields(value.Tags)}
             elif isinstance(value, list):
                 value = list(value)
             values[name] = value
@@ -279,6 +279,10 @@ class Job:
 
 
 _JOB_FIELDS = tuple(Job.__dataclass_fields__)
+
+
+def _tag_fields(tags: list[Tag]) -> list[dict[str, str]]:
+    return [{"Key": t.Key, "Value": t.Value} for t in tags]
 
 
 @record

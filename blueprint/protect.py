@@ -43,10 +43,10 @@ STOPPED_TAG = "scf-blueprint:stopped"
 # Seconds to wait for instances to stop before their points (ForcePowerOff), and between looks.
 STOP_TIMEOUT = 120.0
 STOP_POLL = 2.0
-# Following points after their images (Wait): first look, and the longest pause between looks.
 # A fleet's plan reads its region's data disks beside the instance listing when the region holds at most this
 # many (two pages); more, and the run asks by instance id (100 instances a call), which reads only its own.
 PREFETCH_MOST = 200
+# Following points after their images (Wait): first look, and the longest pause between looks.
 POINT_POLL_FIRST = 3.0
 POINT_POLL_MAX = 15.0
 

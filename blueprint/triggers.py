@@ -213,13 +213,6 @@ class JobModel(_Model):
         return self
 
 
-# Errors name a model's type by its class name ("a valid dictionary or instance of Tag"): the job's own words.
-for _model, _public in ((TagModel, "Tag"), (InstanceSelectorModel, "InstanceSelector"),
-                        (InstanceRefModel, "InstanceRef"), (JobModel, "Job")):
-    _model.__name__ = _model.__qualname__ = _public
-del _model, _public
-
-
 # A time without a zone is taken as UTC where the platform documents UTC (the timer's `Time`).
 UtcTime = Annotated[datetime, AfterValidator(to_utc)]
 # A time we wrote ourselves (chained calls): it must carry its zone; a naive one was not written by us.
@@ -234,7 +227,11 @@ class TriggerInfoModel(_Model):
     Time: AwareUtc
 
 
-TriggerInfoModel.__name__ = TriggerInfoModel.__qualname__ = "TriggerInfo"
+# Errors name a model's type by its class name ("a valid dictionary or instance of Tag"): the job's own words.
+for _model, _public in ((TagModel, "Tag"), (InstanceSelectorModel, "InstanceSelector"),
+                        (InstanceRefModel, "InstanceRef"), (JobModel, "Job"), (TriggerInfoModel, "TriggerInfo")):
+    _model.__name__ = _model.__qualname__ = _public
+del _model, _public
 
 
 class TimerEventModel(BaseModel):
@@ -368,7 +365,7 @@ def _record_time(value: object) -> datetime | None:
         return None
     try:
         return to_utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
-    except (ValueError, OverflowError):
+    except ValueError:  # not a time, or out of range in UTC (`to_utc` says so with a ValueError)
         return None
 
 
