@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import field, replace
+from dataclasses import field
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -39,7 +39,7 @@ from blueprint.lighthouse import Lighthouse, LighthouseService
 from blueprint.outcome import summarize
 from blueprint.phases import Recovery
 from blueprint.policy import Command, Policy
-from blueprint.records import record
+from blueprint.records import record, replace
 from blueprint.results import Result, RunReport, Source, result_events, summary_event
 from blueprint.retry import Clock, Deadline, Pacer, RetryPolicy, SystemClock, Waits
 from blueprint.settings import Secret, Settings, load_settings

@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import field, replace
+from dataclasses import field
 from datetime import datetime
 from functools import cached_property, partial
 from typing import Any, Protocol, TypeVar
@@ -55,7 +55,7 @@ from blueprint.lighthouse import (
 )
 from blueprint.logs import log
 from blueprint.policy import Commands, Policy
-from blueprint.records import record
+from blueprint.records import record, replace
 from blueprint.results import Consistency, Outcome, Result, RunReport
 from blueprint.retry import Clock, Deadline, RetryPolicy, SystemClock
 from blueprint.slots import INSTANCE_TAG, SLOT_TAG, slot_digest

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import field, replace
+from dataclasses import field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 from blueprint import logs
 from blueprint.errors import BlueprintError
 from blueprint.events import TriggerInfo
-from blueprint.records import record
+from blueprint.records import record, replace
 
 __all__ = ["CORRELATION_ATTRIBUTE", "EVENT_PREFIX", "EVENT_TYPES", "CommandRun", "Consistency", "DiskPoint", "Outcome",
            "Result",

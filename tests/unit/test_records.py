@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from blueprint.records import record
+from blueprint.records import record, replace
 
 
 def both(body: dict[str, Any], *, frozen: bool = True, kw_only: bool = False) -> tuple[Any, Any]:
@@ -168,3 +168,51 @@ def test_field_types_annotations_and_class_variables_as_a_dataclass_has_them() -
     assert [(f.name, f.type) for f in dataclasses.fields(rec)] == [("a", "int"), ("tags", "list[str]")]
     assert rec.__annotations__ == plain.__annotations__ == {"limit": "ClassVar[int]", "a": "int", "tags": "list[str]"}
     assert rec(1).limit == 3 and rec(1) == rec(1, [])
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+@pytest.mark.parametrize("changes", [{}, {"a": 7}, {"b": "q", "tags": ["u"]}, {"note": "n", "hidden": 9}])
+def test_replace_copies_as_dataclasses_replace_does(frozen: bool, changes: dict[str, Any]) -> None:
+    dc, rec = both(FIELDS, frozen=frozen)
+    original = rec(1, "y", ["t"], "note", 3)
+    copy = replace(original, **changes)
+    expected = dataclasses.replace(dc(1, "y", ["t"], "note", 3), **changes)
+    assert type(copy) is rec and copy is not original
+    assert dataclasses.asdict(copy) == dataclasses.asdict(expected) and repr(copy) == repr(expected)
+    assert list(vars(copy)) == [f.name for f in dataclasses.fields(rec)]  # field order kept, as __init__ makes it
+    assert original == rec(1, "y", ["t"], "note", 3)  # the original is unchanged
+    if frozen:
+        with pytest.raises(FrozenInstanceError):
+            copy.a = 0  # type: ignore[misc]
+
+
+def test_replace_refuses_what_dataclasses_replace_refuses() -> None:
+    dc, rec = both(FIELDS)
+    for obj in (dc(1), rec(1)):
+        with pytest.raises(TypeError):
+            replace(obj, nope=1)
+
+
+def test_replace_runs_post_init_again_and_leaves_cached_values_behind() -> None:
+    def __post_init__(self: Any) -> None:
+        object.__setattr__(self, "total", self.a * 2)
+
+    _, rec = both({"annotations": {"a": "int", "total": "int"}, "total": field(default=0, init=False),
+                   "__post_init__": __post_init__})
+    assert replace(rec(3), a=5).total == 10  # computed again, as dataclasses.replace does
+    with pytest.raises(ValueError, match="init=False"):
+        replace(rec(3), total=1)
+
+    @record
+    class Lazy:
+        """A frozen record with a computed property."""
+
+        a: int
+
+        @cached_property
+        def double(self) -> int:
+            return self.a * 2
+
+    first = Lazy(2)
+    assert first.double == 4
+    assert replace(first, a=5).double == 10  # the value cached on the original is not the copy's
