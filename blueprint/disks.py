@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from blueprint.records import record
 from blueprint.retry import Deadline
 
-__all__ = ["Disk", "DiskCalls", "Disks", "Point", "Price"]
+__all__ = ["Disk", "DiskCalls", "Disks", "Point", "Price", "count", "tags_of"]
 
 PAGE = 100
 # DescribeDisks takes at most 100 values per filter.
@@ -121,9 +121,10 @@ class Disks(Protocol):
 
 
 class DiskCalls:
-    """The calls, for `LighthouseService` to mix in (it provides `_call`, paced and translated)."""
+    """The calls, for `LighthouseService` to mix in (it provides `_call`, paced and translated: plain dicts of
+    the API's fields both ways)."""
 
-    def _call(self, action: str, region: str, request: Any, deadline: Deadline) -> Any:
+    def _call(self, action: str, region: str, params: Mapping[str, Any], deadline: Deadline) -> dict[str, Any]:
         raise NotImplementedError
 
     def find_disks(self, region: str, instance_ids: Sequence[str], *, deadline: Deadline) -> list[Disk]:
@@ -156,22 +157,18 @@ class DiskCalls:
     def _disk_pages(self, region: str, ids: list[str] | None, deadline: Deadline, *,
                     most: int | None) -> list[Disk] | None:
         """DescribeDisks of DATA_DISK (of these instances), every page; None when over `most` disks."""
-        from tencentcloud.lighthouse.v20200324 import models  # noqa: PLC0415 (imported by lighthouse already)
-
         found: list[Disk] = []
         offset, total = 0, 1
+        usage = _filter("disk-usage", ["DATA_DISK"])
+        filters = [usage] if ids is None else [_filter("instance-id", ids), usage]
         while offset < total:
-            req = models.DescribeDisksRequest()
-            usage = _filter(models, "disk-usage", ["DATA_DISK"])
-            req.Filters = [usage] if ids is None else [_filter(models, "instance-id", ids), usage]
-            req.Offset, req.Limit = offset, PAGE
-            resp = self._call("DescribeDisks", region, req, deadline)
-            rows = resp.DiskSet or []
-            found.extend(Disk(id=d.DiskId, instance_id=d.InstanceId or "", name=d.DiskName or "",
-                              state=d.DiskState or "", backup_quota=d.DiskBackupQuota, operation=d.LatestOperation,
-                              operation_state=d.LatestOperationState,
-                              operation_request_id=d.LatestOperationRequestId) for d in rows)
-            offset, total = offset + PAGE, int(resp.TotalCount or 0) if rows else 0
+            resp = self._call("DescribeDisks", region, {"Filters": filters, "Offset": offset, "Limit": PAGE}, deadline)
+            rows = _rows(resp, "DiskSet", "DiskId")
+            found.extend(Disk(id=str(d["DiskId"]), instance_id=d.get("InstanceId") or "", name=d.get("DiskName") or "",
+                              state=d.get("DiskState") or "", backup_quota=d.get("DiskBackupQuota"),
+                              operation=d.get("LatestOperation"), operation_state=d.get("LatestOperationState"),
+                              operation_request_id=d.get("LatestOperationRequestId")) for d in rows)
+            offset, total = offset + PAGE, count(resp.get("TotalCount")) if rows else 0
             if most is not None and total > most:
                 return None
         return found
@@ -179,8 +176,6 @@ class DiskCalls:
     def find_points(self, region: str, *, deadline: Deadline, tags: Mapping[str, str] | None = None,
                     tag_key: str | None = None, ids: Sequence[str] | None = None) -> list[Point]:
         """DescribeDiskBackups by ids (100 a call) or by tags (`tag-key` / `tag-value`, exact pairs checked)."""
-        from tencentcloud.lighthouse.v20200324 import models  # noqa: PLC0415
-
         wanted = dict(tags or {})
         found: dict[str, Point] = {}
         batches: list[list[str] | None] = [list(ids[i:i + PAGE]) for i in range(0, len(ids), PAGE)] if ids \
@@ -188,88 +183,80 @@ class DiskCalls:
         for batch in batches:
             offset, total = 0, 1
             while offset < total:
-                req = models.DescribeDiskBackupsRequest()
+                params: dict[str, Any] = {"Offset": offset, "Limit": PAGE}
                 if batch is not None:
-                    req.DiskBackupIds = batch
+                    params["DiskBackupIds"] = batch
                 else:
                     keys = [*wanted, *([tag_key] if tag_key else [])]
-                    req.Filters = [_filter(models, "tag-key", keys)] + (
-                        [_filter(models, "tag-value", list(wanted.values()))] if wanted else [])
-                req.Offset, req.Limit = offset, PAGE
-                resp = self._call("DescribeDiskBackups", region, req, deadline)
-                rows = resp.DiskBackupSet or []
+                    params["Filters"] = [_filter("tag-key", keys)] + (
+                        [_filter("tag-value", list(wanted.values()))] if wanted else [])
+                resp = self._call("DescribeDiskBackups", region, params, deadline)
+                rows = _rows(resp, "DiskBackupSet", "DiskBackupId")
                 for b in rows:
-                    found[b.DiskBackupId] = _point(b, resp.RequestId)
-                offset, total = offset + PAGE, int(resp.TotalCount or 0) if rows else 0
+                    found[str(b["DiskBackupId"])] = _point(b, resp.get("RequestId"))
+                offset, total = offset + PAGE, count(resp.get("TotalCount")) if rows else 0
         return [p for p in found.values() if ids or (all(p.tags.get(k) == v for k, v in wanted.items())
                                                       and (tag_key is None or tag_key in p.tags))]
 
     def create_point(self, region: str, disk_id: str, *, name: str, tags: Mapping[str, str],
                      deadline: Deadline) -> tuple[str, str]:
         """CreateDiskBackup: the point's id at once; the point is made asynchronously."""
-        from tencentcloud.lighthouse.v20200324 import models  # noqa: PLC0415
-
-        req = models.CreateDiskBackupRequest()
-        req.DiskId, req.DiskBackupName = disk_id, name
-        req.Tags = [_tag(models, k, v) for k, v in tags.items()]
-        resp = self._call("CreateDiskBackup", region, req, deadline)
-        return str(resp.DiskBackupId), str(resp.RequestId)
+        resp = self._call("CreateDiskBackup", region, {
+            "DiskId": disk_id, "DiskBackupName": name, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]},
+            deadline)
+        return str(resp.get("DiskBackupId")), str(resp.get("RequestId"))
 
     def delete_points(self, region: str, ids: Sequence[str], *, deadline: Deadline) -> str:
         """DeleteDiskBackups (NORMAL points only; all or none)."""
-        from tencentcloud.lighthouse.v20200324 import models  # noqa: PLC0415
-
-        req = models.DeleteDiskBackupsRequest()
-        req.DiskBackupIds = list(ids)
-        return str(self._call("DeleteDiskBackups", region, req, deadline).RequestId)
+        return str(self._call("DeleteDiskBackups", region, {"DiskBackupIds": list(ids)}, deadline).get("RequestId"))
 
     def apply_point(self, region: str, disk_id: str, point_id: str, *, deadline: Deadline) -> str:
         """ApplyDiskBackup: the disk takes the point's data; a RUNNING instance is shut down first."""
-        from tencentcloud.lighthouse.v20200324 import models  # noqa: PLC0415
-
-        req = models.ApplyDiskBackupRequest()
-        req.DiskId, req.DiskBackupId = disk_id, point_id
-        return str(self._call("ApplyDiskBackup", region, req, deadline).RequestId)
+        return str(self._call("ApplyDiskBackup", region, {"DiskId": disk_id, "DiskBackupId": point_id},
+                              deadline).get("RequestId"))
 
     def stop_instances(self, region: str, ids: Sequence[str], *, deadline: Deadline) -> str:
         """StopInstances (at most 100 per call)."""
-        from tencentcloud.lighthouse.v20200324 import models  # noqa: PLC0415
-
-        req = models.StopInstancesRequest()
-        req.InstanceIds = list(ids)[:PAGE]
-        return str(self._call("StopInstances", region, req, deadline).RequestId)
+        return str(self._call("StopInstances", region, {"InstanceIds": list(ids)[:PAGE]}, deadline).get("RequestId"))
 
     def price(self, region: str, count: int, *, deadline: Deadline) -> Price:
         """InquirePriceCreateBlueprint."""
-        from tencentcloud.lighthouse.v20200324 import models  # noqa: PLC0415
-
-        req = models.InquirePriceCreateBlueprintRequest()
-        req.BlueprintCount = count
-        price = self._call("InquirePriceCreateBlueprint", region, req, deadline).BlueprintPrice
-        return Price(count=count, unit=float(price.OriginalBlueprintPrice or 0),
-                     original=float(price.OriginalPrice or 0), discount=float(price.Discount or 0),
-                     discounted=float(price.DiscountPrice or 0))
+        price = self._call("InquirePriceCreateBlueprint", region, {"BlueprintCount": count}, deadline).get(
+            "BlueprintPrice")
+        price = price if isinstance(price, dict) else {}
+        return Price(count=count, unit=float(price.get("OriginalBlueprintPrice") or 0),
+                     original=float(price.get("OriginalPrice") or 0), discount=float(price.get("Discount") or 0),
+                     discounted=float(price.get("DiscountPrice") or 0))
 
 
-def _point(item: Any, request_id: str | None) -> Point:
+def _rows(answer: Mapping[str, Any], name: str, key: str) -> list[dict[str, Any]]:
+    """The answer's list `name`: the entries that carry their id `key`."""
+    return [row for row in answer.get(name) or [] if isinstance(row, dict) and row.get(key)]
+
+
+def count(value: object) -> int:
+    """A count the cloud gave (0 when it gave none, or something that is not a count)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def tags_of(items: object) -> dict[str, str]:
+    """An answer's `Tags` list as a dict (entries without a key left out)."""
+    return {t["Key"]: t.get("Value") or "" for t in items or [] if isinstance(t, dict) and t.get("Key")} \
+        if isinstance(items, list) else {}
+
+
+def _point(item: dict[str, Any], request_id: str | None) -> Point:
     created = None
-    if item.CreatedTime:
+    text = item.get("CreatedTime")
+    if text and isinstance(text, str):
         try:
-            created = datetime.fromisoformat(item.CreatedTime.replace("Z", "+00:00")).astimezone(timezone.utc)
+            created = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
         except ValueError:
             created = None
-    tags = {t.Key: t.Value or "" for t in item.Tags or [] if t.Key}
-    return Point(id=item.DiskBackupId, disk_id=item.DiskId or "", state=item.DiskBackupState or "", created=created,
-                 tags=tags, name=item.DiskBackupName or "", request_id=request_id)
+    return Point(id=str(item["DiskBackupId"]), disk_id=item.get("DiskId") or "",
+                 state=item.get("DiskBackupState") or "", created=created, tags=tags_of(item.get("Tags")),
+                 name=item.get("DiskBackupName") or "", request_id=request_id)
 
 
-def _filter(models: Any, name: str, values: Sequence[str]) -> Any:
-    item = models.Filter()
-    item.Name, item.Values = name, list(dict.fromkeys(values))
-    return item
-
-
-def _tag(models: Any, key: str, value: str) -> Any:
-    tag = models.Tag()
-    tag.Key, tag.Value = key, value
-    return tag
+def _filter(name: str, values: Sequence[str]) -> dict[str, Any]:
+    return {"Name": name, "Values": list(dict.fromkeys(values))}

@@ -1,8 +1,12 @@
-"""The thin service over the Lighthouse SDK (2020-03-24): only the calls the function needs, typed.
+"""The thin service over the Lighthouse API (2020-03-24) through the SDK: only the calls the function needs, typed.
 
-The only module that imports `tencentcloud.lighthouse`. Every call is paced by a per-action rate limiter
-and every SDK error is translated (`blueprint.cloud.translate`). Retries are the caller's business: a
-retried CreateBlueprint must first look for the image the lost attempt may have made.
+Every call is paced by a per-action rate limiter and every SDK error is translated
+(`blueprint.cloud.translate`). Retries are the caller's business: a retried CreateBlueprint must first look
+for the image the lost attempt may have made. The calls go through the SDK's `CommonClient` by action name,
+with plain dicts both ways (`blueprint.cloud.call_json`): the SDK signs and sends them as the generated
+`LighthouseClient` would, without importing its 1.6 MB of models at a cold start or building request and
+response models on every call (issue 18). The field names are the API's (API document and the SDK's
+`tencentcloud/lighthouse/v20200324/models.py`).
 """
 
 from __future__ import annotations
@@ -12,11 +16,11 @@ from dataclasses import field
 from datetime import datetime, timezone
 from typing import Any, NamedTuple, Protocol
 
+from tencentcloud.common.common_client import CommonClient
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
-from tencentcloud.lighthouse.v20200324 import lighthouse_client, models
 
-from blueprint.cloud import ClientCache, translate
-from blueprint.disks import DiskCalls
+from blueprint.cloud import ClientCache, call_json, translate
+from blueprint.disks import DiskCalls, count, tags_of
 from blueprint.errors import Throttled
 from blueprint.records import record
 from blueprint.retry import Deadline, RateLimiter
@@ -24,6 +28,7 @@ from blueprint.retry import Deadline, RateLimiter
 __all__ = ["DELETABLE_STATES", "FAILED_STATES", "FILTER_VALUES", "GONE_STATES", "MADE_STATES", "Created", "Image",
            "Instance", "Lighthouse", "LighthouseService", "RegionInfo", "Replication"]
 
+VERSION = "2020-03-24"
 PAGE = 100
 # Values one DescribeBlueprints filter takes (the SDK's DescribeBlueprintsRequest.Filters: at most 100).
 FILTER_VALUES = 100
@@ -50,14 +55,14 @@ class Image:
     tags: Mapping[str, str] = field(default_factory=dict)
     # The RequestId of the DescribeBlueprints call that found the image (results quote it).
     request_id: str | None = field(default=None, compare=False)
-    # The SDK object, turned into the API's dict only when someone asks (GET /blueprints/{id}).
-    source: Any = field(default=None, compare=False, repr=False)
+    # The image as DescribeBlueprints answered it (GET /blueprints/{id} shows it).
+    source: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
     # Shared with other accounts (it must be unshared before it can be deleted).
     shared: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """The image as DescribeBlueprints returns it."""
-        return _blueprint_dict(self.source) if self.source is not None else {"BlueprintId": self.id}
+        return _present(self.source) if self.source is not None else {"BlueprintId": self.id}
 
     @property
     def failed(self) -> bool:
@@ -199,8 +204,8 @@ class Replication(Protocol):
         ...
 
 
-def _time(text: str | None) -> datetime | None:
-    if not text:
+def _time(text: object) -> datetime | None:
+    if not text or not isinstance(text, str):
         return None
     try:
         # fromisoformat is ~10x faster than strptime; Python 3.10's does not read a trailing Z.
@@ -209,19 +214,12 @@ def _time(text: str | None) -> datetime | None:
         return None
 
 
-def _tags(items: Sequence[Any] | None) -> dict[str, str]:
-    return {t.Key: t.Value or "" for t in items or [] if t.Key}
-
-
-def _filter(name: str, values: Sequence[str]) -> models.Filter:
-    f = models.Filter()
-    f.Name = name
-    f.Values = list(dict.fromkeys(values))
-    return f
+def _filter(name: str, values: Sequence[str]) -> dict[str, Any]:
+    return {"Name": name, "Values": list(dict.fromkeys(values))}
 
 
 def _tag_filters(tags: Mapping[str, str], tag_key: str | None = None,
-                 tag_values: Sequence[str] = ()) -> list[models.Filter]:
+                 tag_values: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Tag lookups whose meaning does not depend on how the cloud parses `tag:<key>` when the key holds a
     colon (`tag:scf-blueprint:slot` is nowhere documented): `tag-key` and `tag-value`, each an exact match.
     Both filters together over-match (a key and a value from different tags); `_has_tags` checks the exact
@@ -270,31 +268,34 @@ class LighthouseService(DiskCalls):
         for action, limiter in self._limits.items():
             limiter.name = action
 
-    def _call(self, action: str, region: str, request: Any, deadline: Deadline) -> Any:
+    def _call(self, action: str, region: str, params: Mapping[str, Any], deadline: Deadline) -> dict[str, Any]:
+        """One call: paced, sent, its answer's `Response` object.
+
+        Raises:
+            BlueprintError: the cloud's error, translated; `Throttled` also fills the action's window.
+        """
         limiter = self._limits[action]
         if deadline.pace is not None:  # a fan-out child: its share of the account's rate first
             deadline.pace.acquire(action, limiter.rate, deadline)
         limiter.acquire(deadline)
-        client = self._clients.get("lighthouse", region, lighthouse_client.LighthouseClient)
+        client = self._clients.get("lighthouse", region, _client)
         try:
-            return getattr(client, action)(request)
+            return call_json(client, action, params)
         except TencentCloudSDKException as err:
             error = translate(err, action=action)
             if isinstance(error, Throttled):
-                self._limits[action].saturate()
+                limiter.saturate()
             raise error from err
 
     def create_blueprint(self, region: str, *, name: str, instance_id: str, description: str | None,
                          force_power_off: bool, tags: Mapping[str, str], deadline: Deadline) -> Created:
         """CreateBlueprint: returns the new image's id at once; the image is made asynchronously."""
-        req = models.CreateBlueprintRequest()
-        req.BlueprintName = name
-        req.InstanceId = instance_id
-        req.Description = description
-        req.ForcePowerOff = force_power_off
-        req.Tags = [_sdk_tag(k, v) for k, v in tags.items()]
-        resp = self._call("CreateBlueprint", region, req, deadline)
-        return Created(blueprint_id=resp.BlueprintId, request_id=resp.RequestId)
+        params: dict[str, Any] = {"BlueprintName": name, "InstanceId": instance_id, "ForcePowerOff": force_power_off,
+                                  "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        if description is not None:
+            params["Description"] = description
+        resp = self._call("CreateBlueprint", region, params, deadline)
+        return Created(blueprint_id=str(resp.get("BlueprintId") or ""), request_id=str(resp.get("RequestId") or ""))
 
     def find_images(self, region: str, *, deadline: Deadline, tags: Mapping[str, str] | None = None,
                     tag_key: str | None = None, ids: Sequence[str] | None = None,
@@ -312,10 +313,9 @@ class LighthouseService(DiskCalls):
                 filters.append(_filter("blueprint-name", names))
             for page in self._pages("DescribeBlueprints", region, deadline, ids=ids, filters=filters,
                                     at_least=max(at_least // len(parts), len(part))):
-                found.extend(Image(id=b.BlueprintId, name=b.BlueprintName or "", state=b.BlueprintState or "",
-                                   region=region, created=_time(b.CreatedTime), tags=_tags(b.Tags),
-                                   request_id=page.RequestId, source=b, shared=bool(b.BlueprintShared))
-                             for b in page.BlueprintSet or [] if b.BlueprintType in (None, "PRIVATE"))
+                found.extend(_image(b, region, page.get("RequestId")) for b in page.get("BlueprintSet") or []
+                             if isinstance(b, dict) and b.get("BlueprintId")
+                             and b.get("BlueprintType") in (None, "PRIVATE"))
         # Pages read while images are being made may overlap: one entry per id. Only exact tag matches.
         unique = {image.id: image for image in found}.values()
         values = set(wanted)
@@ -323,20 +323,18 @@ class LighthouseService(DiskCalls):
                                                      and (not values or image.tags.get(str(tag_key)) in values))]
 
     def _pages(self, action: str, region: str, deadline: Deadline, *, ids: Sequence[str] | None,
-               filters: list[models.Filter], at_least: int = 0) -> Iterator[Any]:
+               filters: list[dict[str, Any]], at_least: int = 0) -> Iterator[dict[str, Any]]:
         """Every page: the first tells the total, the rest are fetched side by side (the limiter paces them).
 
         When the caller knows at least `at_least` items exist, their pages go out together with the first.
         """
-        def page(offset: int) -> Any:
-            req = getattr(models, f"{action}Request")()
+        def page(offset: int) -> dict[str, Any]:
+            params: dict[str, Any] = {"Offset": offset, "Limit": PAGE}
             if ids:
-                setattr(req, "BlueprintIds" if action == "DescribeBlueprints" else "InstanceIds", list(ids))
-            else:
-                req.Filters = filters or None
-            req.Offset = offset
-            req.Limit = PAGE
-            return self._call(action, region, req, deadline)
+                params["BlueprintIds" if action == "DescribeBlueprints" else "InstanceIds"] = list(ids)
+            elif filters:
+                params["Filters"] = filters
+            return self._call(action, region, params, deadline)
 
         known = list(range(0, max(at_least, 1), PAGE))
         if len(known) > 1:
@@ -347,8 +345,8 @@ class LighthouseService(DiskCalls):
             pages = [page(0)]
         yield from pages
         first = pages[0]
-        items = first.BlueprintSet if action == "DescribeBlueprints" else first.InstanceSet
-        offsets = list(range(len(known) * PAGE, first.TotalCount or 0, PAGE)) if items else []
+        items = first.get("BlueprintSet" if action == "DescribeBlueprints" else "InstanceSet")
+        offsets = list(range(len(known) * PAGE, count(first.get("TotalCount")), PAGE)) if items else []
         if len(offsets) <= 1:
             yield from (page(offset) for offset in offsets)
             return
@@ -358,10 +356,7 @@ class LighthouseService(DiskCalls):
 
     def delete_images(self, region: str, ids: Sequence[str], *, deadline: Deadline) -> str:
         """DeleteBlueprints."""
-        req = models.DeleteBlueprintsRequest()
-        req.BlueprintIds = list(ids)
-        resp = self._call("DeleteBlueprints", region, req, deadline)
-        return str(resp.RequestId)
+        return _request_id(self._call("DeleteBlueprints", region, {"BlueprintIds": list(ids)}, deadline))
 
     def find_instances(self, region: str, *, deadline: Deadline, ids: Sequence[str] | None = None,
                        tags: Mapping[str, str] | None = None) -> list[Instance]:
@@ -372,25 +367,21 @@ class LighthouseService(DiskCalls):
         for batch in batches:
             for page in self._pages("DescribeInstances", region, deadline, ids=batch,
                                     filters=_tag_filters(tags or {})):
-                found.extend(_instance(i, region) for i in page.InstanceSet or [])
+                found.extend(_instance(i, region) for i in page.get("InstanceSet") or []
+                             if isinstance(i, dict) and i.get("InstanceId"))
         unique = {instance.id: instance for instance in found}.values()
         return [i for i in unique if ids or _has_tags(i.tags, tags or {}, None)]
 
     def start_instances(self, region: str, ids: Sequence[str], *, deadline: Deadline) -> str:
         """StartInstances (at most 100 per call)."""
-        req = models.StartInstancesRequest()
-        req.InstanceIds = list(ids)[:PAGE]
-        resp = self._call("StartInstances", region, req, deadline)
-        return str(resp.RequestId)
+        return _request_id(self._call("StartInstances", region, {"InstanceIds": list(ids)[:PAGE]}, deadline))
 
     def image_quota(self, region: str, *, deadline: Deadline) -> tuple[int, int]:
         """DescribeGeneralResourceQuotas for BLUEPRINT."""
-        req = models.DescribeGeneralResourceQuotasRequest()
-        req.ResourceNames = ["BLUEPRINT"]
-        resp = self._call("DescribeGeneralResourceQuotas", region, req, deadline)
-        for quota in resp.GeneralResourceQuotaSet or []:
-            if quota.ResourceName == "BLUEPRINT":
-                return int(quota.ResourceQuotaTotal or 0), int(quota.ResourceQuotaAvailable or 0)
+        resp = self._call("DescribeGeneralResourceQuotas", region, {"ResourceNames": ["BLUEPRINT"]}, deadline)
+        for quota in resp.get("GeneralResourceQuotaSet") or []:
+            if isinstance(quota, dict) and quota.get("ResourceName") == "BLUEPRINT":
+                return count(quota.get("ResourceQuotaTotal")), count(quota.get("ResourceQuotaAvailable"))
         return 0, 0
 
     def regions(self, region: str, *, deadline: Deadline) -> list[str]:
@@ -399,80 +390,78 @@ class LighthouseService(DiskCalls):
 
     def region_infos(self, region: str, *, deadline: Deadline) -> dict[str, RegionInfo]:
         """DescribeRegions with `IsChinaMainland` (copies never cross between mainland China and elsewhere)."""
-        resp = self._call("DescribeRegions", region, models.DescribeRegionsRequest(), deadline)
-        return {r.Region: RegionInfo(r.Region, bool(r.IsChinaMainland), (r.RegionState or "AVAILABLE") == "AVAILABLE")
-                for r in resp.RegionSet or [] if r.Region}
+        resp = self._call("DescribeRegions", region, {}, deadline)
+        return {r["Region"]: RegionInfo(r["Region"], bool(r.get("IsChinaMainland")),
+                                        (r.get("RegionState") or "AVAILABLE") == "AVAILABLE")
+                for r in resp.get("RegionSet") or [] if isinstance(r, dict) and r.get("Region")}
 
     def sync_blueprint(self, region: str, blueprint_id: str, destinations: Sequence[str], *,
                        deadline: Deadline) -> tuple[dict[str, str], str]:
         """SyncBlueprint: the copy's id per destination region (the copies are made asynchronously)."""
-        req = models.SyncBlueprintRequest()
-        req.BlueprintId = blueprint_id
-        req.DestinationRegions = list(destinations)
-        resp = self._call("SyncBlueprint", region, req, deadline)
-        copies = {d.Region: d.BlueprintId for d in resp.DestinationRegionBlueprintSet or [] if d.Region}
-        return copies, str(resp.RequestId)
+        resp = self._call("SyncBlueprint", region, {"BlueprintId": blueprint_id,
+                                                    "DestinationRegions": list(destinations)}, deadline)
+        copies = {str(d["Region"]): str(d["BlueprintId"]) for d in resp.get("DestinationRegionBlueprintSet") or []
+                  if isinstance(d, dict) and d.get("Region") and d.get("BlueprintId")}
+        return copies, _request_id(resp)
 
     def shared_with(self, region: str, blueprint_ids: Sequence[str], *, deadline: Deadline) -> dict[str, set[str]]:
         """DescribeBlueprintsShareAcrossAccountInfos over every page."""
         shared: dict[str, set[str]] = {i: set() for i in blueprint_ids}
         offset, total = 0, 1
         while offset < total and blueprint_ids:
-            req = models.DescribeBlueprintsShareAcrossAccountInfosRequest()
-            req.BlueprintIds, req.Offset, req.Limit = list(blueprint_ids), offset, PAGE
-            resp = self._call("DescribeBlueprintsShareAcrossAccountInfos", region, req, deadline)
-            rows = resp.BlueprintShareAcrossAccountInfoSet or []
+            resp = self._call("DescribeBlueprintsShareAcrossAccountInfos", region,
+                              {"BlueprintIds": list(blueprint_ids), "Offset": offset, "Limit": PAGE}, deadline)
+            rows = [row for row in resp.get("BlueprintShareAcrossAccountInfoSet") or []
+                    if isinstance(row, dict) and row.get("BlueprintId")]
             for row in rows:
-                shared.setdefault(row.BlueprintId, set()).add(str(row.AccountId))
-            offset, total = offset + PAGE, int(resp.TotalCount or 0) if rows else 0
+                shared.setdefault(str(row["BlueprintId"]), set()).add(str(row.get("AccountId")))
+            offset, total = offset + PAGE, count(resp.get("TotalCount")) if rows else 0
         return shared
 
     def share(self, region: str, blueprint_id: str, accounts: Sequence[str], *, deadline: Deadline) -> str:
         """ShareBlueprintAcrossAccounts (at most 10 accounts)."""
-        req = models.ShareBlueprintAcrossAccountsRequest()
-        req.BlueprintId, req.AccountIds = blueprint_id, list(accounts)
-        return str(self._call("ShareBlueprintAcrossAccounts", region, req, deadline).RequestId)
+        return _request_id(self._call("ShareBlueprintAcrossAccounts", region,
+                                      {"BlueprintId": blueprint_id, "AccountIds": list(accounts)}, deadline))
 
     def unshare(self, region: str, blueprint_id: str, accounts: Sequence[str], *, deadline: Deadline) -> str:
         """CancelShareBlueprintAcrossAccounts."""
-        req = models.CancelShareBlueprintAcrossAccountsRequest()
-        req.BlueprintId, req.AccountIds = blueprint_id, list(accounts)
-        return str(self._call("CancelShareBlueprintAcrossAccounts", region, req, deadline).RequestId)
+        return _request_id(self._call("CancelShareBlueprintAcrossAccounts", region,
+                                      {"BlueprintId": blueprint_id, "AccountIds": list(accounts)}, deadline))
 
     def reset_instance(self, region: str, instance_id: str, blueprint_id: str, *, deadline: Deadline) -> str:
         """ResetInstance: reinstall the system disk from the image (formats it); asynchronous."""
-        req = models.ResetInstanceRequest()
-        req.InstanceId, req.BlueprintId = instance_id, blueprint_id
-        return str(self._call("ResetInstance", region, req, deadline).RequestId)
+        return _request_id(self._call("ResetInstance", region, {"InstanceId": instance_id, "BlueprintId": blueprint_id},
+                                      deadline))
 
 
-def _instance(item: Any, region: str) -> Instance:
-    return Instance(id=item.InstanceId, name=item.InstanceName or "", state=item.InstanceState or "", region=region,
-                    tags=_tags(item.Tags), operation_state=item.LatestOperationState,
-                    operation=item.LatestOperation, operation_started=_time(item.LatestOperationStartedTime),
-                    operation_request_id=item.LatestOperationRequestId,
-                    blueprint_id=item.BlueprintId)
+def _client(credential: Any, region: str, profile: Any) -> CommonClient:
+    """The SDK's client for Lighthouse calls by action name (what `LighthouseClient` is, without its models)."""
+    return CommonClient("lighthouse", VERSION, credential, region, profile)
 
 
-def _sdk_tag(key: str, value: str) -> models.Tag:
-    tag = models.Tag()
-    tag.Key = key
-    tag.Value = value
-    return tag
+def _request_id(answer: Mapping[str, Any]) -> str:
+    return str(answer.get("RequestId"))
 
 
-def _blueprint_dict(blueprint: Any) -> dict[str, Any]:
-    """The image as DescribeBlueprints returns it (for `GET /blueprints/{id}`)."""
-    data: dict[str, Any] = {}
-    for key, value in vars(blueprint).items():
-        name = key.lstrip("_")
-        if value is None or not name[:1].isupper():
-            continue
-        data[name] = [_plain(v) for v in value] if isinstance(value, list) else _plain(value)
-    return data
+def _image(item: dict[str, Any], region: str, request_id: str | None) -> Image:
+    return Image(id=str(item["BlueprintId"]), name=item.get("BlueprintName") or "",
+                 state=item.get("BlueprintState") or "", region=region, created=_time(item.get("CreatedTime")),
+                 tags=tags_of(item.get("Tags")), request_id=request_id, source=item,
+                 shared=bool(item.get("BlueprintShared")))
 
 
-def _plain(value: Any) -> Any:
-    if hasattr(value, "_serialize"):
-        return _blueprint_dict(value)
+def _instance(item: dict[str, Any], region: str) -> Instance:
+    return Instance(id=str(item["InstanceId"]), name=item.get("InstanceName") or "",
+                    state=item.get("InstanceState") or "", region=region, tags=tags_of(item.get("Tags")),
+                    operation_state=item.get("LatestOperationState"), operation=item.get("LatestOperation"),
+                    operation_started=_time(item.get("LatestOperationStartedTime")),
+                    operation_request_id=item.get("LatestOperationRequestId"), blueprint_id=item.get("BlueprintId"))
+
+
+def _present(value: Any) -> Any:
+    """The API's JSON without its null fields (as the SDK's models leave them out)."""
+    if isinstance(value, dict):
+        return {k: _present(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_present(v) for v in value]
     return value

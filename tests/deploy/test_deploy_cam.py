@@ -4,9 +4,11 @@ deploy/cam-deploy-policy.json exactly those `python -m blueprint deploy` calls, 
 The scan follows how the code reaches the SDK (blueprint/*.py, sinks included):
 - a client comes from `<cache>.get("<service>", region, <module>.<Name>Client)`; a variable bound to it is a
   client of that service, and `client.Action(req)` is a call of `Action`;
-- `getattr(client, action)` calls whatever the string says: every string constant in that module that names
-  a method of the client class counts (that covers `self._call("CreateBlueprint", ...)`, `_pages(...)` and
-  the keys of `LighthouseService._limits`).
+- a client may also come from a factory function of the module (`<cache>.get("lighthouse", region, _client)`,
+  the SDK's `CommonClient`, which calls by action name): its actions are the service's generated client's;
+- `getattr(client, action)` and `call_json(client, action, ...)` call whatever the string says: every string
+  constant in that module that names a method of the client class counts (that covers
+  `self._call("CreateBlueprint", ...)`, `_pages(...)` and the keys of `LighthouseService._limits`).
 SDK action names map to CAM action names (SCF `Invoke` is `scf:InvokeFunction`).
 """
 
@@ -25,6 +27,8 @@ from blueprint.tat import TatService
 
 ROOT = Path(__file__).resolve().parents[2]
 CAM_NAMES = {("scf", "Invoke"): "scf:InvokeFunction"}
+# The generated client whose methods name a service's actions, for clients the code makes by action name.
+BY_NAME = {"lighthouse": ("tencentcloud.lighthouse.v20200324.lighthouse_client", "LighthouseClient")}
 
 
 def _imported_modules(tree: ast.Module) -> dict[str, str]:
@@ -46,6 +50,9 @@ def _client_factory(call: ast.Call, modules: dict[str, str]) -> tuple[str, type]
     service, factory = call.args[0], call.args[2]
     if not (isinstance(service, ast.Constant) and isinstance(service.value, str)):
         return None
+    if isinstance(factory, ast.Name) and service.value in BY_NAME:  # a CommonClient made by a function
+        module, name = BY_NAME[service.value]
+        return service.value, getattr(importlib.import_module(module), name)
     if not (isinstance(factory, ast.Attribute) and factory.attr.endswith("Client")
             and isinstance(factory.value, ast.Name) and factory.value.id in modules):
         return None
@@ -73,7 +80,7 @@ def sdk_actions(path: Path) -> set[tuple[str, str]]:
             if func.attr[:1].isupper():
                 assert hasattr(cls, func.attr), f"{path.name}: {cls.__name__} has no {func.attr}"
                 actions.add((service, func.attr))
-        elif (isinstance(func, ast.Name) and func.id == "getattr" and node.args
+        elif (isinstance(func, ast.Name) and func.id in ("getattr", "call_json") and node.args
               and isinstance(node.args[0], ast.Name) and node.args[0].id in clients):
             dynamic.add(clients[node.args[0].id])
     constants = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
@@ -124,7 +131,7 @@ def policy_actions(policy: dict[str, object]) -> set[str]:
 
 def test_the_scan_sees_every_kind_of_call() -> None:
     found = code_actions()
-    # Direct calls (SCF, TDMQ) and getattr dispatch (Lighthouse) are both found.
+    # Direct calls (SCF, TDMQ) and calls by name (Lighthouse: call_json on a CommonClient) are both found.
     assert {"scf:InvokeFunction", "tdmq:SendCmqMsg", "tdmq:PublishCmqMsg", "lighthouse:CreateBlueprint"} <= found
     # Every rate-limited Lighthouse action is one the scan found.
     service = LighthouseService.__new__(LighthouseService)
