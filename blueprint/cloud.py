@@ -171,9 +171,9 @@ def call_json(client: Any, action: str, params: Mapping[str, Any]) -> dict[str, 
     The SDK still signs, sends, retries (its profile's retryer) and raises the cloud's errors
     (`AbstractClient.call`); what this leaves out is the generated method's round trip through request and
     response models (`_serialize`/`_deserialize`, a second `json.loads`), which a caller that reads a few
-    fields does not need (a warm timer run's own time, issue 18). As the generated methods do, an answer that
-    is not the API's JSON (a proxy's HTML page) is raised as a `TencentCloudSDKException` named
-    `JSONDecodeError`.
+    fields does not need (a warm timer run's own time, issue 18). An answer that is not the API's JSON (a
+    proxy's HTML page with HTTP 200, an envelope without a `Response` object) is raised as a
+    `TencentCloudSDKException` named `JSONDecodeError`, as the generated methods name a page that is not JSON.
 
     Raises:
         TencentCloudSDKException: the cloud's error, a network error, or a malformed answer.
@@ -182,8 +182,10 @@ def call_json(client: Any, action: str, params: Mapping[str, Any]) -> dict[str, 
         raw = client.call(action, params)
     except TencentCloudSDKException:
         raise
-    except Exception as err:  # as the generated methods do: any other exception by its name
-        raise TencentCloudSDKException(type(err).__name__, str(err)) from err
+    except Exception as err:
+        # The SDK turns network errors into its own exception; what else escapes is its reading of an answer
+        # that is not the API's envelope (`{"Error": ...}` without `Response`: KeyError), a retry's business.
+        raise TencentCloudSDKException("JSONDecodeError", f"{type(err).__name__}: {err}") from err
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as err:

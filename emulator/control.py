@@ -46,6 +46,10 @@ def _faults(emu: Emulator, body: dict[str, Any]) -> Any:
         emu.faults.delay(action, float(body["seconds"]), times=body.get("times"))
     elif kind == "http_status":
         emu.faults.http_status(action, int(body["status"]), times=body.get("times", 1))
+    elif kind == "garble":
+        emu.faults.garble(action, times=body.get("times", 1), after=bool(body.get("after", False)),
+                          body=str(body.get("body", "<html>502</html>")).encode("utf-8"),
+                          content_type=str(body.get("content_type", "text/html")), skip=int(body.get("skip", 0)))
     else:
         raise ValueError(f"unknown fault kind {kind!r}")
     return emu.faults.pending()

@@ -317,6 +317,9 @@ class Emulator:
         if plan.status is not None:
             self._record(pending, f"HTTP {plan.status}")
             return Reply(status=plan.status, body=b"<html>Bad Gateway</html>", content_type="text/plain")
+        if plan.garble is not None and not plan.garble_after:
+            self._record(pending, "garbled")
+            return Reply(status=200, body=plan.garble[0], content_type=plan.garble[1])
         if plan.error is not None:
             raise plan.error
         params = validate(raw, service.schemas[action], from_query=request.method == "GET")
@@ -325,6 +328,8 @@ class Emulator:
         self._record(pending, None, dropped=plan.drop_after)
         if plan.drop_after:
             return Reply(drop=True)
+        if plan.garble is not None:  # the action took effect; its answer is mangled on the way back
+            return Reply(status=200, body=plan.garble[0], content_type=plan.garble[1])
         return _envelope(result, pending.request_id)
 
     def _route(self, service_name: str, headers: Mapping[str, str], pending: _Pending) -> Service:

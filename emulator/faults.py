@@ -1,4 +1,4 @@
-"""Fault injection: errors, dropped connections, delays and HTTP 5xx for the next calls of an action."""
+"""Fault injection for the next calls of an action: errors, dropped connections, delays, HTTP 5xx, garbled answers."""
 
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ ANY_ACTION = "*"
 
 @dataclass
 class _Rule:
-    kind: str  # "fail" | "drop" | "delay" | "http_status"
+    kind: str  # "fail" | "drop" | "delay" | "http_status" | "garble"
     times: int | None  # None: every call
     code: str = ""
     message: str | None = None
     after: bool = False
     seconds: float = 0.0
     status: int = 0
+    body: bytes = b""
+    content_type: str = ""
     # Calls of the action that pass untouched before this rule starts to apply.
     skip: int = 0
 
@@ -33,6 +35,10 @@ class Plan:
     drop_before: bool = False
     drop_after: bool = False
     status: int | None = None
+    # HTTP 200 with this (body, content type) instead of the envelope; `drop_after`'s twin: with
+    # `garble_after` the action runs first.
+    garble: tuple[bytes, str] | None = None
+    garble_after: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -82,6 +88,16 @@ class Faults:
         """
         self._add(action, _Rule("http_status", times, status=status))
 
+    def garble(self, action: str, *, times: int = 1, after: bool = False, body: bytes = b"<html>502</html>",
+               content_type: str = "text/html", skip: int = 0) -> None:
+        """Answer HTTP 200 with `body` (a proxy's page, or JSON that is not the API's envelope) instead of the
+        API's answer; `after=True` runs the action first (it took effect, its answer was mangled).
+
+        Raises:
+            ValueError: when `times` < 1.
+        """
+        self._add(action, _Rule("garble", times, after=after, body=body, content_type=content_type, skip=skip))
+
     def clear(self) -> None:
         """Drop every queued fault."""
         with self._lock:
@@ -90,7 +106,9 @@ class Faults:
     def pending(self) -> dict[str, list[dict[str, Any]]]:
         """The queued faults, for the control path."""
         with self._lock:
-            return {action: [vars(rule).copy() for rule in rules] for action, rules in self._rules.items()}
+            return {action: [{k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+                              for k, v in vars(rule).items()} for rule in rules]
+                    for action, rules in self._rules.items()}
 
     def plan(self, action: str) -> Plan:
         """Consume the faults that apply to this call of `action` (first rule of each kind)."""
@@ -129,4 +147,6 @@ def _apply(plan: Plan, rule: _Rule) -> None:
         plan.drop_before = plan.drop_before or not rule.after
     elif rule.kind == "http_status" and plan.status is None:
         plan.status = rule.status
+    elif rule.kind == "garble" and plan.garble is None:
+        plan.garble, plan.garble_after = (rule.body, rule.content_type), rule.after
     plan.notes.append(rule.kind)
