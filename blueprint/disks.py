@@ -241,7 +241,7 @@ def count(value: object) -> int:
 
 def tags_of(items: object) -> dict[str, str]:
     """An answer's `Tags` list as a dict (entries without a key left out)."""
-    return {t["Key"]: t.get("Value") or "" for t in items or [] if isinstance(t, dict) and t.get("Key")} \
+    return {str(t["Key"]): str(t.get("Value") or "") for t in items if isinstance(t, dict) and t.get("Key")} \
         if isinstance(items, list) else {}
 
 

@@ -21,7 +21,7 @@ from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentClo
 
 from blueprint.cloud import ClientCache, call_json, translate
 from blueprint.disks import DiskCalls, count, tags_of
-from blueprint.errors import Throttled
+from blueprint.errors import CloudUnavailable, Throttled
 from blueprint.records import record
 from blueprint.retry import Deadline, RateLimiter
 
@@ -295,7 +295,12 @@ class LighthouseService(DiskCalls):
         if description is not None:
             params["Description"] = description
         resp = self._call("CreateBlueprint", region, params, deadline)
-        return Created(blueprint_id=str(resp.get("BlueprintId") or ""), request_id=str(resp.get("RequestId") or ""))
+        blueprint_id = resp.get("BlueprintId")
+        if not isinstance(blueprint_id, str) or not blueprint_id:
+            # The cloud accepted the call but its answer names no image: a retry looks for it by its slot first.
+            raise CloudUnavailable("CreateBlueprint: the answer names no image (no BlueprintId)",
+                                   code="JSONDecodeError", request_id=_request_id(resp))
+        return Created(blueprint_id=blueprint_id, request_id=_request_id(resp))
 
     def find_images(self, region: str, *, deadline: Deadline, tags: Mapping[str, str] | None = None,
                     tag_key: str | None = None, ids: Sequence[str] | None = None,
