@@ -98,7 +98,9 @@ def replace(obj: T, /, **changes: Any) -> T:
         return dataclasses.replace(obj, **changes)  # type: ignore[type-var]
     values = obj.__dict__
     new: Any = object.__new__(cls)
-    new.__dict__.update({name: values[name] for name in copy[0]}, **changes)
+    # A record's __dict__ holds its fields in order, and nothing else unless a value was cached on it.
+    new.__dict__.update(values if len(values) == len(copy[0]) else {name: values[name] for name in copy[0]},
+                        **changes)
     return new  # type: ignore[no-any-return]
 
 
@@ -145,13 +147,14 @@ def _init(cls: Any, fields: tuple[dataclasses.Field[Any], ...], *, kw_only: bool
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         # Keywords only, all known (how records are made on the warm path): they are the values as they are.
         given = kwargs if not args and known.issuperset(kwargs) else _bind(positional, known, args, kwargs)
-        values = {**template, **given}
+        values = self.__dict__
+        values.update(template)
+        values.update(given)
         for name, factory in unsettled:
             if name not in given:
                 if factory is _MISSING:
                     raise TypeError(f"__init__() missing 1 required argument: {name!r}")
                 values[name] = factory()
-        self.__dict__.update(values)
         if post_init:
             self.__post_init__()
 
@@ -168,6 +171,8 @@ def _bind(positional: tuple[str, ...], known: frozenset[str], args: tuple[Any, .
     if len(args) > len(positional):
         raise TypeError(f"__init__() takes {len(positional) + 1} positional arguments but {len(args) + 1} were given")
     values = dict(zip(positional, args, strict=False))
+    if not kwargs:
+        return values
     for key in kwargs:
         if key in values:
             raise TypeError(f"__init__() got multiple values for argument {key!r}")
