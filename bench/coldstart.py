@@ -208,7 +208,7 @@ def _memory_section(samples: dict[str, list[dict[str, Any]]]) -> Section:
                      "smallest is 64 MB. The 64 MB tier is safe when the peak leaves 2x headroom: at most 32 MiB "
                      "(the highest run counts). This is the sample timer job's peak, the path that never imports "
                      "pydantic; the same function's Function URL requests and tag-selected fleets load the pydantic "
-                     "models and peak near 40.6 MiB (`python deploy/measure_rss.py`), so serverless.yml keeps 128 MB.")
+                     "models and peak near 38 MiB (`python deploy/measure_rss.py`), so serverless.yml keeps 128 MB.")
     mem.summary += [
         ["Peak RSS, (c) / (a)", f"{mib(fn.median)} MiB", f"(a) {mib(naive.median)} MiB",
          ratio(fn.median, naive.median), "≤ 1.25x", verdict(fn.median <= 1.25 * naive.median)],
