@@ -507,8 +507,10 @@ class App:
         account = inv.account(self.settings.account_id)
         plan = self.maker.plan(job, self.settings.region, inv.work, slot_key=spec.key, account=account,
                                chained=spec.chained, inline_up_to=self._inline_up_to(spec))
+        # A chained call carries the names its parent rendered and the instances it found running.
         targets = [replace(t, blueprint_name=spec.names.get((t.ref.Region, t.ref.InstanceId)),
-                           was_running=t.ref.InstanceId in spec.was_running) for t in plan.targets]
+                           was_running=t.ref.InstanceId in spec.was_running) for t in plan.targets
+                   ] if spec.names or spec.was_running else plan.targets
         # Chained calls this run sends must start by then (a child's own calls keep its parent's deadline).
         not_after = spec.not_after or _now() + timedelta(seconds=self.settings.child_ttl)
         if self._fans_out(spec, len(targets)):
@@ -903,12 +905,37 @@ def get_app(env: Mapping[str, str] | None = None) -> App:
         ConfigError: a variable has a bad value.
     """
     env = os.environ if env is None else env
+    app = _cache.get("app")
+    if app is not None and _environ_unchanged(env):
+        return app  # type: ignore[no-any-return]
     fingerprint = _fingerprint(env)
     with _cache_lock:
         app = _cache.get("app")
         if app is None or _cache.get("fingerprint") != fingerprint:
             app = build_app(env)
             _cache["app"], _cache["fingerprint"] = app, fingerprint
+        _cache["environ"] = _environ_seen(env)
     result: App = app
     return result
+
+
+def _environ_seen(env: Mapping[str, str]) -> tuple[frozenset[bytes], tuple[tuple[bytes, bytes], ...]] | None:
+    """What `_environ_unchanged` compares: os.environ's names, and its BLUEPRINT_* and region values."""
+    data = getattr(env, "_data", None)
+    if env is not os.environ or not isinstance(data, dict):
+        return None
+    return frozenset(data), tuple((k, v) for k, v in data.items()
+                                  if k.startswith(b"BLUEPRINT_") or k == b"TENCENTCLOUD_REGION")
+
+
+def _environ_unchanged(env: Mapping[str, str]) -> bool:
+    """True when os.environ is as the App last saw it: the same names, and each BLUEPRINT_* and region value the
+    very same object (setting a variable again, even to the same text, makes a new one: the fingerprint is then
+    compared). A warm invocation's check, without sorting and printing every variable (issue 18)."""
+    seen = _cache.get("environ")
+    if seen is None or env is not os.environ:
+        return False
+    data = getattr(env, "_data", None)
+    names, values = seen
+    return isinstance(data, dict) and data.keys() == names and all(data.get(k) is v for k, v in values)
 

@@ -374,12 +374,16 @@ def _plain_job(data: Mapping[Any, Any]) -> Job | None:
     return None if tags is None else Job(**{**data, "Tags": tags})
 
 
+_INSTANCE_ID = re.compile(INSTANCE_ID_PATTERN[1:-1])
+_REGION = re.compile(REGION_PATTERN[1:-1])
+
+
 def _plain_scalars(data: Mapping[Any, Any]) -> bool:
     """InstanceId, Region, Keep and the switches are of their exact JSON type and within their rules."""
     instance, region, keep = data.get("InstanceId"), data.get("Region"), data.get("Keep", 1)
-    return (type(instance) is str and re.fullmatch(INSTANCE_ID_PATTERN[1:-1], instance) is not None
+    return (type(instance) is str and _INSTANCE_ID.fullmatch(instance) is not None
             and (region is None or (type(region) is str and len(region) <= 40
-                                    and re.fullmatch(REGION_PATTERN[1:-1], region) is not None))
+                                    and _REGION.fullmatch(region) is not None))
             and type(keep) is int and 1 <= keep <= 500
             and all(type(data.get(name, False)) is bool for name in ("Wait", "DryRun", "ForcePowerOff")))
 
