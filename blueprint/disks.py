@@ -15,6 +15,7 @@ from dataclasses import field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from blueprint.errors import CloudUnavailable
 from blueprint.records import record
 from blueprint.retry import Deadline
 
@@ -204,7 +205,12 @@ class DiskCalls:
         resp = self._call("CreateDiskBackup", region, {
             "DiskId": disk_id, "DiskBackupName": name, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]},
             deadline)
-        return str(resp.get("DiskBackupId")), str(resp.get("RequestId"))
+        point_id = resp.get("DiskBackupId")
+        if not isinstance(point_id, str) or not point_id:
+            # Accepted, but the answer names no point: a retry looks for it among the slot's points first.
+            raise CloudUnavailable("CreateDiskBackup: the answer names no backup point (no DiskBackupId)",
+                                   code="JSONDecodeError", request_id=str(resp.get("RequestId")))
+        return point_id, str(resp.get("RequestId"))
 
     def delete_points(self, region: str, ids: Sequence[str], *, deadline: Deadline) -> str:
         """DeleteDiskBackups (NORMAL points only; all or none)."""
