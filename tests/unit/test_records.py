@@ -126,17 +126,18 @@ def test_methods_a_class_writes_are_kept() -> None:
     assert hash(Own(1)) == hash((1,))  # as @dataclass(frozen=True): __eq__ alone does not keep __hash__ away
 
 
+@record
+class Lazy:
+    """A frozen record with a computed property."""
+
+    a: int
+
+    @cached_property
+    def double(self) -> int:
+        return self.a * 2
+
+
 def test_cached_property_on_a_frozen_record() -> None:
-    @record
-    class Lazy:
-        """A frozen record with a computed property."""
-
-        a: int
-
-        @cached_property
-        def double(self) -> int:
-            return self.a * 2
-
     assert Lazy(2).double == 4
 
 
@@ -202,17 +203,6 @@ def test_replace_runs_post_init_again_and_leaves_cached_values_behind() -> None:
     assert replace(rec(3), a=5).total == 10  # computed again, as dataclasses.replace does
     with pytest.raises(ValueError, match="init=False"):
         replace(rec(3), total=1)
-
-    @record
-    class Lazy:
-        """A frozen record with a computed property."""
-
-        a: int
-
-        @cached_property
-        def double(self) -> int:
-            return self.a * 2
-
     first = Lazy(2)
     assert first.double == 4
     assert replace(first, a=5).double == 10  # the value cached on the original is not the copy's
