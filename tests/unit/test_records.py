@@ -201,7 +201,7 @@ def test_replace_runs_post_init_again_and_leaves_cached_values_behind() -> None:
     _, rec = both({"annotations": {"a": "int", "total": "int"}, "total": field(default=0, init=False),
                    "__post_init__": __post_init__})
     assert replace(rec(3), a=5).total == 10  # computed again, as dataclasses.replace does
-    with pytest.raises(ValueError, match="init=False"):
+    with pytest.raises((ValueError, TypeError), match="init=False"):  # ValueError until Python 3.12, then TypeError
         replace(rec(3), total=1)
     first = Lazy(2)
     assert first.double == 4
