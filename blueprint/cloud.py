@@ -165,6 +165,9 @@ def translate(err: TencentCloudSDKException, *, action: str) -> CloudError | Bad
                code=code, request_id=err.get_request_id())
 
 
+NOT_THE_API = "the answer is not the API's JSON envelope (a Response object with its RequestId)"
+
+
 def call_json(client: Any, action: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """One API call by name with plain JSON both ways: the answer's `Response` object.
 
@@ -172,8 +175,9 @@ def call_json(client: Any, action: str, params: Mapping[str, Any]) -> dict[str, 
     (`AbstractClient.call`); what this leaves out is the generated method's round trip through request and
     response models (`_serialize`/`_deserialize`, a second `json.loads`), which a caller that reads a few
     fields does not need (a warm timer run's own time, issue 18). An answer that is not the API's JSON (a
-    proxy's HTML page with HTTP 200, an envelope without a `Response` object) is raised as a
-    `TencentCloudSDKException` named `JSONDecodeError`, as the generated methods name a page that is not JSON.
+    proxy's HTML page with HTTP 200, an envelope without a `Response` object or without its `RequestId`) is
+    raised as a `TencentCloudSDKException` named `JSONDecodeError`, as the generated methods name a page that
+    is not JSON; the lists an answer must hold are checked where they are read (`blueprint.disks.listed`).
 
     Raises:
         TencentCloudSDKException: the cloud's error, a network error, or a malformed answer.
@@ -185,14 +189,16 @@ def call_json(client: Any, action: str, params: Mapping[str, Any]) -> dict[str, 
     except Exception as err:
         # The SDK turns network errors into its own exception; what else escapes is its reading of an answer
         # that is not the API's envelope (`{"Error": ...}` without `Response`: KeyError), a retry's business.
-        raise TencentCloudSDKException("JSONDecodeError", f"{type(err).__name__}: {err}") from err
+        # The message is ours: a Python exception's text is no help to whoever reads the result.
+        raise TencentCloudSDKException("JSONDecodeError", NOT_THE_API) from err
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as err:
-        raise TencentCloudSDKException("JSONDecodeError", str(err)) from err
+        raise TencentCloudSDKException("JSONDecodeError", NOT_THE_API) from err
     answer = body.get("Response") if isinstance(body, dict) else None
-    if not isinstance(answer, dict):
-        raise TencentCloudSDKException("JSONDecodeError", "the answer has no Response object")
+    # Every answer of API 3.0 carries its RequestId, errors and successes alike.
+    if not isinstance(answer, dict) or not isinstance(answer.get("RequestId"), str):
+        raise TencentCloudSDKException("JSONDecodeError", NOT_THE_API)
     return answer
 
 

@@ -19,9 +19,10 @@ from blueprint.errors import CloudUnavailable
 from blueprint.records import record
 from blueprint.retry import Deadline
 
-__all__ = ["Disk", "DiskCalls", "Disks", "Point", "Price", "count", "tags_of"]
+__all__ = ["Disk", "DiskCalls", "Disks", "Point", "Price", "count", "listed", "tags_of"]
 
 PAGE = 100
+_ABSENT = object()
 # DescribeDisks takes at most 100 values per filter.
 MAX_FILTER_VALUES = 100
 # DeleteDiskBackups removes only NORMAL points; CREATING and ROLLBACKING ones are busy.
@@ -164,7 +165,7 @@ class DiskCalls:
         filters = [usage] if ids is None else [_filter("instance-id", ids), usage]
         while offset < total:
             resp = self._call("DescribeDisks", region, {"Filters": filters, "Offset": offset, "Limit": PAGE}, deadline)
-            rows = _rows(resp, "DiskSet", "DiskId")
+            rows = listed(resp, "DiskSet", "DiskId")
             found.extend(Disk(id=str(d["DiskId"]), instance_id=d.get("InstanceId") or "", name=d.get("DiskName") or "",
                               state=d.get("DiskState") or "", backup_quota=d.get("DiskBackupQuota"),
                               operation=d.get("LatestOperation"), operation_state=d.get("LatestOperationState"),
@@ -192,7 +193,7 @@ class DiskCalls:
                     params["Filters"] = [_filter("tag-key", keys)] + (
                         [_filter("tag-value", list(wanted.values()))] if wanted else [])
                 resp = self._call("DescribeDiskBackups", region, params, deadline)
-                rows = _rows(resp, "DiskBackupSet", "DiskBackupId")
+                rows = listed(resp, "DiskBackupSet", "DiskBackupId")
                 for b in rows:
                     found[str(b["DiskBackupId"])] = _point(b, resp.get("RequestId"))
                 offset, total = offset + PAGE, count(resp.get("TotalCount")) if rows else 0
@@ -229,15 +230,31 @@ class DiskCalls:
         """InquirePriceCreateBlueprint."""
         price = self._call("InquirePriceCreateBlueprint", region, {"BlueprintCount": count}, deadline).get(
             "BlueprintPrice")
-        price = price if isinstance(price, dict) else {}
+        if not isinstance(price, dict):
+            raise CloudUnavailable("InquirePriceCreateBlueprint: the answer has no BlueprintPrice",
+                                   code="JSONDecodeError")
         return Price(count=count, unit=float(price.get("OriginalBlueprintPrice") or 0),
                      original=float(price.get("OriginalPrice") or 0), discount=float(price.get("Discount") or 0),
                      discounted=float(price.get("DiscountPrice") or 0))
 
 
-def _rows(answer: Mapping[str, Any], name: str, key: str) -> list[dict[str, Any]]:
-    """The answer's list `name`: the entries that carry their id `key`."""
-    return [row for row in answer.get(name) or [] if isinstance(row, dict) and row.get(key)]
+def listed(answer: Mapping[str, Any], name: str, key: str | None = None) -> list[dict[str, Any]]:
+    """The answer's list `name` (its entries that carry their id `key`); null is read as an empty list.
+
+    Every list the function reads is one the API document says an answer holds (none is documented as
+    nullable); an answer without it was mangled on the way, and reading it as "none" would image no fleet,
+    stop no instance or share again (issue 18's garbled-answer attacks).
+
+    Raises:
+        CloudUnavailable: the answer lacks the list, or holds something else there (retryable).
+    """
+    rows = answer.get(name, _ABSENT)
+    if rows is None:
+        return []
+    if not isinstance(rows, list):
+        raise CloudUnavailable(f"the answer has no {name} list; it is not the API's", code="JSONDecodeError",
+                               request_id=str(answer.get("RequestId")))
+    return [row for row in rows if isinstance(row, dict) and (key is None or row.get(key))]
 
 
 def count(value: object) -> int:

@@ -20,7 +20,7 @@ from tencentcloud.common.common_client import CommonClient
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
 from blueprint.cloud import ClientCache, call_json, translate
-from blueprint.disks import DiskCalls, count, tags_of
+from blueprint.disks import DiskCalls, count, listed, tags_of
 from blueprint.errors import CloudUnavailable, Throttled
 from blueprint.records import record
 from blueprint.retry import Deadline, RateLimiter
@@ -318,9 +318,9 @@ class LighthouseService(DiskCalls):
                 filters.append(_filter("blueprint-name", names))
             for page in self._pages("DescribeBlueprints", region, deadline, ids=ids, filters=filters,
                                     at_least=max(at_least // len(parts), len(part))):
-                found.extend(_image(b, region, page.get("RequestId")) for b in page.get("BlueprintSet") or []
-                             if isinstance(b, dict) and b.get("BlueprintId")
-                             and b.get("BlueprintType") in (None, "PRIVATE"))
+                found.extend(_image(b, region, page.get("RequestId"))
+                             for b in listed(page, "BlueprintSet", "BlueprintId")
+                             if b.get("BlueprintType") in (None, "PRIVATE"))
         # Pages read while images are being made may overlap: one entry per id. Only exact tag matches.
         unique = {image.id: image for image in found}.values()
         values = set(wanted)
@@ -372,8 +372,7 @@ class LighthouseService(DiskCalls):
         for batch in batches:
             for page in self._pages("DescribeInstances", region, deadline, ids=batch,
                                     filters=_tag_filters(tags or {})):
-                found.extend(_instance(i, region) for i in page.get("InstanceSet") or []
-                             if isinstance(i, dict) and i.get("InstanceId"))
+                found.extend(_instance(i, region) for i in listed(page, "InstanceSet", "InstanceId"))
         unique = {instance.id: instance for instance in found}.values()
         return [i for i in unique if ids or _has_tags(i.tags, tags or {}, None)]
 
@@ -384,8 +383,8 @@ class LighthouseService(DiskCalls):
     def image_quota(self, region: str, *, deadline: Deadline) -> tuple[int, int]:
         """DescribeGeneralResourceQuotas for BLUEPRINT."""
         resp = self._call("DescribeGeneralResourceQuotas", region, {"ResourceNames": ["BLUEPRINT"]}, deadline)
-        for quota in resp.get("GeneralResourceQuotaSet") or []:
-            if isinstance(quota, dict) and quota.get("ResourceName") == "BLUEPRINT":
+        for quota in listed(resp, "GeneralResourceQuotaSet"):
+            if quota.get("ResourceName") == "BLUEPRINT":
                 return count(quota.get("ResourceQuotaTotal")), count(quota.get("ResourceQuotaAvailable"))
         return 0, 0
 
@@ -398,15 +397,19 @@ class LighthouseService(DiskCalls):
         resp = self._call("DescribeRegions", region, {}, deadline)
         return {r["Region"]: RegionInfo(r["Region"], bool(r.get("IsChinaMainland")),
                                         (r.get("RegionState") or "AVAILABLE") == "AVAILABLE")
-                for r in resp.get("RegionSet") or [] if isinstance(r, dict) and r.get("Region")}
+                for r in listed(resp, "RegionSet", "Region")}
 
     def sync_blueprint(self, region: str, blueprint_id: str, destinations: Sequence[str], *,
                        deadline: Deadline) -> tuple[dict[str, str], str]:
         """SyncBlueprint: the copy's id per destination region (the copies are made asynchronously)."""
         resp = self._call("SyncBlueprint", region, {"BlueprintId": blueprint_id,
                                                     "DestinationRegions": list(destinations)}, deadline)
-        copies = {str(d["Region"]): str(d["BlueprintId"]) for d in resp.get("DestinationRegionBlueprintSet") or []
-                  if isinstance(d, dict) and d.get("Region") and d.get("BlueprintId")}
+        copies = {str(d["Region"]): str(d["BlueprintId"])
+                  for d in listed(resp, "DestinationRegionBlueprintSet", "Region") if d.get("BlueprintId")}
+        if not set(destinations) <= set(copies):
+            # Accepted, but the answer does not name every copy: reported failed now, adopted by the next run.
+            raise CloudUnavailable("SyncBlueprint: the answer does not name the copy in every region asked for",
+                                   code="JSONDecodeError", request_id=_request_id(resp))
         return copies, _request_id(resp)
 
     def shared_with(self, region: str, blueprint_ids: Sequence[str], *, deadline: Deadline) -> dict[str, set[str]]:
@@ -416,8 +419,7 @@ class LighthouseService(DiskCalls):
         while offset < total and blueprint_ids:
             resp = self._call("DescribeBlueprintsShareAcrossAccountInfos", region,
                               {"BlueprintIds": list(blueprint_ids), "Offset": offset, "Limit": PAGE}, deadline)
-            rows = [row for row in resp.get("BlueprintShareAcrossAccountInfoSet") or []
-                    if isinstance(row, dict) and row.get("BlueprintId")]
+            rows = listed(resp, "BlueprintShareAcrossAccountInfoSet", "BlueprintId")
             for row in rows:
                 shared.setdefault(str(row["BlueprintId"]), set()).add(str(row.get("AccountId")))
             offset, total = offset + PAGE, count(resp.get("TotalCount")) if rows else 0
