@@ -39,6 +39,8 @@ from blueprint.errors import (
     CloudUnavailable,
     ConfigError,
     InstanceBusy,
+    InvalidInstanceState,
+    NotFound,
     NotSent,
     QuotaExceeded,
 )
@@ -57,7 +59,7 @@ from blueprint.logs import log
 from blueprint.policy import Commands, Policy
 from blueprint.records import record, replace
 from blueprint.results import Consistency, Outcome, Result, RunReport
-from blueprint.retry import Clock, Deadline, RetryPolicy, SystemClock
+from blueprint.retry import Clock, Deadline, LostAnswer, RetryPolicy, SystemClock
 from blueprint.slots import INSTANCE_TAG, SLOT_TAG, slot_digest
 
 __all__ = [
@@ -823,8 +825,7 @@ class ImageMaker:
                                    run.deadline)
             off = [i.id for i in found if i.state == "STOPPED"]
             if off:
-                self._retrying(partial(self.lighthouse.start_instances, region, off, deadline=run.deadline),
-                               run.deadline)
+                self._start(run, region, off)
         except BlueprintError as err:
             log("ERROR", "could not start again instances left for a later invocation", region=region,
                 instances=left, error=err.message)
@@ -845,8 +846,7 @@ class ImageMaker:
                                            deadline=run.deadline), run.deadline)
             stopped = [i.id for i in found if i.state == "STOPPED"]
             if stopped:
-                self._retrying(partial(self.lighthouse.start_instances, region, stopped, deadline=run.deadline),
-                               run.deadline)
+                self._start(run, region, stopped)
         except BlueprintError as err:
             log("ERROR", "could not start instances again after their image", region=region, error=err.message)
             return
@@ -854,6 +854,25 @@ class ImageMaker:
             run.report.results[done[instance]] = run.report.results[done[instance]].but(restarted=True)
         if self.disks is not None:
             self.disks.unmark(run, region, list(done))
+
+    def _start(self, run: Run, region: str, ids: list[str]) -> None:
+        """StartInstances with retries. After a lost answer, a retry the cloud refuses for the instances' state
+        is the lost call's doing if none of them is still STOPPED (looked up again).
+
+        Raises:
+            BlueprintError: the instances were not started.
+        """
+        lost = LostAnswer()
+        try:
+            self.retry.call(partial(self.lighthouse.start_instances, region, ids, deadline=run.deadline),
+                            deadline=run.deadline, before_retry=lost)
+        except InvalidInstanceState:
+            if not lost.seen:
+                raise
+            found = self._retrying(partial(self.lighthouse.find_instances, region, ids=ids, deadline=run.deadline),
+                                   run.deadline)
+            if any(i.state == "STOPPED" for i in found):
+                raise
 
     def _resolve_race(self, run: Run, result: Result, images: list[Image]) -> Result:
         """Several live images for one slot: the oldest wins; a loser reports the winner's image and deletes
@@ -933,9 +952,17 @@ class ImageMaker:
                 "that finds the slot deletes them", region=region, images=ids)
 
     def _try_delete(self, run: Run, region: str, ids: list[str]) -> str | None:
+        """DeleteBlueprints with retries; the request id, or None when the images could not be deleted.
+
+        After a lost answer, the retry's ResourceNotFound says the lost call deleted them (a DeleteBlueprints
+        is all or nothing): they are reported deleted, quoting the answer that says they are gone.
+        """
+        lost = LostAnswer()
         try:
-            return self._retrying(lambda: self.lighthouse.delete_images(region, ids, deadline=run.deadline),
-                                  run.deadline)
+            return self.retry.call(lambda: self.lighthouse.delete_images(region, ids, deadline=run.deadline),
+                                   deadline=run.deadline, before_retry=lost)
+        except NotFound as err:
+            return err.request_id if lost.seen else None
         except BlueprintError:
             return None
 

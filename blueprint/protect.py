@@ -22,14 +22,14 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from blueprint.disks import POINT_DELETABLE, Disk, Disks, Point, Price
-from blueprint.errors import BadRequest, BlueprintError, CloudUnavailable, DiskQuotaExceeded, InstanceBusy
+from blueprint.errors import BadRequest, BlueprintError, CloudUnavailable, DiskQuotaExceeded, InstanceBusy, NotFound
 from blueprint.events import Job
 from blueprint.images import RECHECK_AFTER, Run, Target, is_managed, plan_prune
 from blueprint.lighthouse import Lighthouse
 from blueprint.logs import log
 from blueprint.records import record
 from blueprint.results import DiskPoint, Result
-from blueprint.retry import Deadline, RetryPolicy
+from blueprint.retry import Deadline, LostAnswer, RetryPolicy
 from blueprint.slots import INSTANCE_TAG, SLOT_TAG
 
 if TYPE_CHECKING:
@@ -448,9 +448,17 @@ class DiskSteps:
         return [p for p in found if _managed(p, instance_id)]
 
     def _delete(self, run: Run, region: str, ids: list[str]) -> bool:
+        """DeleteDiskBackups with retries; after a lost answer, the retry's ResourceNotFound says the lost call
+        deleted them (all or none)."""
+        lost = LostAnswer()
         try:
             self.retry.call(partial(self.cloud.delete_points, region, ids, deadline=run.deadline),
-                            deadline=run.deadline)
+                            deadline=run.deadline, before_retry=lost)
+        except NotFound as err:
+            if lost.seen:
+                return True
+            log("ERROR", "could not delete old backup points", region=region, error=err.message)
+            return False
         except BlueprintError as err:
             log("ERROR", "could not delete old backup points", region=region, error=err.message)
             return False

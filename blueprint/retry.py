@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import NamedTuple, TypeVar
 
-from blueprint.errors import BlueprintError, InstanceBusy, NotSent, Throttled
+from blueprint.errors import BlueprintError, CloudUnavailable, InstanceBusy, NotSent, Throttled
 from blueprint.logs import log
 
 __all__ = ["Clock", "Deadline", "Pacer", "RateLimiter", "RetryPolicy", "SystemClock", "Waits"]
@@ -236,6 +236,19 @@ class Pacer:
             if limiter is None:
                 limiter = self._limits[action] = RateLimiter(rate * self.share, clock=self._clock, name=action)
         limiter.acquire(deadline)
+
+
+class LostAnswer:
+    """A `before_retry` that remembers whether an attempt's answer was lost (the connection dropped, a garbled
+    answer): the cloud may have acted on it. A retry that the cloud then refuses because the work is already
+    done (what was to be deleted is gone, what was to be started is running) is the lost attempt's success,
+    and the caller, told by `seen`, checks and reports it so."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __call__(self, err: BlueprintError) -> None:
+        self.seen = self.seen or isinstance(err, CloudUnavailable)
 
 
 class RetryPolicy(NamedTuple):
