@@ -169,6 +169,38 @@ def test_without_an_allowlist_a_job_may_share_only_with_the_operators_accounts(m
     assert status == 202
 
 
+def test_a_share_whose_answer_is_lost_is_not_sent_again_and_is_reported_shared(make_app, dr, receiver) -> None:
+    # The share took effect, the connection closed before its answer: a blind resend would be refused as
+    # UnsupportedOperation.BlueprintAlreadyShared and the account reported .failed though the image is shared.
+    dr.faults.drop("ShareBlueprintAcrossAccounts", after=True)
+    answer = make_app(BLUEPRINT_SHARE_WITH=OTHER).handle(timer_event(JOB), context())
+    [home] = home_images(dr)
+    assert dr.lighthouse.shares(home["BlueprintId"]) == [OTHER]
+    assert len(dr.calls_of("ShareBlueprintAcrossAccounts")) == 1
+    events = received_events(receiver)
+    shared = [e for e in events if e["type"].endswith(".shared")]
+    assert [e["data"]["AccountId"] for e in shared] == [OTHER], events
+    assert not [e for e in events if e["type"].endswith(".failed")], events
+    # No request id is made up: the call that shared went unanswered.
+    assert "RequestId" not in shared[0]["data"] or shared[0]["data"]["RequestId"] is None
+    assert "None" not in orjson.dumps(answer).decode()
+
+
+def test_a_resent_share_refused_as_already_shared_is_reported_shared(make_app, dr, receiver) -> None:
+    # The answer is lost and the shares cannot be read before the resend (every look-up garbled): the resend
+    # is refused as UnsupportedOperation.BlueprintAlreadyShared, which says the share holds.
+    dr.faults.drop("ShareBlueprintAcrossAccounts", after=True)
+    dr.faults.garble("DescribeBlueprintsShareAcrossAccountInfos", skip=1, times=20)
+    make_app(BLUEPRINT_SHARE_WITH=OTHER).handle(timer_event(JOB), context())
+    [home] = home_images(dr)
+    assert dr.lighthouse.shares(home["BlueprintId"]) == [OTHER]
+    calls = dr.calls_of("ShareBlueprintAcrossAccounts")
+    assert len(calls) == 2 and calls[1].error == "UnsupportedOperation.BlueprintAlreadyShared", calls
+    events = received_events(receiver)
+    assert [e["data"]["AccountId"] for e in events if e["type"].endswith(".shared")] == [OTHER], events
+    assert not [e for e in events if e["type"].endswith(".failed")], events
+
+
 def test_a_pruned_image_is_unshared_first(make_app, dr, receiver) -> None:
     app = make_app(BLUEPRINT_SHARE_WITH=OTHER)
     for n in range(3):

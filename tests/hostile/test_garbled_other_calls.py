@@ -308,12 +308,8 @@ def test_a_garbled_fleet_listing_still_images_the_fleet_once(make_app, emu, rece
 
 # ---- ShareBlueprintAcrossAccounts, DescribeBlueprintsShareAcrossAccountInfos, CancelShare... ------------------
 
-SHARE_LOST = ("after a ShareBlueprintAcrossAccounts that took effect but whose answer was garbled, the "
-              "retry is refused and the share is reported .failed though the image is shared (shares.py _share_one)")
-
-
-@pytest.mark.parametrize(("body", "after"), [case("html", False), case("null", False), case(
-    "html", True, xfail=SHARE_LOST), case("null", True, xfail=SHARE_LOST)])
+@pytest.mark.parametrize(("body", "after"), [case("html", False), case("null", False), case("html", True),
+                                             case("null", True)])
 def test_a_garbled_share_answer_shares_once_and_reports_the_share(make_app, dr, receiver, body: str,
                                                                   after: bool) -> None:
     garble(dr, "ShareBlueprintAcrossAccounts", body, after=after)
