@@ -12,7 +12,9 @@ SUCCESS or FAILED). Because the disk is formatted, a restore is guarded more tha
   `"SafetyImage": false`.
 * Exactly once per request key: before ResetInstance, the instance is marked with the tag
   `scf-blueprint:restore` = the slot's digest (Tag API). A retry that finds the mark and a ResetInstance
-  under way or done follows it instead of formatting the disk a second time.
+  under way or done follows it instead of formatting the disk a second time. A ResetInstance whose answer was
+  lost is not sent again blindly either: a ResetInstance the instance shows started since the restore read it
+  (a new `LatestOperationRequestId`) is this one, followed.
 * Followed to the end (`.restore.started`, then `.restore.completed` or `.restore.failed`); when time runs
   out, a chained call of the function keeps following it.
 * Data disks: the image's slot holds a backup point per data disk (`blueprint.protect`); unless the job says
@@ -225,9 +227,7 @@ class Restorer:
                 report.results.append(restore.result("restore.started", pending=True, state="ROLLBACKING",
                                                      reason="the data disks are still rolling back"))
                 return None
-            request_id = self.retry.call(partial(self.cloud.reset_instance, restore.region, restore.job.InstanceId,
-                                                 restore.job.BlueprintId, deadline=restore.deadline),
-                                         deadline=restore.deadline)
+            request_id = self._send_reset(restore, instance)
         except BlueprintError as err:
             log("ERROR", "restore not started", instance=restore.job.InstanceId, error=err.message)
             report.results.append(restore.result("restore.failed", error=_with_changes(err, restore)))
@@ -285,6 +285,27 @@ class Restorer:
         self.retry.call(partial(disks.apply_point, restore.region, point.disk_id, point.id, deadline=restore.deadline),
                         deadline=restore.deadline, before_retry=started)
 
+    def _send_reset(self, restore: _Restore, before: Instance) -> str:
+        """ResetInstance, once; after a lost answer, a reset the instance shows started since `before` was read
+        is this very one, followed (a resend would be refused as busy, or, once it ended, format the disk again).
+
+        Raises:
+            BlueprintError: the reset could not be started.
+        """
+        lost: list[BlueprintError] = []
+
+        def started(err: BlueprintError) -> str | None:
+            if isinstance(err, CloudUnavailable):
+                lost.append(err)
+            if not lost:
+                # Only refusals so far (busy, throttled): nothing sent could have acted, so a reset found is not ours.
+                return None
+            return _new_reset(before, self._instance(restore), restore.job.BlueprintId)
+
+        return self.retry.call(partial(self.cloud.reset_instance, restore.region, restore.job.InstanceId,
+                                       restore.job.BlueprintId, deadline=restore.deadline),
+                               deadline=restore.deadline, before_retry=started)
+
     def _instance(self, restore: _Restore) -> Instance:
         found = self.retry.call(partial(self.cloud.find_instances, restore.region, ids=[restore.job.InstanceId],
                                         deadline=restore.deadline), deadline=restore.deadline)
@@ -316,6 +337,25 @@ class Restorer:
                 f"ResetInstance of {instance.id} ended {instance.operation_state}",
                 code="FailedOperation.ResetInstance"))
         return started.but(pending=True, reason="the reset is still running when the function's time ran out")
+
+
+def _new_reset(before: Instance, now: Instance, blueprint_id: str) -> str | None:
+    """The request id of the ResetInstance `now` shows, when it started after `before` was read (so after the
+    restore's own checks, just before it sent ResetInstance); None when it is not such a reset.
+
+    Compared by what the cloud itself says (request ids, its own start times), never by the function's clock: the
+    two clocks differ, and a reset of an earlier restore must not be taken for this one.
+    """
+    if now.operation != OPERATION or now.operation_request_id is None:
+        return None
+    if now.operation_request_id == before.operation_request_id:
+        return None  # the reset the instance showed before this one was sent: an earlier restore's
+    if before.operation_started and now.operation_started and now.operation_started < before.operation_started:
+        return None
+    if now.operation_state == "SUCCESS" and now.blueprint_id not in (None, blueprint_id):
+        return None  # done, but to another image: someone else's reset
+    # In any state: one that ended FAILED is reported so, never sent again (its disk may be formatted already).
+    return now.operation_request_id
 
 
 def _with_changes(err: BlueprintError, restore: _Restore) -> BlueprintError:

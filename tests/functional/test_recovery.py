@@ -253,6 +253,56 @@ def test_a_restore_is_done_once_per_key(restorer, dr) -> None:
     assert instance is not None and any(t["Key"] == RESTORE_TAG for t in instance["Tags"])
 
 
+def resets_sent(dr) -> list[Any]:
+    """The ResetInstance calls answered without an error (one whose answer was dropped after it acted included)."""
+    return [c for c in dr.calls_of("ResetInstance") if c.error is None]
+
+
+@pytest.mark.parametrize("reset_seconds", [120.0, 0.1], ids=["still-running", "ended-before-the-look"])
+def test_a_reset_whose_answer_was_lost_is_followed_not_sent_again(restorer, dr, receiver,
+                                                                  reset_seconds: float) -> None:
+    image = backup(restorer, dr)
+    dr.lighthouse.opts.reset_seconds = reset_seconds
+    dr.faults.drop("ResetInstance", after=True)
+    status, body = post(restorer, "/restores", {"InstanceId": "lhins-web00001", "BlueprintId": image,
+                                                "SafetyImage": False}, token=RESTORE_TOKEN)
+    assert status == 202, body
+    [reset] = resets_sent(dr)
+    assert [r["RequestId"] for r in dr.lighthouse.resets("lhins-web00001")] == [reset.request_id]
+    [completed] = [e for e in received_events(receiver) if e["type"].endswith(".restore.completed")]
+    assert completed["data"]["RequestId"] == reset.request_id
+    assert not [e for e in received_events(receiver) if e["type"].endswith(".restore.failed")]
+
+
+def test_a_lost_reset_that_failed_is_reported_failed_not_sent_again(restorer, dr, receiver) -> None:
+    image = backup(restorer, dr)
+    dr.lighthouse.fail_next_reset("lhins-web00001")
+    dr.faults.drop("ResetInstance", after=True)
+    post(restorer, "/restores", {"InstanceId": "lhins-web00001", "BlueprintId": image, "SafetyImage": False},
+         token=RESTORE_TOKEN)
+    assert len(resets_sent(dr)) == 1
+    [failed] = [e for e in received_events(receiver) if e["type"].endswith(".restore.failed")]
+    assert failed["data"]["RequestId"] == resets_sent(dr)[0].request_id
+
+
+def test_an_earlier_restores_reset_is_not_taken_for_a_lost_one(restorer, dr, receiver) -> None:
+    image = backup(restorer, dr)
+    first = {"InstanceId": "lhins-web00001", "BlueprintId": image, "SafetyImage": False, "IdempotencyKey": "r-1"}
+    assert post(restorer, "/restores", first, token=RESTORE_TOKEN)[0] == 202
+    dr.advance(5)
+    # The second restore's ResetInstance is lost before it acts: the instance still shows the first one's reset,
+    # to the same image and SUCCESS; only a resend resets it again.
+    dr.faults.drop("ResetInstance")
+    status, body = post(restorer, "/restores", {**first, "IdempotencyKey": "r-2"}, token=RESTORE_TOKEN)
+    assert status == 202, body
+    # Three calls: the first restore's, the lost one (dropped before it acted), the resend; two resets ran.
+    assert len(dr.calls_of("ResetInstance")) == 3
+    ran = dr.lighthouse.resets("lhins-web00001")
+    assert [r["Result"] for r in ran] == ["SUCCESS", "SUCCESS"]
+    completed = [e for e in received_events(receiver) if e["type"].endswith(".restore.completed")]
+    assert [e["data"]["RequestId"] for e in completed] == [r["RequestId"] for r in ran]
+
+
 @pytest.mark.parametrize("case", ["no restore token", "the image token", "foreign image", "restore off", "dry run"])
 def test_refused_restores_change_nothing(make_app, dr, restorer, case: str) -> None:
     image = backup(restorer, dr)

@@ -360,15 +360,10 @@ def test_a_pruned_shared_image_is_unshared_and_deleted_once(make_app, dr, receiv
 
 # ---- ResetInstance and ApplyDiskBackup: restores ----------------------------------------------------------
 
-RESET_LOST = ("after a ResetInstance that took effect but whose answer was garbled, ResetInstance is sent again "
-              "blindly; refused as busy, the restore is reported failed ('left stopped', HTTP 409) while its reset "
-              "runs (restore.py _reset: no before_retry; a reset that ended first would be formatted twice)")
-
-
 @pytest.mark.parametrize("attack", [
     hit("reset-html-before", "ResetInstance", "html", False),
     hit("reset-null-before", "ResetInstance", "null", False),
-    hit("reset-html-after", "ResetInstance", "html", True, xfail=RESET_LOST),
+    hit("reset-html-after", "ResetInstance", "html", True),
     hit("apply-html-before", "ApplyDiskBackup", "html", False),
     hit("apply-html-after", "ApplyDiskBackup", "html", True),
     hit("apply-empty-after", "ApplyDiskBackup", "empty", True),
