@@ -196,8 +196,17 @@ def call_json(client: Any, action: str, params: Mapping[str, Any]) -> dict[str, 
     except orjson.JSONDecodeError as err:
         raise TencentCloudSDKException("JSONDecodeError", NOT_THE_API) from err
     answer = body.get("Response") if isinstance(body, dict) else None
+    if not isinstance(answer, dict):
+        raise TencentCloudSDKException("JSONDecodeError", NOT_THE_API)
+    request_id = answer.get("RequestId")
+    error = answer.get("Error")
+    if isinstance(error, dict):
+        # The SDK raises an error answer only under a Content-Type of exactly `application/json` (or
+        # `text/plain`); under `application/json; charset=utf-8` it hands the error back as an answer.
+        raise TencentCloudSDKException(str(error.get("Code") or "InternalError"), str(error.get("Message") or ""),
+                                       request_id if isinstance(request_id, str) else None)
     # Every answer of API 3.0 carries its RequestId, errors and successes alike.
-    if not isinstance(answer, dict) or not isinstance(answer.get("RequestId"), str):
+    if not isinstance(request_id, str):
         raise TencentCloudSDKException("JSONDecodeError", NOT_THE_API)
     return answer
 

@@ -4,6 +4,7 @@ function reads answers as plain JSON (`blueprint.cloud.call_json`), so it checks
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from blueprint.errors import BlueprintError
@@ -61,3 +62,32 @@ def test_answers_garbled_every_time_raise_a_retryable_error_without_the_page(mak
     assert caught.value.retryable and caught.value.code == "JSONDecodeError"
     assert "secret-proxy-page" not in caught.value.message
     assert images(emu) == []  # nothing made without the slot lookup: SCF's retry starts over
+
+
+def _error(code: str) -> bytes:
+    return orjson.dumps({"Response": {"Error": {"Code": code, "Message": "refused"}, "RequestId": "r-err"}})
+
+
+# The SDK raises an error answer only under a Content-Type of exactly `application/json`; with a charset it hands
+# the error back as if it were an answer (docs/platform-facts.md). The function reads the error itself.
+CHARSET = "application/json; charset=utf-8"
+
+
+def test_an_error_under_a_content_type_with_a_charset_is_an_error_a_retry_can_fix(make_app, emu, receiver,
+                                                                                  log_stream) -> None:
+    emu.faults.garble("CreateBlueprint", body=_error("RequestLimitExceeded"), content_type=CHARSET)
+    answer = make_app(clock=EmuClock(emu), BLUEPRINT_LOG_LEVEL="DEBUG").handle(timer_event(JOB), context())
+    assert "Error" not in answer["Results"][0] and len(images(emu)) == 1, answer
+    assert [c.error for c in emu.calls_of("CreateBlueprint")] == ["garbled", None]  # throttled, then sent again
+    retries = [orjson.loads(line) for line in log_stream.getvalue().splitlines() if "waiting for a retry" in line]
+    assert [r["error"] for r in retries] == ["RequestLimitExceeded"]  # read as the cloud's error, not as garbage
+
+
+def test_an_error_under_a_content_type_with_a_charset_is_reported_with_its_code(make_app, emu, receiver) -> None:
+    emu.faults.garble("CreateBlueprint", times=5, body=_error("FailedOperation.InsufficientBalance"),
+                      content_type=CHARSET)
+    answer = make_app(clock=EmuClock(emu)).handle(timer_event(JOB), context())
+    assert answer["Results"][0]["Error"]["Code"] == "FailedOperation.InsufficientBalance", answer
+    assert answer["Results"][0]["RequestId"] == "r-err"
+    assert len(emu.calls_of("CreateBlueprint")) == 1 and images(emu) == []  # not retried: a retry cannot help
+    assert received_events(receiver)[0]["type"].endswith(".failed")
