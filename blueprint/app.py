@@ -888,9 +888,8 @@ def _fingerprint(env: Mapping[str, str]) -> str:
     """What the App is built from: the BLUEPRINT_* variables and the region (read on every invocation)."""
     data = getattr(env, "_data", None)
     if env is os.environ and isinstance(data, dict):
-        # os.environ's own dict of bytes: filtered without decoding every variable (a warm invocation's cost).
-        return repr(sorted((k, v) for k, v in data.items()
-                           if k.startswith(b"BLUEPRINT_") or k == b"TENCENTCLOUD_REGION"))
+        # os.environ's own dict of bytes: filtered without decoding every variable.
+        return repr(sorted(_configuration(data)))
     return repr(sorted((k, v) for k, v in env.items() if k.startswith("BLUEPRINT_") or k == "TENCENTCLOUD_REGION"))
 
 
@@ -924,8 +923,12 @@ def _environ_seen(env: Mapping[str, str]) -> tuple[frozenset[bytes], tuple[tuple
     data = getattr(env, "_data", None)
     if env is not os.environ or not isinstance(data, dict):
         return None
-    return frozenset(data), tuple((k, v) for k, v in data.items()
-                                  if k.startswith(b"BLUEPRINT_") or k == b"TENCENTCLOUD_REGION")
+    return frozenset(data), _configuration(data)
+
+
+def _configuration(data: dict[bytes, bytes]) -> tuple[tuple[bytes, bytes], ...]:
+    """The BLUEPRINT_* variables and the region in os.environ's own dict of bytes (`_fingerprint`'s input)."""
+    return tuple((k, v) for k, v in data.items() if k.startswith(b"BLUEPRINT_") or k == b"TENCENTCLOUD_REGION")
 
 
 def _environ_unchanged(env: Mapping[str, str]) -> bool:

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Protocol
 
-from blueprint.errors import CloudUnavailable
+from blueprint.cloud import count, listed, malformed, request_id, tags_of, time_of
 from blueprint.records import record
 from blueprint.retry import Deadline
 
-__all__ = ["Disk", "DiskCalls", "Disks", "Point", "Price", "count", "listed", "tags_of"]
+__all__ = ["Disk", "DiskCalls", "Disks", "Point", "Price"]
 
 PAGE = 100
-_ABSENT = object()
 # DescribeDisks takes at most 100 values per filter.
 MAX_FILTER_VALUES = 100
 # DeleteDiskBackups removes only NORMAL points; CREATING and ROLLBACKING ones are busy.
@@ -209,76 +208,37 @@ class DiskCalls:
         point_id = resp.get("DiskBackupId")
         if not isinstance(point_id, str) or not point_id:
             # Accepted, but the answer names no point: a retry looks for it among the slot's points first.
-            raise CloudUnavailable("CreateDiskBackup: the answer names no backup point (no DiskBackupId)",
-                                   code="JSONDecodeError", request_id=str(resp.get("RequestId")))
-        return point_id, str(resp.get("RequestId"))
+            raise malformed("CreateDiskBackup: the answer names no backup point (no DiskBackupId)", resp)
+        return point_id, request_id(resp)
 
     def delete_points(self, region: str, ids: Sequence[str], *, deadline: Deadline) -> str:
         """DeleteDiskBackups (NORMAL points only; all or none)."""
-        return str(self._call("DeleteDiskBackups", region, {"DiskBackupIds": list(ids)}, deadline).get("RequestId"))
+        return request_id(self._call("DeleteDiskBackups", region, {"DiskBackupIds": list(ids)}, deadline))
 
     def apply_point(self, region: str, disk_id: str, point_id: str, *, deadline: Deadline) -> str:
         """ApplyDiskBackup: the disk takes the point's data; a RUNNING instance is shut down first."""
-        return str(self._call("ApplyDiskBackup", region, {"DiskId": disk_id, "DiskBackupId": point_id},
-                              deadline).get("RequestId"))
+        return request_id(self._call("ApplyDiskBackup", region, {"DiskId": disk_id, "DiskBackupId": point_id},
+                                     deadline))
 
     def stop_instances(self, region: str, ids: Sequence[str], *, deadline: Deadline) -> str:
         """StopInstances (at most 100 per call)."""
-        return str(self._call("StopInstances", region, {"InstanceIds": list(ids)[:PAGE]}, deadline).get("RequestId"))
+        return request_id(self._call("StopInstances", region, {"InstanceIds": list(ids)[:PAGE]}, deadline))
 
     def price(self, region: str, count: int, *, deadline: Deadline) -> Price:
         """InquirePriceCreateBlueprint."""
         price = self._call("InquirePriceCreateBlueprint", region, {"BlueprintCount": count}, deadline).get(
             "BlueprintPrice")
         if not isinstance(price, dict):
-            raise CloudUnavailable("InquirePriceCreateBlueprint: the answer has no BlueprintPrice",
-                                   code="JSONDecodeError")
+            raise malformed("InquirePriceCreateBlueprint: the answer has no BlueprintPrice")
         return Price(count=count, unit=float(price.get("OriginalBlueprintPrice") or 0),
                      original=float(price.get("OriginalPrice") or 0), discount=float(price.get("Discount") or 0),
                      discounted=float(price.get("DiscountPrice") or 0))
 
 
-def listed(answer: Mapping[str, Any], name: str, key: str | None = None) -> list[dict[str, Any]]:
-    """The answer's list `name` (its entries that carry their id `key`); null is read as an empty list.
-
-    Every list the function reads is one the API document says an answer holds (none is documented as
-    nullable); an answer without it was mangled on the way, and reading it as "none" would image no fleet,
-    stop no instance or share again (issue 18's garbled-answer attacks).
-
-    Raises:
-        CloudUnavailable: the answer lacks the list, or holds something else there (retryable).
-    """
-    rows = answer.get(name, _ABSENT)
-    if rows is None:
-        return []
-    if not isinstance(rows, list):
-        raise CloudUnavailable(f"the answer has no {name} list; it is not the API's", code="JSONDecodeError",
-                               request_id=str(answer.get("RequestId")))
-    return [row for row in rows if isinstance(row, dict) and (key is None or row.get(key))]
-
-
-def count(value: object) -> int:
-    """A count the cloud gave (0 when it gave none, or something that is not a count)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-def tags_of(items: object) -> dict[str, str]:
-    """An answer's `Tags` list as a dict (entries without a key left out)."""
-    return {str(t["Key"]): str(t.get("Value") or "") for t in items if isinstance(t, dict) and t.get("Key")} \
-        if isinstance(items, list) else {}
-
-
 def _point(item: dict[str, Any], request_id: str | None) -> Point:
-    created = None
-    text = item.get("CreatedTime")
-    if text and isinstance(text, str):
-        try:
-            created = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
-        except ValueError:
-            created = None
     return Point(id=str(item["DiskBackupId"]), disk_id=item.get("DiskId") or "",
-                 state=item.get("DiskBackupState") or "", created=created, tags=tags_of(item.get("Tags")),
-                 name=item.get("DiskBackupName") or "", request_id=request_id)
+                 state=item.get("DiskBackupState") or "", created=time_of(item.get("CreatedTime")),
+                 tags=tags_of(item.get("Tags")), name=item.get("DiskBackupName") or "", request_id=request_id)
 
 
 def _filter(name: str, values: Sequence[str]) -> dict[str, Any]:

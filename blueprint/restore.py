@@ -41,7 +41,7 @@ from blueprint.images import INSTANCE_TAG, SLOT_TAG, ImageMaker, Target, is_mana
 from blueprint.lighthouse import Image, Instance, Replication
 from blueprint.logs import log
 from blueprint.results import DiskPoint, Result, RunReport
-from blueprint.retry import Deadline, RetryPolicy
+from blueprint.retry import Deadline, LostAnswer, RetryPolicy
 from blueprint.slots import slot_digest
 from blueprint.tags import Tagger, resource_name
 
@@ -292,12 +292,11 @@ class Restorer:
         Raises:
             BlueprintError: the reset could not be started.
         """
-        lost: list[BlueprintError] = []
+        lost = LostAnswer()
 
         def started(err: BlueprintError) -> str | None:
-            if isinstance(err, CloudUnavailable):
-                lost.append(err)
-            if not lost:
+            lost(err)
+            if not lost.seen:
                 # Only refusals so far (busy, throttled): nothing sent could have acted, so a reset found is not ours.
                 return None
             return _new_reset(before, self._instance(restore), restore.job.BlueprintId)

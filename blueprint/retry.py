@@ -20,7 +20,7 @@ from typing import NamedTuple, TypeVar
 from blueprint.errors import BlueprintError, CloudUnavailable, InstanceBusy, NotSent, Throttled
 from blueprint.logs import log
 
-__all__ = ["Clock", "Deadline", "Pacer", "RateLimiter", "RetryPolicy", "SystemClock", "Waits"]
+__all__ = ["Clock", "Deadline", "LostAnswer", "Pacer", "RateLimiter", "RetryPolicy", "SystemClock", "Waits"]
 
 # A wait this long or longer is logged at INFO (shorter ones at DEBUG; all are counted in `Waits`).
 LOUD_WAIT = 1.0
