@@ -78,6 +78,7 @@ class Emulator:
         quota: int | None = None,
         latency: float | Mapping[str, float] = 0.0,
         rate_limits: Mapping[str, int | None] | bool | None = None,
+        rate_window: float = 1.0,
         credentials: Mapping[str, str] | None = None,
         tokens: Mapping[str, str] | None = None,
         accounts: Mapping[str, str] | None = None,
@@ -99,7 +100,7 @@ class Emulator:
         self.uins: dict[str, str] = dict(accounts or {})
         self.world = World()
         self.faults = Faults()
-        self.limiter = RateLimiter(resolve_limits(rate_limits))
+        self.limiter = RateLimiter(resolve_limits(rate_limits), window=rate_window)
         options = Options(
             image_seconds=image_seconds,
             op_seconds=op_seconds,

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from blueprint.consistency import PAUSED_TAG
-from tests.conftest import EmuClock, context, http_event, received_events, timer_event
+from tests.conftest import EmuClock, context, http_event, received_events, timer_event, tolerate_stalls
 
 WEB, DB, STOPPED = "lhins-web00001", "lhins-db000001", "lhins-stop0001"
 JOB = {"InstanceId": WEB}
@@ -265,6 +265,7 @@ def fleet_run(make_app, emu, env: dict[str, str], size: int = 50) -> tuple[float
 
 
 def test_a_fleet_with_commands_stays_within_its_bound(make_app, emu) -> None:
+    tolerate_stalls(emu)
     without, plain_results = fleet_run(make_app, emu, {}, size=50)
     assert {r["Consistency"] for r in plain_results} == {"crash-consistent"}
     emu.reset()
