@@ -18,7 +18,7 @@ from blueprint.lighthouse import LighthouseService
 from blueprint.retry import Deadline, RetryPolicy
 from blueprint.tat import Task, TatService, wait_for_tasks
 from emulator import SECRET_ID, SECRET_KEY, Emulator
-from tests.conftest import EmuClock
+from tests.conftest import EmuClock, tolerate_stalls
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "ap-guangzhou"
@@ -177,13 +177,13 @@ def test_errors_are_translated(tat_emu: Emulator, service: TatService, clock: Em
 
 def test_calls_are_paced_under_the_documented_limits(tat_emu: Emulator, service: TatService,
                                                       clock: EmuClock) -> None:
+    tolerate_stalls(tat_emu)
     started = time.monotonic()
     for _ in range(25):  # retried as the function's callers retry (a throttle, below, is retryable)
         RetryPolicy().call(partial(service.run_shell, REGION, [WEB], "true", timeout=10, deadline=deadline(clock)),
                            deadline=deadline(clock))
     assert time.monotonic() - started >= 1.0  # 20 a second: the 21st waited for the window
-    # Our limiter keeps to 20/s at sending time; the emulator counts arrivals, so on a loaded machine scheduling
-    # jitter can bunch two sends into one window: a rare throttle, absorbed by the retry path. Nothing else fails.
+    # A rare throttle (a stall longer than tolerate_stalls allows) is absorbed by the retry path. Nothing else fails.
     errors = [c.error for c in tat_emu.calls if c.error]
     assert set(errors) <= {"RequestLimitExceeded"} and len(errors) <= 1, errors
     assert len(tat_emu.tat.runs()) == 25
