@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -44,6 +44,7 @@ from blueprint.events import (
     printable,
 )
 from blueprint.events import Job as JobRecord
+from blueprint.results import iso_utc
 from blueprint.triggers import AwareUtc, InstanceRefModel, RestoreJob, TriggerInfoModel, parse_restore, trigger_of
 
 __all__ = ["CALL_CODE", "ChainTarget", "ChainedCall", "Refused", "build", "is_chained", "job_options", "parse",
@@ -170,11 +171,11 @@ def parse(payload: Mapping[str, Any], *, now: datetime, ttl: float) -> tuple[Cha
         raise _refused(payload, BadRequest(describe_error(err, what="chained call"), code=CALL_CODE)) from None
     if call.Deadline > now + timedelta(seconds=ttl) + SKEW:
         raise _refused(payload, BadRequest(
-            f"the chained call's deadline {_iso(call.Deadline)} is further away than BLUEPRINT_CHILD_TTL ({ttl:g} s)"
+            f"the chained call's deadline {iso_utc(call.Deadline)} is further away than BLUEPRINT_CHILD_TTL ({ttl:g} s)"
             "; this function never sends one like it", code=CALL_CODE))
     if now > call.Deadline:
         raise _refused(payload, SlotExpired(
-            f"this call started after its deadline {_iso(call.Deadline)}; no image was made (a later run of the "
+            f"this call started after its deadline {iso_utc(call.Deadline)}; no image was made (a later run of the "
             "schedule covers the instance)"))
     try:
         return call, call.restore() if call.Kind == "restore" else call.job()
@@ -214,5 +215,3 @@ def _ref(region: object, instance_id: object) -> InstanceRef | None:
     return InstanceRef(Region=ref.Region, InstanceId=ref.InstanceId)
 
 
-def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

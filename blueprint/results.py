@@ -20,7 +20,7 @@ from blueprint.records import record, replace
 __all__ = ["CORRELATION_ATTRIBUTE", "EVENT_PREFIX", "EVENT_TYPES", "CommandRun", "Consistency", "DiskPoint", "Outcome",
            "Result",
            "RunReport", "Source",
-           "cloud_event", "result_events", "summary_event"]
+           "cloud_event", "iso_utc", "result_events", "summary_event"]
 
 EVENT_PREFIX = "com.tencentcloud.lighthouse.blueprint"
 Outcome = Literal["created", "ready", "failed", "skipped", "pruned", "copied", "shared", "restore.started",
@@ -179,7 +179,7 @@ class Result:
             "State": self.state,
             "ForcePowerOff": self.force_power_off,
             "RequestId": self.request_id,
-            "Trigger": {"Type": self.trigger.Type, "Name": self.trigger.Name, "Time": _iso(self.trigger.Time)},
+            "Trigger": {"Type": self.trigger.Type, "Name": self.trigger.Name, "Time": iso_utc(self.trigger.Time)},
         }
         optional: dict[str, Any] = {
             "Error": self.error.as_dict() if self.error is not None else None,
@@ -261,7 +261,8 @@ class RunReport:
         return any(r.retryable for r in self.results)
 
 
-def _iso(value: datetime) -> str:
+def iso_utc(value: datetime) -> str:
+    """A moment as the events write it: UTC, whole seconds, `Z`."""
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -273,7 +274,7 @@ def _envelope(event_id: str, source: Source, event_type: str, subject: str | Non
         "id": event_id,
         "source": source.uri(),
         "type": event_type,
-        "time": _iso(now or datetime.now(timezone.utc)),
+        "time": iso_utc(now or datetime.now(timezone.utc)),
         "datacontenttype": "application/json",
     }
     if subject:
@@ -314,7 +315,7 @@ def summary_event(report: RunReport, source: Source, *, now: datetime | None = N
         counts[result.outcome] = counts.get(result.outcome, 0) + 1
     failures: Sequence[Result] = report.failures()
     data = {
-        "Trigger": {"Type": report.trigger.Type, "Name": report.trigger.Name, "Time": _iso(report.trigger.Time)},
+        "Trigger": {"Type": report.trigger.Type, "Name": report.trigger.Name, "Time": iso_utc(report.trigger.Time)},
         "Matched": report.matched,
         "Counts": counts,
         # Capped so the summary stays far below every sink's size limit (SCF async events: 128 KB).
