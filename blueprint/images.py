@@ -133,11 +133,13 @@ def is_managed(image: Kept, instance_id: str | None = None) -> bool:
     return bool(source) and bool(image.tags.get(SLOT_TAG)) and (instance_id is None or source == instance_id)
 
 
-def plan_prune(images: Iterable[K], keep: int, *, deletable: frozenset[str] = DELETABLE_STATES) -> list[K]:
+def plan_prune(images: Iterable[K], keep: int, *, deletable: frozenset[str] = DELETABLE_STATES,
+               spare_newest: bool = True) -> list[K]:
     """Which managed images (or backup points) of one instance to delete so at most `keep` remain.
 
     Slot duplicates (all but the oldest of a slot) and failed images go first; then the oldest beyond
-    `keep`. Never the newest NORMAL one, never one still in progress (not in `deletable`), never an unmanaged one.
+    `keep`. Never the newest NORMAL one (unless `spare_newest` is off: a newer one outside `images` is NORMAL),
+    never one still in progress (not in `deletable`), never an unmanaged one.
     """
     ordered = sorted((i for i in images if is_managed(i)), key=_age_key, reverse=True)  # newest first
     winners: dict[str, K] = {}
@@ -146,7 +148,7 @@ def plan_prune(images: Iterable[K], keep: int, *, deletable: frozenset[str] = DE
     duplicates = [i for i in ordered if not i.failed and winners.get(i.tags[SLOT_TAG]) is not i]
     failed = [i for i in ordered if i.failed]
     live = [i for i in ordered if not i.failed and i not in duplicates]
-    newest_normal = next((i for i in live if i.ready), None)
+    newest_normal = next((i for i in live if i.ready), None) if spare_newest else None
     doomed = live[keep:] + duplicates + failed
     return [i for i in doomed if i.state in deletable and i is not newest_normal]
 
@@ -215,6 +217,9 @@ class Run:
     looked: dict[str, tuple[float, dict[str, Image]]] = field(default_factory=dict)
     # Per region: images of this slot that lost to an older one (a twin invocation's), deleted once the cloud allows.
     losers: dict[str, list[str]] = field(default_factory=dict)
+    # Per (region, instance): managed images retention keeps only while the new image is not NORMAL yet (never
+    # the newest NORMAL one); a run that follows its images deletes them once the new one is NORMAL.
+    held: dict[tuple[str, str], list[Image]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     # The run waits on its instances before creating (it stopped them itself, or runs pre-commands).
     prepares: bool = False
@@ -777,6 +782,7 @@ class ImageMaker:
                 run.report.results[:] = self.disks.refresh(run, region, run.report.results)
             self._restart(run, region)
             self._after_ready(run, region)
+            self._prune_held(run, region)
         else:
             self._drop_losers(run, region, wait=False)
 
@@ -898,8 +904,26 @@ class ImageMaker:
         mine = next((i for i in images if i.id == result.blueprint_id), None)
         # The new image counts as one of `keep` even if the listing did not show it yet.
         doomed = plan_prune(current + ([mine] if mine else []), run.keep) if mine else plan_prune(current, run.keep - 1)
+        if run.follows and not (mine is not None and mine.ready):
+            # What stays only while the new image is not NORMAL: once the run has followed it there, those go too.
+            later = [i for i in plan_prune(current, run.keep - 1, spare_newest=False) if i not in doomed]
+            if later:
+                run.held[(result.region, result.instance_id)] = later
         deleted = self._delete(run, Target(InstanceRef(Region=result.region, InstanceId=result.instance_id)), doomed)
         return result.but(pruned=result.pruned + tuple(deleted))
+
+    def _prune_held(self, run: Run, region: str) -> None:
+        """Retention's last step in a run that followed its images: an instance whose new image is NORMAL now,
+        and whose steps after it (copies, shares) did not fail, loses what was kept only until then (`Run.held`,
+        from the listing after creating). A shared image is deleted only after the new one was shared."""
+        failed = {r.instance_id for r in run.report.results if r.region == region and r.outcome == "failed"}
+        for index, result in enumerate(list(run.report.results)):
+            held = run.held.pop((region, result.instance_id), None) if result.region == region and result.main \
+                else None
+            if held and result.outcome == "ready" and not result.pending and result.instance_id not in failed:
+                target = Target(InstanceRef(Region=region, InstanceId=result.instance_id))
+                deleted = self._delete(run, target, held)
+                run.report.results[index] = result.but(pruned=result.pruned + tuple(deleted))
 
     def _delete(self, run: Run, target: Target, images: Sequence[Image]) -> list[str]:
         """Delete managed images of this instance, one call for all; report each as `.pruned`.

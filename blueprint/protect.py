@@ -106,6 +106,9 @@ class RegionDisks:
     # When the slot's points were last looked up (monotonic seconds), and a lock for looking again.
     looked: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # Per (instance, disk): managed points retention keeps only while the new point is not NORMAL yet (never the
+    # newest NORMAL one); a run that follows its points deletes them once the new one is NORMAL.
+    held: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
 
 @record(frozen=False)
@@ -431,12 +434,22 @@ class DiskSteps:
         for point in points:
             per_disk[point.disk_id].append(point)
         doomed: list[Point] = []
+        state = run.disk_state.get(region)
         for made in result.disk_backups:
             current = {p.id: p for p in per_disk.get(made.disk_id, [])}
             if made.point_id and made.point_id not in current:  # the listing may not show it yet
                 current[made.point_id] = Point(id=made.point_id, disk_id=made.disk_id, state=made.state or "CREATING",
                                                tags={INSTANCE_TAG: result.instance_id, SLOT_TAG: run.digest})
-            doomed += plan_prune(current.values(), run.keep, deletable=POINT_DELETABLE)
+            dropped = plan_prune(current.values(), run.keep, deletable=POINT_DELETABLE)
+            doomed += dropped
+            new = current.get(made.point_id or "")
+            if run.follows and isinstance(state, RegionDisks) and new is not None and not new.ready:
+                # What stays only while the new point is not NORMAL: once the run has followed it there, those go.
+                others = [p for p in current.values() if p.id != new.id]
+                later = [p.id for p in plan_prune(others, run.keep - 1, deletable=POINT_DELETABLE, spare_newest=False)
+                         if p not in dropped and _managed(p, result.instance_id)]
+                if later:
+                    state.held[(result.instance_id, made.disk_id)] = later
         ids = [p.id for p in doomed if _managed(p, result.instance_id)]
         if not ids or not self._delete(run, region, ids):
             return result
@@ -470,7 +483,7 @@ class DiskSteps:
         ids = [p.point_id for r in results if r.region == region for p in r.disk_backups
                if p.point_id and p.state != "NORMAL"]
         if not ids:
-            return results
+            return self._prune_held(run, region, results)
         try:
             seen = self._follow(run, region, ids)
         except BlueprintError as err:
@@ -488,6 +501,23 @@ class DiskSteps:
                                                "lists it)", code=DISK_FAILED))
                     for p in result.disk_backups if p.point_id in ids and p.point_id not in seen]
             updated.append(result.but(disk_backups=points, disk_failures=result.disk_failures + tuple(lost)))
+        return self._prune_held(run, region, updated)
+
+    def _prune_held(self, run: Run, region: str, results: list[Result]) -> list[Result]:
+        """Retention's last step in a run that followed its points: a disk whose new point is NORMAL now, with
+        its image, loses what was kept only until then (`RegionDisks.held`, from the listing after creating).
+        While the new image is not NORMAL, the points that go with the image before it stay."""
+        state = run.disk_state.get(region)
+        if not isinstance(state, RegionDisks) or not state.held:
+            return results
+        updated = list(results)
+        for index, result in enumerate(results):
+            if result.region != region or result.outcome != "ready" or result.pending:
+                continue
+            ids = [point for p in result.disk_backups if p.state == "NORMAL"
+                   for point in state.held.pop((result.instance_id, p.disk_id), [])]
+            if ids and self._delete(run, region, ids):
+                updated[index] = result.but(pruned_points=result.pruned_points + tuple(ids))
         return updated
 
     def finish(self, results: list[Result]) -> list[Result]:

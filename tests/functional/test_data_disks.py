@@ -297,3 +297,18 @@ def test_a_run_short_of_time_hands_on_and_the_follow_up_starts_the_instance_agai
     instance = emu.lighthouse.instance(WEB)
     assert instance is not None and instance["InstanceState"] == "RUNNING"
     assert len(emu.calls_of("CreateDiskBackup")) == 1 and len(emu.calls_of("CreateBlueprint")) == 1
+
+
+def test_a_run_that_waits_keeps_exactly_keep_points_once_they_are_normal(app, emu) -> None:
+    # As for images: retention lists while the new points are CREATING and keeps the newest NORMAL one then;
+    # a run that follows its points deletes it once the new one is NORMAL, so Keep 1 is one point per disk.
+    before: list[str] = []
+    for n in (1, 2, 3):
+        answer = app.handle(timer_event({"InstanceId": DB, "Keep": 1, "Wait": True}, time_=day(n)), context())
+        [result] = answer["Results"]
+        assert result["State"] == "NORMAL", result
+        assert sorted(result.get("PrunedDiskBackups") or []) == sorted(before)
+        mine = [p for p in points(emu) if managed(p)]
+        assert sorted(p["DiskId"] for p in mine) == DB_DISKS and {p["DiskBackupState"] for p in mine} == {"NORMAL"}
+        before = [p["DiskBackupId"] for p in mine]
+        emu.advance(86_400)

@@ -292,7 +292,7 @@ def test_a_lost_rollback_answer_is_followed_not_reported_failed(restorer, emu) -
 # ---- every call fails once, before or after it acts -------------------------------------------------------------
 
 RUN_ACTIONS = ["DescribeDisks", "DescribeDiskBackups", "CreateDiskBackup", "DeleteDiskBackups", "StopInstances",
-               "DescribeInstances", "CreateBlueprint", "DescribeBlueprints", "StartInstances"]
+               "DescribeInstances", "CreateBlueprint", "DescribeBlueprints", "StartInstances", "DeleteBlueprints"]
 FAULTS = ["fail", "drop-before", "drop-after"]
 
 
@@ -329,6 +329,9 @@ def test_any_call_failing_once_keeps_every_promise_of_a_run(app, emu, action, fa
     assert sorted(made) == sorted(DB_DISKS) or result["Error"]["Code"] == "FailedOperation.DiskBackupFailed"
     assert own in {p["DiskBackupId"] for p in points(emu)}
     assert state(emu, DB) == "RUNNING"
+    if result["State"] == "NORMAL" and "Error" not in result:  # Keep 1, and the run waited: one of each is left
+        assert [i["BlueprintId"] for i in emu.lighthouse.blueprints() if slot_of(i)] == [result["BlueprintId"]]
+        assert sorted(p["DiskId"] for p in points(emu) if managed(p)) == sorted(DB_DISKS)
 
 
 @pytest.mark.parametrize("fault", FAULTS)

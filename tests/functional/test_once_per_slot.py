@@ -275,3 +275,31 @@ def test_dry_run_changes_nothing_and_reports_the_plan(make_app, emu, receiver) -
 def test_force_power_off_is_explicit_in_every_result(make_app, emu, receiver) -> None:
     make_app().handle(timer_event(JOB), context())
     assert all("ForcePowerOff" in e["data"] for e in received_events(receiver))
+
+
+def test_a_run_that_waits_keeps_exactly_keep_once_its_image_is_normal(make_app, emu, receiver) -> None:
+    # Retention lists right after creating, while the new image is CREATING, and never deletes the newest NORMAL
+    # one then; a run that follows its image to NORMAL deletes what was kept only for that, so Keep 1 is one image.
+    app = make_app()
+    before = None
+    for day in (20, 21, 22):
+        answer = app.handle(timer_event({**JOB, "Wait": True, "Keep": 1}, time_=f"2026-11-{day}T03:00:00Z"),
+                            context())
+        main = answer["Results"][0]
+        assert main["State"] == "NORMAL"
+        assert main.get("Pruned") == ([before] if before else None)  # the result says what it deleted
+        assert [b["BlueprintName"] for b in images(emu)] == [f"lhins-web00001-202611{day}-030000"]
+        before = main["BlueprintId"]
+        emu.advance(3600)
+    kinds = [e["type"].rsplit(".", 1)[-1] for e in received_events(receiver)]
+    assert kinds == ["created", "ready", "created", "ready", "pruned", "created", "ready", "pruned"]
+
+
+def test_a_run_whose_image_fails_keeps_the_last_normal_one(make_app, emu, receiver) -> None:
+    app = make_app()
+    app.handle(timer_event({**JOB, "Wait": True, "Keep": 1}, time_="2026-11-20T03:00:00Z"), context())
+    emu.lighthouse.fail_next_image("lhins-web00001")
+    answer = app.handle(timer_event({**JOB, "Wait": True, "Keep": 1}, time_="2026-11-21T03:00:00Z"), context())
+    assert answer["Results"][0]["State"] == "CREATEFAILED"
+    assert sorted(b["BlueprintState"] for b in images(emu)) == ["CREATEFAILED", "NORMAL"]
+    assert not [e for e in received_events(receiver) if e["type"].endswith(".pruned")]

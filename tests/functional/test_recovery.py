@@ -206,11 +206,30 @@ def test_a_pruned_image_is_unshared_first(make_app, dr, receiver) -> None:
     for n in range(3):
         app.handle(timer_event({**JOB, "Keep": 1}, time_=day(n)), context())
         dr.advance(3600)
-    # Keep 1, and never the newest NORMAL image: the image before the new one goes at the next run.
-    assert len(home_images(dr)) == 2
+    # Keep 1: the run follows its image (to share it), so the image before goes once the new one is NORMAL and
+    # shared, never before: the other account always has one.
+    [kept] = home_images(dr)
+    assert dr.lighthouse.shares(kept["BlueprintId"]) == [OTHER]
     cancel, delete = dr.calls_of("CancelShareBlueprintAcrossAccounts"), dr.calls_of("DeleteBlueprints")
     assert cancel and delete and cancel[0].time <= delete[0].time and cancel[0].error is None
-    assert len([e for e in received_events(receiver) if e["type"].endswith(".pruned")]) == 1
+    shares = [c.time for c in dr.calls_of("ShareBlueprintAcrossAccounts") if c.error is None]
+    assert len(shares) == 3 and shares[1] <= delete[0].time
+    assert len([e for e in received_events(receiver) if e["type"].endswith(".pruned")]) == 2
+
+
+def test_an_image_whose_share_failed_keeps_the_shared_one_before_it(make_app, dr, receiver) -> None:
+    app = make_app(BLUEPRINT_SHARE_WITH=OTHER)
+    app.handle(timer_event({**JOB, "Keep": 1}, time_=day(0)), context())
+    [before] = home_images(dr)
+    dr.advance(3600)
+    dr.faults.fail("ShareBlueprintAcrossAccounts", "UnauthorizedOperation", times=3)
+    answer = app.handle(timer_event({**JOB, "Keep": 1}, time_=day(1)), context())
+    assert answer["Results"][0]["State"] == "NORMAL"
+    assert [e["data"]["Error"]["Code"] for e in received_events(receiver) if e["type"].endswith(".failed")]
+    # Keep 1 would delete it, but the other account would then have no image: it stays until a run shares anew.
+    assert before["BlueprintId"] in {b["BlueprintId"] for b in home_images(dr)}
+    assert dr.lighthouse.shares(before["BlueprintId"]) == [OTHER]
+    assert not [e for e in received_events(receiver) if e["type"].endswith(".pruned")]
 
 
 # ---- restores ----------------------------------------------------------------------------------------------
