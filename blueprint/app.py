@@ -189,7 +189,7 @@ class App:
 
         settings = self.settings
         return Authenticator(settings.http_auth, tokens=[t.get_secret_value() for t in settings.http_tokens],
-                             secrets=[s.get_secret_value() for s in settings.http_secrets], now=self.clock.time)
+                             secrets=[s.get_secret_value() for s in settings.signing_secrets()], now=self.clock.time)
 
     @cached_property
     def restore_auth(self) -> Authenticator | None:

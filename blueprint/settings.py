@@ -413,6 +413,11 @@ class Settings:
         shown["webhook_url"] = mask_url(self.webhook_url)
         return "Settings(" + ", ".join(f"{name}={value!r}" for name, value in shown.items()) + ")"
 
+    def signing_secrets(self) -> tuple[Secret, ...]:
+        """The HTTP signing secrets of `BLUEPRINT_HTTP_AUTH=hmac`: `BLUEPRINT_HTTP_SECRET`, or when it is unset
+        `BLUEPRINT_HTTP_TOKEN` (the one HTTP auth variable the contract names)."""
+        return self.http_secrets or self.http_tokens
+
     def secret_values(self) -> list[str]:
         """Every configured value that must never be logged (registered with `logs.redact`)."""
         values = [s.get_secret_value() for s in (*self.http_tokens, *self.http_secrets, *self.restore_tokens)]
@@ -442,8 +447,8 @@ def _check_combinations(settings: Settings) -> None:
     if settings.webhook_url and not _webhook_transport_ok(settings):
         raise ValueError("BLUEPRINT_WEBHOOK_URL: https is required (http only on loopback, "
                          "or with BLUEPRINT_ALLOW_INSECURE_WEBHOOK=true)")
-    if settings.http_auth == "hmac" and not settings.http_secrets:
-        raise ValueError("BLUEPRINT_HTTP_SECRET: required when BLUEPRINT_HTTP_AUTH=hmac")
+    if settings.http_auth == "hmac":
+        _check_signing(settings)
     endpoint = settings.api_endpoint
     if endpoint and not (endpoint.startswith("https://") or is_loopback_url(endpoint)
                          or settings.allow_insecure_api_endpoint):
@@ -453,6 +458,16 @@ def _check_combinations(settings: Settings) -> None:
     if settings.webhook_secret and settings.webhook_format == "cloudevents" \
             and not _is_whsec(settings.webhook_secret.get_secret_value()):
         raise ValueError("BLUEPRINT_WEBHOOK_SECRET: expected a Standard Webhooks secret (whsec_ + base64)")
+
+
+def _check_signing(settings: Settings) -> None:
+    if not settings.signing_secrets():
+        raise ValueError("BLUEPRINT_HTTP_SECRET (or BLUEPRINT_HTTP_TOKEN): required when BLUEPRINT_HTTP_AUTH=hmac")
+    if not settings.http_secrets:  # the token variable holds the signing secrets: they must read as such
+        try:
+            _http_secrets(settings.http_tokens)
+        except ValueError as err:
+            raise ValueError(f"BLUEPRINT_HTTP_TOKEN: {err}") from None
 
 
 def _check_recovery(settings: Settings) -> None:

@@ -13,7 +13,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from blueprint.app import App
-from blueprint.errors import Unauthorized
+from blueprint.errors import BlueprintError, Unauthorized
 from blueprint.events import HttpRequest
 from blueprint.http import Authenticator
 from tests.conftest import EmuClock, context, http_event
@@ -282,3 +282,25 @@ def test_a_full_memory_forgets_the_oldest_id_not_the_newest() -> None:
     with pytest.raises(Unauthorized, match="replay"):
         auth._remember("msg-1")
     auth._remember("msg-0")  # forgotten: accepted again (its signature would be checked first in real use)
+
+
+def test_the_token_variable_holds_the_signing_secret_when_no_secret_variable_is_set(make_app, clock) -> None:
+    # The contract names BLUEPRINT_HTTP_TOKEN and BLUEPRINT_HTTP_AUTH for HTTP auth: in hmac mode the token
+    # variable is the signing secret (BLUEPRINT_HTTP_SECRET, when set, takes its place).
+    app = make_app(clock=clock, BLUEPRINT_HTTP_AUTH="hmac", BLUEPRINT_HTTP_TOKEN=SECRET_A, BLUEPRINT_HTTP_SECRET=None)
+    assert status(app, signed_event(SECRET_A, BODY, at=clock.time()))[0] == 202
+    assert status(app, signed_event(SECRET_B, BODY, msg_id="b", at=clock.time()))[0] == 401
+    bearer = http_event(body=JOB, token=SECRET_A)  # the secret is not a bearer token in hmac mode
+    assert status(app, bearer)[0] == 401
+    both = make_app(clock=clock, BLUEPRINT_HTTP_AUTH="hmac", BLUEPRINT_HTTP_TOKEN=SECRET_A,
+                    BLUEPRINT_HTTP_SECRET=SECRET_B)
+    assert status(both, signed_event(SECRET_A, BODY, msg_id="c", at=clock.time()))[0] == 401
+    assert status(both, signed_event(SECRET_B, BODY, msg_id="d", at=clock.time()))[0] == 202
+
+
+def test_a_token_variable_that_is_no_signing_secret_is_a_configuration_error(make_app, clock) -> None:
+    with pytest.raises(BlueprintError, match="BLUEPRINT_HTTP_TOKEN: item 1 starts with whsec_"):
+        make_app(clock=clock, BLUEPRINT_HTTP_AUTH="hmac", BLUEPRINT_HTTP_TOKEN="whsec_not*base64",
+                 BLUEPRINT_HTTP_SECRET=None)
+    with pytest.raises(BlueprintError, match=r"BLUEPRINT_HTTP_SECRET \(or BLUEPRINT_HTTP_TOKEN\): required"):
+        make_app(clock=clock, BLUEPRINT_HTTP_AUTH="hmac", BLUEPRINT_HTTP_TOKEN=None, BLUEPRINT_HTTP_SECRET=None)
