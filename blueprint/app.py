@@ -651,8 +651,9 @@ class _HttpJobs:
         if not delivery.ok:
             body["DeliveryFailed"] = sorted(delivery.failed)
         if result.outcome == "restore.failed" and result.error is not None:
-            return result.error.status, {"Error": result.error.as_dict(), "RequestId": self.inv.request_id,
-                                         **body}, _retry_headers(result.error) | headers
+            # The envelope's RequestId is this invocation's; the result's own (its cloud call's) must not replace it.
+            return result.error.status, {"Error": result.error.as_dict(), **body, "RequestId": self.inv.request_id}, \
+                _retry_headers(result.error) | headers
         return 202, body, headers
 
     def listing(self, instance_id: str, region: str | None) -> list[dict[str, Any]] | None:

@@ -35,7 +35,15 @@ from functools import partial
 from typing import Any
 
 from blueprint.disks import Disks, Point
-from blueprint.errors import AccessDenied, BadRequest, BlueprintError, CloudUnavailable, InvalidInstanceState, NotFound
+from blueprint.errors import (
+    AccessDenied,
+    BadRequest,
+    BlueprintError,
+    CloudRejected,
+    CloudUnavailable,
+    InvalidInstanceState,
+    NotFound,
+)
 from blueprint.events import InstanceRef, Job, RestoreJob, TriggerInfo
 from blueprint.images import INSTANCE_TAG, SLOT_TAG, ImageMaker, Target, is_managed
 from blueprint.lighthouse import Image, Instance, Replication
@@ -332,7 +340,8 @@ class Restorer:
                 continue
             if instance.operation_state == "SUCCESS":
                 return started.but(outcome="restore.completed", state=instance.state, pending=False, reason=None)
-            return started.but(outcome="restore.failed", state=instance.state, error=BlueprintError(
+            # The cloud ran the reset and it failed: the cloud's side (502), not the function's (500).
+            return started.but(outcome="restore.failed", state=instance.state, error=CloudRejected(
                 f"ResetInstance of {instance.id} ended {instance.operation_state}",
                 code="FailedOperation.ResetInstance"))
         return started.but(pending=True, reason="the reset is still running when the function's time ran out")

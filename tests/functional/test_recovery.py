@@ -304,6 +304,17 @@ def test_a_lost_reset_that_failed_is_reported_failed_not_sent_again(restorer, dr
     assert failed["data"]["RequestId"] == resets_sent(dr)[0].request_id
 
 
+def test_a_reset_the_cloud_failed_answers_502_in_the_envelope_of_the_invocation(restorer, dr) -> None:
+    image = backup(restorer, dr)
+    dr.lighthouse.fail_next_reset("lhins-web00001")
+    event = http_event(body={"InstanceId": "lhins-web00001", "BlueprintId": image, "SafetyImage": False},
+                       path="/restores", token=RESTORE_TOKEN)
+    response = restorer.handle(event, context(request_id="rq-restore-1"))
+    body = orjson.loads(response["body"])
+    assert response["statusCode"] == 502
+    assert body["Error"]["Code"] == "FailedOperation.ResetInstance" and body["RequestId"] == "rq-restore-1"
+
+
 def test_an_earlier_restores_reset_is_not_taken_for_a_lost_one(restorer, dr, receiver) -> None:
     image = backup(restorer, dr)
     first = {"InstanceId": "lhins-web00001", "BlueprintId": image, "SafetyImage": False, "IdempotencyKey": "r-1"}
