@@ -39,6 +39,7 @@ from blueprint.errors import (
     CloudUnavailable,
     ConfigError,
     InstanceBusy,
+    InstanceNotFound,
     InvalidInstanceState,
     NotFound,
     NotSent,
@@ -392,7 +393,7 @@ class ImageMaker:
         # instances match (at most `limit`), none is handed to a fan-out (`inline_up_to`, None: never).
         inline = inline_up_to is None or limit <= inline_up_to
         plan = self._select(job, default_region, deadline, slot_key, disks=inline) if job.Selector is not None \
-            else Plan(self._by_ids(job, default_region, deadline), [])
+            else self._by_ids(job, default_region, deadline)
         if len(plan.targets) > limit:
             raise BadRequest(f"{len(plan.targets)} instances matched, more than MaxInstances={limit}: "
                              "narrow the selection or raise MaxInstances", code="LimitExceeded.MaxInstances")
@@ -412,20 +413,28 @@ class ImageMaker:
         return plan
 
     def _needs_details(self, job: Job) -> bool:
-        return self.policy.needs_tags or "{InstanceName}" in (job.BlueprintName or "")
+        # A dry run looks its instances up: it says what the real run would meet, an instance not found too.
+        return self.policy.needs_tags or "{InstanceName}" in (job.BlueprintName or "") or job.DryRun
 
-    def _by_ids(self, job: Job, default_region: str, deadline: Deadline) -> list[Target]:
+    def _by_ids(self, job: Job, default_region: str, deadline: Deadline) -> Plan:
         refs = job.targets(default_region)
         if not self._needs_details(job):
-            return [Target(ref) for ref in refs]
-        targets: list[Target] = []
+            return Plan([Target(ref) for ref in refs], [])
+        plan = Plan([], [])
         for region, group in _by_region(refs, lambda r: r.Region).items():
             ids = [r.InstanceId for r in group]
             known = {i.id: i for i in self._retrying(partial(
                 self.lighthouse.find_instances, region, ids=ids, deadline=deadline), deadline)}
-            targets.extend(Target(r, known[r.InstanceId].name, known[r.InstanceId].tags) if r.InstanceId in known
-                           else Target(r) for r in group)
-        return targets
+            for ref in group:
+                found = known.get(ref.InstanceId)
+                if found is not None:
+                    plan.targets.append(Target(ref, found.name, found.tags))
+                elif job.DryRun:  # the real run's CreateBlueprint would answer this
+                    why = InstanceNotFound(f"instance {ref.InstanceId} was not found in {region}")
+                    plan.refused.append((Target(ref), why))
+                else:
+                    plan.targets.append(Target(ref))
+        return plan
 
     def _select(self, job: Job, default_region: str, deadline: Deadline, slot_key: str | None, *,
                 disks: bool) -> Plan:

@@ -9,7 +9,7 @@ import pytest
 
 from blueprint.errors import BlueprintError
 from blueprint.images import INSTANCE_TAG, SLOT_TAG
-from tests.conftest import EmuClock, context, received_events, timer_event
+from tests.conftest import EmuClock, context, http_event, received_events, timer_event
 
 JOB = {"InstanceId": "lhins-web00001"}
 
@@ -270,6 +270,23 @@ def test_dry_run_changes_nothing_and_reports_the_plan(make_app, emu, receiver) -
     assert emu.calls_of("CreateBlueprint")[-1].params["BlueprintName"].endswith("20261120-030000")
     assert not [c for c in emu.calls_of("DeleteBlueprints")]
     assert received_events(receiver)[-1]["type"].endswith(".skipped")
+
+
+@pytest.mark.parametrize("job", [{"InstanceId": "lhins-zzzzzzzz"},  # no such instance
+                                 {"InstanceId": "lhins-sh000001"},  # in ap-shanghai, asked in the default region
+                                 {"InstanceIds": ["lhins-web00001", "lhins-zzzzzzzz"]}])
+def test_a_dry_run_says_an_instance_is_not_found_as_the_real_run_would(make_app, emu, receiver, job) -> None:
+    app = make_app()
+    dry = app.handle(timer_event({**job, "DryRun": True}), context())
+    real = app.handle(timer_event(job, time_="2026-11-28T03:00:00Z"), context())
+    def codes(answer: dict) -> dict:
+        return {r["InstanceId"]: (r.get("Error") or {}).get("Code") for r in answer["Results"] if r.get("Main", True)}
+    assert codes(dry) == codes(real)
+    assert "ResourceNotFound.InstanceIdNotFound" in codes(dry).values()
+    missing = [r for r in dry["Results"] if r.get("Error")]
+    assert all(r["Error"]["Code"] == "ResourceNotFound.InstanceIdNotFound" for r in missing)
+    response = app.handle(http_event(body={**job, "DryRun": True, "IdempotencyKey": "dry-http"}), context())
+    assert response["statusCode"] == (404 if len(codes(dry)) == 1 else 202), response
 
 
 def test_force_power_off_is_explicit_in_every_result(make_app, emu, receiver) -> None:

@@ -76,6 +76,7 @@ class FakeLighthouse:
         self.failures: dict[str, list[BlueprintError]] = {}
         self.lost_answers = 0
         self.lock = threading.Lock()
+        self.instances = {"lhins-web00001", "lhins-db000001"}
 
     def _maybe_fail(self, action: str) -> None:
         self.calls.append(action)
@@ -110,7 +111,10 @@ class FakeLighthouse:
         return "req-del"
 
     def find_instances(self, region, *, deadline, ids=None, tags=None):
-        return []
+        # The instances exist (a dry run looks them up), with nothing known of them: no name, tags or state.
+        from blueprint.lighthouse import Instance
+
+        return [Instance(id=i, name="", state="", region=region) for i in ids or [] if i in self.instances]
 
     def image_quota(self, region, *, deadline):
         return 20, 0
