@@ -288,6 +288,16 @@ class HttpRequest(BaseModel):
     isBase64Encoded: Annotated[bool, BeforeValidator(_truthy)] = False
     queryString: Annotated[dict[str, Any], BeforeValidator(lambda v: v if isinstance(v, Mapping) else {})] = {}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _declared_query(cls, data: Any) -> Any:
+        """API Gateway puts the whole query in `queryString` and the parameters declared in the gateway in
+        `queryStringParameters` as well: an event with only the latter is read from it."""
+        if isinstance(data, Mapping) and not data.get("queryString") \
+                and isinstance(data.get("queryStringParameters"), Mapping):
+            return {**data, "queryString": data["queryStringParameters"]}
+        return data
+
     def header(self, name: str) -> str | None:
         """A header's value by case-insensitive name."""
         return self.headers.get(name.lower())

@@ -262,6 +262,19 @@ def test_only_errors_a_retry_can_fix_say_when_to_retry(make_app, emu, code: str,
     assert response["headers"].get("Retry-After") == retry_after
 
 
+def test_a_gateway_event_with_only_its_declared_parameters_is_read_from_them(make_app, emu) -> None:
+    # API Gateway sends the whole query in queryString and the declared parameters in queryStringParameters.
+    app = make_app()
+    _, created = call(app, http_event(body=JOB))
+    listing = http_event("GET", "/release/blueprints")
+    listing.pop("queryString")
+    listing["queryStringParameters"] = {"InstanceId": "lhins-web00001"}
+    status, body = call(app, listing)
+    assert status == 200 and [b["BlueprintId"] for b in body["BlueprintSet"]] == [created["BlueprintId"]], body
+    both = {**listing, "queryString": {"InstanceId": "lhins-web00001"}, "queryStringParameters": {"InstanceId": "x"}}
+    assert call(app, both)[0] == 200  # the whole query wins
+
+
 def test_get_reads_the_region_from_the_query(make_app, emu) -> None:
     app = make_app()
     _, created = call(app, http_event(body=JOB))
