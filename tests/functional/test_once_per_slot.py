@@ -320,3 +320,45 @@ def test_a_run_whose_image_fails_keeps_the_last_normal_one(make_app, emu, receiv
     assert answer["Results"][0]["State"] == "CREATEFAILED"
     assert sorted(b["BlueprintState"] for b in images(emu)) == ["CREATEFAILED", "NORMAL"]
     assert not [e for e in received_events(receiver) if e["type"].endswith(".pruned")]
+
+
+def test_a_waited_keep_one_run_replayed_in_another_warm_container_deletes_nothing_more(make_app, emu,
+                                                                                    receiver) -> None:
+    first, second = make_app(), make_app()
+    first.handle(timer_event({**JOB, "Wait": True, "Keep": 1}, time_="2026-11-20T03:00:00Z"), context())
+    emu.advance(3600)
+    event = timer_event({**JOB, "Wait": True, "Keep": 1}, time_="2026-11-21T03:00:00Z")
+    made = first.handle(event, context())["Results"][0]
+    for app in (second, first):  # SCF redelivers the same event, to another container and to this one
+        again = app.handle(event, context())["Results"][0]
+        assert (again["BlueprintId"], again.get("Pruned")) == (made["BlueprintId"], None)
+    assert [b["BlueprintId"] for b in images(emu)] == [made["BlueprintId"]]
+    assert len([c for c in emu.calls_of("DeleteBlueprints") if c.error is None]) == 1
+
+
+def test_concurrent_waited_keep_one_runs_leave_the_one_image_of_the_slot(make_app, emu, receiver) -> None:
+    make_app().handle(timer_event({**JOB, "Keep": 1}, time_="2026-11-20T03:00:00Z"), context())
+    emu.advance(3600)
+    apps = [make_app() for _ in range(3)]
+    event = timer_event({**JOB, "Wait": True, "Keep": 1}, time_="2026-11-21T03:00:00Z")
+    barrier = threading.Barrier(3)
+    answers: list = []
+    errors: list = []
+
+    def run(app) -> None:
+        barrier.wait()
+        try:
+            answers.append(app.handle(event, context()))
+        except BlueprintError as err:  # pragma: no cover - would fail the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(a,)) for a in apps]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == [] and len(answers) == 3
+    [kept] = images(emu)
+    assert kept["BlueprintName"] == "lhins-web00001-20261121-030000" and kept["BlueprintState"] == "NORMAL"
+    assert {a["Results"][0]["BlueprintId"] for a in answers} == {kept["BlueprintId"]}
+    assert all("Error" not in r for a in answers for r in a["Results"]), answers
