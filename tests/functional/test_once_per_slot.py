@@ -50,11 +50,9 @@ def test_the_next_slot_makes_a_new_image(make_app, emu) -> None:
         "lhins-web00001-20261127-030000", "lhins-web00001-20261128-030000"]
 
 
-@pytest.mark.parametrize("force_power_off", [True, False])
-def test_three_concurrent_invocations_make_one_image(make_app, emu, receiver, force_power_off: bool) -> None:
-    apps = [make_app() for _ in range(3)]  # three warm containers, as SCF would run them
-    event = timer_event({**JOB, "ForcePowerOff": force_power_off})
-    barrier = threading.Barrier(3)
+def all_at_once(apps: list, event: dict) -> tuple[list, list]:
+    """The same event handled by each app (a warm container) at once; the answers, and the errors raised."""
+    barrier = threading.Barrier(len(apps))
     answers: list = []
     errors: list = []
 
@@ -62,7 +60,7 @@ def test_three_concurrent_invocations_make_one_image(make_app, emu, receiver, fo
         barrier.wait()
         try:
             answers.append(app.handle(event, context()))
-        except BlueprintError as err:  # pragma: no cover - would fail the assertion below
+        except BlueprintError as err:  # pragma: no cover - would fail the caller's assertion
             errors.append(err)
 
     threads = [threading.Thread(target=run, args=(a,)) for a in apps]
@@ -70,6 +68,13 @@ def test_three_concurrent_invocations_make_one_image(make_app, emu, receiver, fo
         t.start()
     for t in threads:
         t.join(timeout=60)
+    return answers, errors
+
+
+@pytest.mark.parametrize("force_power_off", [True, False])
+def test_three_concurrent_invocations_make_one_image(make_app, emu, receiver, force_power_off: bool) -> None:
+    apps = [make_app() for _ in range(3)]  # three warm containers, as SCF would run them
+    answers, errors = all_at_once(apps, timer_event({**JOB, "ForcePowerOff": force_power_off}))
     assert errors == []
     assert len(images(emu)) == 1
     assert {a["Results"][0]["BlueprintId"] for a in answers} == {images(emu)[0]["BlueprintId"]}
@@ -339,24 +344,8 @@ def test_a_waited_keep_one_run_replayed_in_another_warm_container_deletes_nothin
 def test_concurrent_waited_keep_one_runs_leave_the_one_image_of_the_slot(make_app, emu, receiver) -> None:
     make_app().handle(timer_event({**JOB, "Keep": 1}, time_="2026-11-20T03:00:00Z"), context())
     emu.advance(3600)
-    apps = [make_app() for _ in range(3)]
     event = timer_event({**JOB, "Wait": True, "Keep": 1}, time_="2026-11-21T03:00:00Z")
-    barrier = threading.Barrier(3)
-    answers: list = []
-    errors: list = []
-
-    def run(app) -> None:
-        barrier.wait()
-        try:
-            answers.append(app.handle(event, context()))
-        except BlueprintError as err:  # pragma: no cover - would fail the assertion below
-            errors.append(err)
-
-    threads = [threading.Thread(target=run, args=(a,)) for a in apps]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    answers, errors = all_at_once([make_app() for _ in range(3)], event)
     assert errors == [] and len(answers) == 3
     [kept] = images(emu)
     assert kept["BlueprintName"] == "lhins-web00001-20261121-030000" and kept["BlueprintState"] == "NORMAL"
