@@ -923,13 +923,16 @@ class ImageMaker:
 
     def _prune_held(self, run: Run, region: str) -> None:
         """Retention's last step in a run that followed its images: an instance whose new image is NORMAL now,
-        and whose steps after it (copies, shares) did not fail, loses what was kept only until then (`Run.held`,
-        from the listing after creating). A shared image is deleted only after the new one was shared."""
-        failed = {r.instance_id for r in run.report.results if r.region == region and r.outcome == "failed"}
+        with its data-disk points, and whose steps after it (copies, shares) went through, loses what was kept
+        only until then (`Run.held`, from the listing after creating). A shared image is deleted only after the
+        new one was shared, and the image before a failed point, or a copy still being made, stays (any
+        region's result counts: a copy's is its destination's)."""
+        unsettled = {r.instance_id for r in run.report.results if r.outcome == "failed" or r.pending
+                     or r.disk_failures or (r.outcome == "copied" and r.state != "NORMAL")}
         for index, result in enumerate(list(run.report.results)):
             held = run.held.pop((region, result.instance_id), None) if result.region == region and result.main \
                 else None
-            if held and result.outcome == "ready" and not result.pending and result.instance_id not in failed:
+            if held and result.outcome == "ready" and result.instance_id not in unsettled:
                 target = Target(InstanceRef(Region=region, InstanceId=result.instance_id))
                 deleted = self._delete(run, target, held)
                 run.report.results[index] = result.but(pruned=result.pruned + tuple(deleted))

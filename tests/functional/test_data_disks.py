@@ -312,3 +312,19 @@ def test_a_run_that_waits_keeps_exactly_keep_points_once_they_are_normal(app, em
         assert sorted(p["DiskId"] for p in mine) == DB_DISKS and {p["DiskBackupState"] for p in mine} == {"NORMAL"}
         before = [p["DiskBackupId"] for p in mine]
         emu.advance(86_400)
+
+
+def test_a_failed_point_keeps_the_image_and_points_before_it(app, emu) -> None:
+    # The image before and its points are the last complete recovery point while a new point failed.
+    for disk in DB_DISKS:
+        emu.lighthouse.set_disk_backup_quota(disk, 10)
+    job = {"InstanceId": DB, "Keep": 1, "Wait": True}
+    app.handle(timer_event(job, time_=day(1)), context())
+    emu.advance(86_400)
+    image_before = {b["BlueprintId"] for b in emu.lighthouse.blueprints("ap-guangzhou") if managed(b)}
+    points_before = {p["DiskBackupId"] for p in points(emu) if managed(p)}
+    emu.lighthouse.fail_next_backup(DB_DISKS[0])
+    [result] = app.handle(timer_event(job, time_=day(2)), context())["Results"]
+    assert result["Error"]["Code"] == "FailedOperation.DiskBackupFailed" and not result.get("Pruned")
+    assert image_before <= {b["BlueprintId"] for b in emu.lighthouse.blueprints("ap-guangzhou")}
+    assert {p["DiskBackupId"] for p in points(emu, DB_DISKS[0]) if managed(p)} & points_before

@@ -232,6 +232,28 @@ def test_an_image_whose_share_failed_keeps_the_shared_one_before_it(make_app, dr
     assert not [e for e in received_events(receiver) if e["type"].endswith(".pruned")]
 
 
+@pytest.mark.parametrize("wait", [True, False])
+def test_an_image_whose_copy_failed_or_is_still_being_made_keeps_the_one_before_it(make_app, dr, receiver,
+                                                                                  wait: bool) -> None:
+    # Waited: the copy is refused, and reported failed (its result is the destination's). Not waited: the run
+    # still follows the image (ForcePowerOff restarts the instance), but the copy is only started.
+    app = make_app()
+    dr.scf.register("lighthouse-blueprint", make_app().handle)
+    job = {**JOB, "Keep": 1, "Wait": wait, "CopyTo": ["ap-shanghai"]}
+    app.handle(timer_event(job, time_=day(0)), context())
+    assert dr.scf.wait_idle(timeout=60)
+    before = {b["BlueprintId"] for b in home_images(dr)}
+    dr.advance(3600)
+    if wait:
+        dr.faults.fail("SyncBlueprint", "UnauthorizedOperation", times=5)
+    answer = app.handle(timer_event(job, time_=day(1)), context())
+    assert dr.scf.wait_idle(timeout=60)
+    assert answer["Results"][0]["State"] == "NORMAL" and not answer["Results"][0].get("Pruned")
+    assert before <= {b["BlueprintId"] for b in home_images(dr)}
+    assert not [e for e in received_events(receiver) if e["type"].endswith(".pruned")
+                and e["data"]["BlueprintId"] in before]
+
+
 # ---- restores ----------------------------------------------------------------------------------------------
 
 @pytest.fixture
