@@ -75,6 +75,7 @@ __all__ = [
     "Target",
     "default_name",
     "is_managed",
+    "plan_held",
     "plan_prune",
     "render_name",
     "slot_digest",
@@ -152,6 +153,13 @@ def plan_prune(images: Iterable[K], keep: int, *, deletable: frozenset[str] = DE
     newest_normal = next((i for i in live if i.ready), None) if spare_newest else None
     doomed = live[keep:] + duplicates + failed
     return [i for i in doomed if i.state in deletable and i is not newest_normal]
+
+
+def plan_held(others: Iterable[K], keep: int, doomed: Sequence[K], *,
+              deletable: frozenset[str] = DELETABLE_STATES) -> list[K]:
+    """What `plan_prune` keeps of `others` only as the newest NORMAL one, while the new image (or point), which
+    counts as one of `keep` and is not among `others`, is still being made: they go once it is NORMAL."""
+    return [i for i in plan_prune(others, keep - 1, deletable=deletable, spare_newest=False) if i not in doomed]
 
 
 def _age_key(image: Kept) -> tuple[float, str]:
@@ -915,7 +923,7 @@ class ImageMaker:
         doomed = plan_prune(current + ([mine] if mine else []), run.keep) if mine else plan_prune(current, run.keep - 1)
         if run.follows and not (mine is not None and mine.ready):
             # What stays only while the new image is not NORMAL: once the run has followed it there, those go too.
-            later = [i for i in plan_prune(current, run.keep - 1, spare_newest=False) if i not in doomed]
+            later = plan_held(current, run.keep, doomed)
             if later:
                 run.held[(result.region, result.instance_id)] = later
         deleted = self._delete(run, Target(InstanceRef(Region=result.region, InstanceId=result.instance_id)), doomed)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from blueprint.disks import POINT_DELETABLE, Disk, Disks, Point, Price
 from blueprint.errors import BadRequest, BlueprintError, CloudUnavailable, DiskQuotaExceeded, InstanceBusy, NotFound
 from blueprint.events import Job
-from blueprint.images import RECHECK_AFTER, Run, Target, is_managed, plan_prune
+from blueprint.images import RECHECK_AFTER, Run, Target, is_managed, plan_held, plan_prune
 from blueprint.lighthouse import Lighthouse
 from blueprint.logs import log
 from blueprint.records import record
@@ -446,8 +446,8 @@ class DiskSteps:
             if run.follows and isinstance(state, RegionDisks) and new is not None and not new.ready:
                 # What stays only while the new point is not NORMAL: once the run has followed it there, those go.
                 others = [p for p in current.values() if p.id != new.id]
-                later = [p.id for p in plan_prune(others, run.keep - 1, deletable=POINT_DELETABLE, spare_newest=False)
-                         if p not in dropped and _managed(p, result.instance_id)]
+                later = [p.id for p in plan_held(others, run.keep, dropped, deletable=POINT_DELETABLE)
+                         if _managed(p, result.instance_id)]
                 if later:
                     state.held[(result.instance_id, made.disk_id)] = later
         ids = [p.id for p in doomed if _managed(p, result.instance_id)]

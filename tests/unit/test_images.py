@@ -18,7 +18,16 @@ from blueprint.errors import (
     Throttled,
 )
 from blueprint.events import TriggerInfo, parse_job
-from blueprint.images import INSTANCE_TAG, SLOT_TAG, ImageMaker, Policy, default_name, plan_prune, render_name
+from blueprint.images import (
+    INSTANCE_TAG,
+    SLOT_TAG,
+    ImageMaker,
+    Policy,
+    default_name,
+    plan_held,
+    plan_prune,
+    render_name,
+)
 from blueprint.lighthouse import Created, Image
 from blueprint.retry import Deadline, RateLimiter, RetryPolicy
 from blueprint.slots import slot_digest
@@ -59,6 +68,17 @@ def test_prune_never_deletes_in_progress_or_the_newest_normal() -> None:
     # keep=1 would keep only the CREATING one, but the newest NORMAL (1) must stay too.
     assert ids(plan_prune(images, 1)) == ids([images[0]])
     assert plan_prune([image(0, "CREATING"), image(1, "CREATING")], 1) == []
+
+
+def test_held_is_what_the_newest_normal_rule_alone_keeps() -> None:
+    older, newer, making = image(0), image(1), image(2, "CREATING")
+    doomed = plan_prune([older, newer, making], 1)
+    assert ids(doomed) == ids([older])
+    # Once the new one is NORMAL, the newest NORMAL before it goes too; with Keep 2 it stays for good.
+    assert ids(plan_held([older, newer], 1, doomed)) == ids([newer])
+    assert plan_held([older, newer], 2, plan_prune([older, newer, making], 2)) == []
+    # Still never one in progress.
+    assert plan_held([image(0, "CREATING"), newer], 1, doomed) == [newer]
 
 
 def test_prune_removes_slot_duplicates_and_failed_images() -> None:
