@@ -37,7 +37,10 @@ WRITES = {"CreateFunction", "UpdateFunctionCode", "UpdateFunctionConfiguration",
 
 @pytest.fixture
 def emu() -> Iterator[Emulator]:
-    with Emulator(function_seconds=0.3, runtimes={"Python3.10": python310() or sys.executable}) as started:
+    # Images take 2 s, not 30: the timer stops running instances (ForcePowerOff) and waits for their images
+    # before it starts them again, in real time.
+    with Emulator(function_seconds=0.3, image_seconds=2.0,
+                  runtimes={"Python3.10": python310() or sys.executable}) as started:
         yield started
     started.scf.shutdown()
 
