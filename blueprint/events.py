@@ -178,7 +178,9 @@ def check_name_template(value: str) -> str:
     sample = value.format(InstanceId="lhins-00000000", InstanceName="", Date="00000000", Time="000000")
     if len(sample) > 60:
         raise ValueError("the rendered name would be over 60 characters")
-    if not sample.strip():
+    # `{InstanceName}` alone is a name: an instance always has one (a blank one renders as its id), and a
+    # template of at most 60 characters always leaves it room.
+    if not sample.strip() and "InstanceName" not in fields:
         raise ValueError("the rendered name would be empty")
     return value
 

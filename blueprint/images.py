@@ -98,10 +98,12 @@ def default_name(instance_id: str, when: datetime) -> str:
 def render_name(template: str | None, instance_id: str, instance_name: str, when: datetime) -> str:
     """Fill the BlueprintName placeholders, trimming the instance name so the result stays ≤ 60.
 
-    The values are data: `str.format` never reads braces inside an instance name as placeholders.
+    The values are data: `str.format` never reads braces inside an instance name as placeholders. A blank
+    instance name (none was read) stands as the instance id, so `{InstanceName}` alone never renders empty.
     """
     if template is None:
         return default_name(instance_id, when)
+    instance_name = instance_name if instance_name.strip() else instance_id
     fields = {"InstanceId": instance_id, "Date": f"{when:%Y%m%d}", "Time": f"{when:%H%M%S}"}
     fixed = len(template.format(InstanceName="", **fields))
     room = max(0, 60 - fixed)

@@ -39,6 +39,21 @@ def test_timer_creates_one_image_and_delivers_one_message(make_app, emu, receive
     assert receiver.accepted()[0]["headers"]["Content-Type"] == "application/cloudevents+json"
 
 
+@pytest.mark.parametrize("via", ["timer", "http"])
+def test_the_instance_name_alone_names_the_image(make_app, emu, via: str) -> None:
+    emu.lighthouse.add_instance("lhins-named001", InstanceName="web-1")
+    job = {"InstanceId": "lhins-named001", "BlueprintName": "{InstanceName}"}
+    app = make_app()
+    if via == "timer":
+        answer = app.handle(timer_event(job), context())
+    else:
+        response = app.handle(http_event(body=job), context())
+        assert response["statusCode"] == 202, response["body"]
+        answer = {"Results": [orjson.loads(response["body"])]}
+    (params,) = creates(emu)
+    assert params["BlueprintName"] == "web-1" == answer["Results"][0]["BlueprintName"]
+
+
 def test_force_power_off_false_is_passed_through(make_app, emu, receiver) -> None:
     make_app().handle(timer_event({"InstanceId": "lhins-web00001", "ForcePowerOff": False}), context())
     assert creates(emu)[0]["ForcePowerOff"] is False

@@ -225,7 +225,7 @@ def test_selector() -> None:
 
 
 @pytest.mark.parametrize("name", ["x" * 60, "{InstanceId}-{Date}-{Time}", "{InstanceName}-{Date}", "{{braces}}",
-                                  "web-{Date}" + "x" * 41])
+                                  "web-{Date}" + "x" * 41, "{InstanceName}", " {InstanceName} "])
 def test_good_names(name: str) -> None:
     assert parse_job({"InstanceId": ID, "BlueprintName": name}).BlueprintName == name
 

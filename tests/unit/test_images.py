@@ -498,6 +498,12 @@ def test_render_name_shares_the_room_between_placeholders_and_never_passes_60() 
     assert render_name("{InstanceId}" * 5, "lhins-web00001", "", T0) == ("lhins-web00001" * 5)[:60]
 
 
+def test_the_instance_name_alone_is_a_name_and_a_blank_one_stands_as_the_id() -> None:
+    assert render_name("{InstanceName}", "lhins-web00001", "web-1", T0) == "web-1"
+    assert render_name("{InstanceName}", "lhins-web00001", "", T0) == "lhins-web00001"
+    assert render_name("{InstanceName}-{Date}", "lhins-web00001", "  ", T0) == "lhins-web00001-20261127"
+
+
 def test_an_image_without_a_creation_time_counts_as_the_oldest() -> None:
     undated = replace(image(0), created=None)
     assert ids(plan_prune([image(2), undated, image(1)], 1)) == ids([undated, image(1)])
