@@ -389,7 +389,8 @@ class App:
                 return {"MessageId": record.message_id, "Error": failed.as_dict()}, True
         key = caller_slot("queue", job.IdempotencyKey) if job.IdempotencyKey else slot
         try:
-            return self._async_run(Spec(job, trigger, key, message_id=record.message_id), inv), False
+            return {**self._async_run(Spec(job, trigger, key, message_id=record.message_id), inv),
+                    "MessageId": record.message_id}, False
         except BlueprintError as err:
             logs.log("ERROR", "queue record failed", error=err.message, code=err.code, message_id=record.message_id)
             return {"MessageId": record.message_id, "Error": err.as_dict()}, True
@@ -467,6 +468,8 @@ class App:
             BlueprintError: planning failed as a whole (bad selection, operator limits, cloud unreachable).
         """
         report = self.run(spec, inv) if isinstance(spec.job, Job) else self._restore(spec, spec.job, inv)
+        if spec.message_id is not None:  # every result of a queue record names the record it answers
+            report.results[:] = [r if r.message_id else r.but(message_id=spec.message_id) for r in report.results]
         delivery = self._deliver(report, inv)
         inv.count(report, delivery)
         return report, delivery

@@ -187,6 +187,25 @@ def test_a_refused_instance_in_a_record_is_reported_not_retried(make_app, emu, r
     assert answer["Records"][0]["Results"][0]["Error"]["Code"] == "UnauthorizedOperation.InstanceNotAllowed"
 
 
+def test_every_result_of_a_record_names_its_message(make_app, emu, receiver) -> None:
+    app = make_app(BLUEPRINT_ALLOWED_INSTANCES="lhins-db000001,lhins-web00001")
+    batch = {"Records": [_record("made", {"InstanceId": "lhins-db000001"}),
+                         _record("refused", {"InstanceId": "lhins-stop0001"}),
+                         _record("missing", {"InstanceIds": ["lhins-web00001", "lhins-gone0001"]})]}
+    answer = app.handle(batch, context())
+    by_record = {r["MessageId"]: r for r in answer["Records"]}
+    assert by_record["made"]["Results"][0]["MessageId"] == "made"
+    [refused] = by_record["refused"]["Results"]
+    assert (refused["MessageId"], refused["Error"]["Code"]) == ("refused", "UnauthorizedOperation.InstanceNotAllowed")
+    assert {r["MessageId"] for r in by_record["missing"]["Results"]} == {"missing"}
+    events = received_events(receiver)
+    assert {e["type"].rsplit(".", 1)[-1] for e in events} >= {"created", "failed"}
+    for event in events:
+        if event["type"].endswith("run.completed"):
+            continue
+        assert event["data"].get("MessageId") == event["data"]["Trigger"]["Name"], event
+
+
 def test_a_retryable_record_failure_raises_and_the_retry_skips_what_was_done(make_app, emu, receiver) -> None:
     app = make_app()
     batch = {"Records": [_record("a", JOB), _record("b", {"InstanceId": "lhins-db000001"}), _record("c", "junk")]}
