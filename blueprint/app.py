@@ -33,7 +33,16 @@ from blueprint.errors import (
     RecordsFailed,
     scrubbed,
 )
-from blueprint.events import InstanceRef, Job, TimerEvent, TriggerInfo, parse_event, parse_job, parse_json
+from blueprint.events import (
+    InstanceRef,
+    Job,
+    TimerEvent,
+    TriggerInfo,
+    named_in,
+    parse_event,
+    parse_job,
+    parse_json,
+)
 from blueprint.images import PER_INSTANCE_BUDGET, ImageMaker, Quiesce, Target, is_managed
 from blueprint.lighthouse import Lighthouse, LighthouseService
 from blueprint.outcome import summarize
@@ -302,15 +311,17 @@ class App:
     def _timer(self, event: TimerEvent, inv: Invocation) -> dict[str, Any]:
         trigger = TriggerInfo(Type="timer", Name=event.TriggerName, Time=event.Time)
         slot = tick_slot(event.TriggerName, event.Time)
+        data: object = None
         try:
             if event.Message.strip():
-                job = parse_job(parse_json(event.Message, what="timer Message"), what="timer Message job")
+                data = parse_json(event.Message, what="timer Message")
+                job = parse_job(data, what="timer Message job")
             elif self.default_job is not None:
                 job = self.default_job
             else:
                 raise BadRequest("the timer has no job: give it an argument (Message) or set BLUEPRINT_JOB")
         except BadRequest as err:
-            return self._refuse(err, inv, trigger, slot)
+            return self._refuse(err, inv, trigger, slot, self._named_in(data))
         key = caller_slot("timer", job.IdempotencyKey) if job.IdempotencyKey else slot
         return self._async_run(Spec(job, trigger, key), inv)
 
@@ -325,7 +336,7 @@ class App:
         try:
             job = parse_request(payload)
         except BadRequest as err:
-            return self._refuse(err, inv, trigger, request_slot("invoke", inv.request_id))
+            return self._refuse(err, inv, trigger, request_slot("invoke", inv.request_id), self._named_in(payload))
         key = caller_slot("invoke", job.IdempotencyKey) if job.IdempotencyKey else request_slot("invoke",
                                                                                                  inv.request_id)
         return self._async_run(Spec(job, trigger, key), inv)
@@ -377,14 +388,16 @@ class App:
         slot = message_slot(record.message_id)
         from blueprint.triggers import parse_request  # noqa: PLC0415 (a timer never needs the other triggers)
 
+        data: object = None
         try:
             if record.problem is not None:
                 raise BadRequest(record.problem)
-            job = parse_request(parse_json(record.body, what="record body"), what="record job")
+            data = parse_json(record.body, what="record body")
+            job = parse_request(data, what="record job")
         except BadRequest as err:
             logs.log("ERROR", "queue record refused", error=err.message, code=err.code, message_id=record.message_id)
             try:
-                return self._refuse(err, inv, trigger, slot, message_id=record.message_id), False
+                return self._refuse(err, inv, trigger, slot, self._named_in(data), message_id=record.message_id), False
             except DeliveryError as failed:
                 return {"MessageId": record.message_id, "Error": failed.as_dict()}, True
         key = caller_slot("queue", job.IdempotencyKey) if job.IdempotencyKey else slot
@@ -420,6 +433,12 @@ class App:
             raise type(first)(f"{len(failed)} instance(s) failed in a way a retry can fix; first: {first.message}",
                               code=first.code)
         return answer
+
+    def _named_in(self, data: object) -> list[InstanceRef]:
+        """The instances a job (or a restore) that did not validate names, as far as they can be read."""
+        if isinstance(data, Mapping) and "Restore" in data:
+            data = data["Restore"]
+        return named_in(data, self.settings.region)
 
     def _refuse(self, err: BlueprintError, inv: Invocation, trigger: TriggerInfo, slot_key: str,
                 targets: Iterable[InstanceRef] = (), *, message_id: str | None = None) -> dict[str, Any]:

@@ -69,6 +69,7 @@ __all__ = [
     "Trigger",
     "TriggerInfo",
     "describe_error",
+    "named_in",
     "parse_event",
     "parse_job",
     "parse_json",
@@ -378,6 +379,21 @@ def _plain_job(data: Mapping[Any, Any]) -> Job | None:
 
 _INSTANCE_ID = re.compile(INSTANCE_ID_PATTERN[1:-1])
 _REGION = re.compile(REGION_PATTERN[1:-1])
+
+
+def named_in(data: object, default_region: str, limit: int = 100) -> list[InstanceRef]:
+    """The instances a job that did not validate names, read as far as they are plain: what its `.failed` is
+    reported for. Ids that do not look like instance ids are left out (their text is the caller's, not ours to
+    echo), as is a region that does not look like one (the default then). At most `limit` of them."""
+    if not isinstance(data, Mapping):
+        return []
+    region = data.get("Region")
+    if not (type(region) is str and len(region) <= 40 and _REGION.fullmatch(region)):
+        region = default_region
+    ids = data.get("InstanceIds")
+    named = [data.get("InstanceId"), *(ids[:limit] if type(ids) is list else [])]
+    plain = dict.fromkeys(i for i in named if type(i) is str and _INSTANCE_ID.fullmatch(i))
+    return [InstanceRef(Region=region, InstanceId=i) for i in list(plain)[:limit]]
 
 
 def _plain_scalars(data: Mapping[Any, Any]) -> bool:

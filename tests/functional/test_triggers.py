@@ -89,6 +89,33 @@ def test_timer_with_invalid_job_does_not_raise(make_app, emu) -> None:
     assert creates(emu) == []
 
 
+@pytest.mark.parametrize("via", ["timer", "invoke", "queue"])
+def test_a_bad_job_is_reported_failed_for_each_instance_it_names(make_app, emu, receiver, via: str) -> None:
+    job = {"InstanceIds": ["lhins-web00001", "lhins-db000001", "lhins-web00001", "{not-an-id}", 7],
+           "Region": "ap-shanghai", "Keep": 0}
+    app = make_app()
+    if via == "timer":
+        app.handle(timer_event(job), context())
+    elif via == "invoke":
+        app.handle(job, context())
+    else:
+        app.handle({"Records": [{"CMQ": {"msgId": "m1", "msgBody": orjson.dumps(job).decode()}}]}, context())
+    failed = received_events(receiver)
+    assert {(e["subject"], e["data"]["InstanceId"], e["data"]["Region"]) for e in failed} == {
+        ("lhins-web00001", "lhins-web00001", "ap-shanghai"), ("lhins-db000001", "lhins-db000001", "ap-shanghai")}
+    assert len(failed) == 2 and len({e["id"] for e in failed}) == 2
+    assert all(e["type"].endswith(".failed") and e["data"]["Error"]["Code"] == "InvalidParameter" for e in failed)
+    assert creates(emu) == []
+
+
+@pytest.mark.parametrize("job", [{"InstanceId": "{InstanceName}", "X": 1}, {"InstanceIds": "lhins-web00001"},
+                                 ["lhins-web00001"], {"Selector": {"Regions": []}}])
+def test_a_bad_job_naming_no_plain_instance_is_reported_once_without_one(make_app, emu, receiver, job) -> None:
+    make_app().handle(timer_event(job), context())
+    [failed] = received_events(receiver)
+    assert failed["data"]["InstanceId"] == "" and "subject" not in failed and failed["data"]["Region"] == "ap-guangzhou"
+
+
 def test_api_gateway_event(make_app, emu, receiver) -> None:
     response = make_app().handle(load("apigw-post.json"), context())
     assert response["statusCode"] == 202

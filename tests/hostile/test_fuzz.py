@@ -7,6 +7,7 @@ The CI set runs CI_EXAMPLES cases per test; the `longrun` twins run LONG_EXAMPLE
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,7 +19,17 @@ from hypothesis import strategies as st
 from blueprint import logs
 from blueprint.app import App, build_app
 from blueprint.errors import BadRequest, Unauthorized
-from blueprint.events import HttpRequest, InvokeEvent, Job, parse_event, parse_job, parse_json
+from blueprint.events import (
+    INSTANCE_ID_PATTERN,
+    REGION_PATTERN,
+    HttpRequest,
+    InvokeEvent,
+    Job,
+    named_in,
+    parse_event,
+    parse_job,
+    parse_json,
+)
 from blueprint.http import Authenticator
 from blueprint.localrun import LOCAL_TOKEN
 from tests.conftest import EmuClock, context
@@ -69,6 +80,17 @@ def _check_parse_job(data: object) -> None:
 
 
 test_parse_job, test_parse_job_long = fuzz(jobs)(_check_parse_job)
+
+
+def _check_named_in(data: object) -> None:
+    named = named_in(data, "ap-guangzhou")
+    assert len(named) <= 100 and len({r.InstanceId for r in named}) == len(named)
+    assert all(re.fullmatch(INSTANCE_ID_PATTERN, r.InstanceId) and re.fullmatch(REGION_PATTERN, r.Region)
+               for r in named)
+
+
+# What a bad job's `.failed` is reported for: only plain ids, never the caller's other text, never an error.
+test_named_in, test_named_in_long = fuzz(jobs)(_check_named_in)
 
 
 def _check_parse_json(raw: bytes | str) -> None:
