@@ -243,6 +243,20 @@ def test_a_failed_image_of_the_slot_does_not_block_a_retry(make_app, emu) -> Non
     assert sorted(b["BlueprintState"] for b in images(emu)) == ["CREATEFAILED", "NORMAL"]
 
 
+def test_the_image_that_replaces_a_failed_one_is_news_under_its_own_ids(make_app, emu, receiver) -> None:
+    emu.lighthouse.fail_next_image("lhins-web00001")
+    app = make_app()
+    app.handle(timer_event({**JOB, "Wait": True}), context())  # the slot's image fails
+    app.handle(timer_event({**JOB, "Wait": True}), context())  # the retry makes another one, which works
+    make_app().handle(timer_event({**JOB, "Wait": True}), context())  # a replay in another container finds it
+    events = [(e["type"].rsplit(".", 1)[-1], e["id"], e["data"]["BlueprintId"]) for e in received_events(receiver)]
+    failed_image, new_image = (b["BlueprintId"] for b in sorted(images(emu), key=lambda b: b["BlueprintState"]))
+    created = {image: {i for t, i, b in events if t == "created" and b == image} for image in (failed_image, new_image)}
+    assert len(created[failed_image]) == len(created[new_image]) == 1  # each image's repeats keep their id
+    assert created[failed_image] != created[new_image]  # a consumer dropping repeats by id sees the new image
+    assert [t for t, _, b in events if b == new_image] == ["created", "ready", "created", "ready"]
+
+
 def test_deadline_shorter_than_the_image_ends_cleanly_and_hands_on(make_app, emu, receiver) -> None:
     app = make_app()
     # Children run in other warm containers: their own App and clock (their waits are not the parent's).
