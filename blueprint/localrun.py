@@ -162,6 +162,9 @@ def with_receiver(app: App, receiver: Receiver) -> None:
                                  timeout=app.settings.webhook_timeout, name=RECEIVER_SINK))
 
 
+_TRIED = "_tried"  # a row's sinks that were tried (not printed)
+
+
 @dataclass
 class Deliveries:
     """Where each event went in a local run: every sink of the app reports what it accepted or refused.
@@ -172,24 +175,35 @@ class Deliveries:
     on_delivery: Callable[[str, dict[str, Any]], None] | None = None
     _events: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Sinks that refused an event: the function does not try them again in the same invocation.
+    _failed: dict[str, None] = field(default_factory=dict)
 
     def record(self, where: str, event: dict[str, Any], error: str | None) -> None:
         """Note one delivery of one event (error: why the sink did not accept it)."""
         with self._lock:
             row = self._events.setdefault(str(event.get("id")), {
                 "type": str(event.get("type", "")).rpartition(".blueprint.")[2], "subject": event.get("subject"),
-                "id": event.get("id"), "delivered to": [], "not delivered to": []})
+                "id": event.get("id"), "delivered to": [], "not delivered to": [], _TRIED: set()})
+            row[_TRIED].add(where)
             if error is None:
                 row["delivered to"].append(where)
             else:
                 row["not delivered to"].append(f"{where} ({error})")
+                self._failed[where] = None
         if error is None and self.on_delivery is not None:
             self.on_delivery(where, event)
 
     def rows(self) -> list[dict[str, Any]]:
-        """One row per event, in the order they were first sent (empty lists left out)."""
+        """One row per event, in the order they were first sent (empty lists left out). A sink that refused an
+        earlier event was not tried again for the later ones: it is listed for them as not attempted."""
         with self._lock:
-            return [{k: v for k, v in row.items() if v != []} for row in self._events.values()]
+            return [{k: v for k, v in self._with_skipped(row).items() if v != []} for row in self._events.values()]
+
+    def _with_skipped(self, row: dict[str, Any]) -> dict[str, Any]:
+        skipped = [f"{where} (not attempted: it refused an earlier event of this invocation)"
+                   for where in self._failed if where not in row[_TRIED]]
+        shown = {k: v for k, v in row.items() if k != _TRIED}
+        return {**shown, "not delivered to": [*row["not delivered to"], *skipped]}
 
 
 @dataclass

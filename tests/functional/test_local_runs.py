@@ -82,6 +82,19 @@ def test_a_good_webhook_url_still_gets_the_results_beside_the_local_receiver() -
     assert [e["id"] for e in local] == [e["id"] for e in events]
 
 
+def test_a_webhook_that_is_down_is_listed_for_every_event_it_did_not_get() -> None:
+    done = cli("invoke", "events/timer.json", "--emulate", env=clean_env(BLUEPRINT_WEBHOOK_URL="http://127.0.0.1:9/hook"))
+    assert done.returncode == 1, done.stdout[-2000:]  # the handler raised: SCF would retry
+    rows = section(done.stdout, "where each event went")
+    assert [r["type"] for r in rows] == ["created", "ready"]
+    for row in rows:
+        assert [where.split(" ")[0] for where in row["delivered to"]] == ["local"]
+        [missed] = row["not delivered to"]
+        assert missed.startswith("webhook http://127.0.0.1:9/***")
+    assert "not attempted" not in rows[0]["not delivered to"][0]
+    assert "not attempted: it refused an earlier event" in rows[1]["not delivered to"][0]
+
+
 def test_without_a_webhook_the_local_receiver_is_the_only_sink() -> None:
     done = cli("invoke", "events/timer.json", "--emulate", env=clean_env())
     assert done.returncode == 0, done.stderr
