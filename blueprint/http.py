@@ -306,8 +306,11 @@ class HttpApi:
 
     def _list(self, req: HttpRequest) -> dict[str, Any]:
         instance = _query_value(req, "InstanceId")
-        if instance is None or not INSTANCE_ID.match(instance):
+        if instance is None:
             raise BadRequest("GET /blueprints lists the images of one instance: add ?InstanceId=lhins-xxxxxxxx",
+                             code="InvalidParameterValue.InstanceIdMalformed")
+        if not INSTANCE_ID.match(instance):
+            raise BadRequest("InstanceId must be an instance id like lhins-xxxxxxxx (lhins- and 8 letters or digits)",
                              code="InvalidParameterValue.InstanceIdMalformed")
         found = self.jobs.listing(instance, _query_region(req))
         if found is None:

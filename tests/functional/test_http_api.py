@@ -128,6 +128,14 @@ def test_a_listing_needs_an_instance(make_app) -> None:
         "InvalidParameterValue.InstanceIdMalformed"
 
 
+def test_a_listing_of_a_malformed_id_says_what_an_id_looks_like(make_app) -> None:
+    event = http_event("GET", "/blueprints")
+    event["queryString"] = {"InstanceId": "bogus"}
+    status, body = call(make_app(), event)[:2]
+    assert (status, body["Error"]["Code"]) == (400, "InvalidParameterValue.InstanceIdMalformed")
+    assert "add ?InstanceId" not in body["Error"]["Message"] and "lhins-xxxxxxxx" in body["Error"]["Message"]
+
+
 def test_unknown_route_is_404(make_app) -> None:
     assert call(make_app(), http_event("POST", "/images", body=JOB))[0] == 404
 
