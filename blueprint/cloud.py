@@ -389,21 +389,36 @@ def _environment_once(client: Any) -> None:
     and NO_PROXY itself when the client is built and passes its CA file explicitly, so the session adds only
     two things: a proxy from ALL_PROXY (read here, once, for the client's host, as requests would) and basic
     auth from a ~/.netrc entry for the host, which would replace the TC3 signature's Authorization header and
-    fail every call. Where the SDK does not look like that, it is left as it is.
+    fail every call. NO_PROXY is read here as requests reads it, for every proxy variable (`_bypassed`). Where
+    the SDK does not look like that, it is left as it is.
     """
     request = getattr(client, "request", None)
     conn: Any = getattr(request, "conn", None)
     session = getattr(conn, "_session", None)
     if session is None or not hasattr(session, "trust_env") or not hasattr(conn, "proxy"):
         return
-    if not conn.proxy:  # the SDK found no proxy for its host
-        from requests.utils import get_environ_proxies  # noqa: PLC0415 (already imported by requests)
+    from requests.utils import get_environ_proxies  # noqa: PLC0415 (already imported by requests)
 
-        scheme = "http" if getattr(request, "is_http", False) else "https"
-        proxies = get_environ_proxies(f"{scheme}://{conn.request_host}")
-        if proxies:
-            conn.proxy = proxies
+    url = f"{'http' if getattr(request, 'is_http', False) else 'https'}://{conn.request_host}"
+    if _bypassed(url, str(conn.request_host)):
+        conn.proxy = None
+    elif not conn.proxy:  # the SDK found no proxy for its host
+        conn.proxy = get_environ_proxies(url) or None
     session.trust_env = False
+
+
+def _bypassed(url: str, host: str) -> bool:
+    """NO_PROXY names the host: as requests reads it (a domain covers its subdomains), or the exact `host:port`.
+
+    The SDK reads NO_PROXY for its HTTPS_PROXY / HTTP_PROXY by a substring test of the host: a domain entry
+    (`.tencentcloudapi.com`) never matched `lighthouse.tencentcloudapi.com`, and the proxy was used anyway.
+    """
+    import os  # noqa: PLC0415 (already imported; only a client's build reads it)
+
+    from requests.utils import should_bypass_proxies  # noqa: PLC0415 (already imported by requests)
+
+    entries = {e.strip() for e in (os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or "").split(",")}
+    return host in entries or bool(should_bypass_proxies(url, no_proxy=None))
 
 
 def keep_connections(session: requests.Session, count: int) -> requests.Session:
