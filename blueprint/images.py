@@ -98,17 +98,19 @@ def default_name(instance_id: str, when: datetime) -> str:
 def render_name(template: str | None, instance_id: str, instance_name: str, when: datetime) -> str:
     """Fill the BlueprintName placeholders, trimming the instance name so the result stays ≤ 60.
 
-    The values are data: `str.format` never reads braces inside an instance name as placeholders. A blank
-    instance name (none was read) stands as the instance id, so `{InstanceName}` alone never renders empty.
+    The values are data: `str.format` never reads braces inside an instance name as placeholders. An image
+    name takes no control or invisible character (the job's template is checked for them; an instance name is
+    the cloud's word, so each such character becomes a space), and no space at either end. A name that is
+    blank then (none was read) stands as the instance id, so `{InstanceName}` alone never renders empty.
     """
     if template is None:
         return default_name(instance_id, when)
-    instance_name = instance_name if instance_name.strip() else instance_id
+    instance_name = "".join(ch if ch.isprintable() else " " for ch in instance_name).strip() or instance_id
     fields = {"InstanceId": instance_id, "Date": f"{when:%Y%m%d}", "Time": f"{when:%H%M%S}"}
     fixed = len(template.format(InstanceName="", **fields))
     room = max(0, 60 - fixed)
     count = template.count("{InstanceName}") or 1
-    return template.format(InstanceName=instance_name[: room // count], **fields)[:60]
+    return template.format(InstanceName=instance_name[: room // count], **fields)[:60].strip() or instance_id
 
 
 class Kept(Protocol):

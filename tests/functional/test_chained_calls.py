@@ -61,6 +61,10 @@ def envelope(**overrides: Any) -> dict[str, Any]:
     ("{InstanceId}", "{InstanceName}-{Date}", "{InstanceId}-20261127"),
     ("db}{", "{{nightly}}-{InstanceName}", "{nightly}-db}{"),
     ("plain", "{{literal}}-{InstanceId}", "{literal}-lhins-web00001"),
+    # An instance name is the cloud's word: control and invisible characters become spaces, the ends are trimmed,
+    # and a name left blank is the instance id (the chained call refuses such characters in a name it carries).
+    ("\t web \t", "{InstanceName}", "web"), ("a\u200bb", "{InstanceName}", "a b"),
+    ("\u200b", "{InstanceName}", "lhins-web00001"), (" web ", " {InstanceName} ", "web"),
 ])
 def test_braces_in_names_and_templates_reach_every_child(make_app, emu, receiver, case) -> None:
     instance_name, template, expected = case
@@ -77,6 +81,20 @@ def test_braces_in_names_and_templates_reach_every_child(make_app, emu, receiver
     created = [e for e in received_events(receiver) if e["type"].endswith(".created")]
     assert [e["data"]["BlueprintName"] for e in created] == [expected]
     assert not [e for e in received_events(receiver) if e["type"].endswith(".failed")]
+
+
+def test_the_children_of_a_queue_record_answer_its_message(make_app, emu, receiver) -> None:
+    emu.scf.add_function(FN)
+    job = {"InstanceIds": ["lhins-web00001", "lhins-db000001"], "Dispatch": "invoke"}
+    app = make_app()
+    answer = app.handle({"Records": [{"CMQ": {"msgId": "msg-42", "msgBody": orjson.dumps(job).decode()}}]},
+                        context())
+    assert answer["Records"][0]["MessageId"] == "msg-42" and answer["Records"][0]["Dispatched"] == 2
+    deliver_all(app, emu)
+    deliver_all(make_app(), emu)  # redelivered to another container: the same events again
+    images = [e for e in received_events(receiver) if e["type"].rsplit(".", 1)[-1] in ("created", "ready")]
+    assert {e["subject"] for e in images} == {"lhins-web00001", "lhins-db000001"}
+    assert {e["data"].get("MessageId") for e in images} == {"msg-42"}
 
 
 def test_a_fleet_fans_out_and_every_child_images_its_instance_once(make_app, emu, receiver) -> None:
