@@ -355,8 +355,10 @@ class App:
         if call.Share < 1:
             inv.share, inv.work = call.Share, inv.work.paced(Pacer(call.Share, clock=self.clock))
         running = frozenset(t.InstanceId for t in call.Targets if t.WasRunning)
-        spec = Spec(job, call.trigger(), call.SlotKey, not_after=call.Deadline, names=call.names(),
-                    was_running=running, chained=True)
+        trigger = call.trigger()
+        # A queue record's trigger is named after its message: the children's results answer it too.
+        spec = Spec(job, trigger, call.SlotKey, not_after=call.Deadline, names=call.names(), was_running=running,
+                    chained=True, message_id=trigger.Name if trigger.Type == "queue" else None)
         return self._async_run(spec, inv)
 
     def _queue(self, event: QueueEvent, inv: Invocation) -> dict[str, Any]:

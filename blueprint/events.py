@@ -381,19 +381,31 @@ _INSTANCE_ID = re.compile(INSTANCE_ID_PATTERN[1:-1])
 _REGION = re.compile(REGION_PATTERN[1:-1])
 
 
+# How many entries of a bad job's InstanceIds are read for its report (a job may name 100; repeats are dropped).
+_SCANNED = 1000
+
+
 def named_in(data: object, default_region: str, limit: int = 100) -> list[InstanceRef]:
     """The instances a job that did not validate names, read as far as they are plain: what its `.failed` is
     reported for. Ids that do not look like instance ids are left out (their text is the caller's, not ours to
     echo), as is a region that does not look like one (the default then). At most `limit` of them."""
     if not isinstance(data, Mapping):
         return []
-    region = data.get("Region")
-    if not (type(region) is str and len(region) <= 40 and _REGION.fullmatch(region)):
-        region = default_region
+    given = data.get("Region")
+    region = given if isinstance(given, str) and _plain_region(given) else default_region
     ids = data.get("InstanceIds")
-    named = [data.get("InstanceId"), *(ids[:limit] if type(ids) is list else [])]
-    plain = dict.fromkeys(i for i in named if type(i) is str and _INSTANCE_ID.fullmatch(i))
-    return [InstanceRef(Region=region, InstanceId=i) for i in list(plain)[:limit]]
+    named = [data.get("InstanceId"), *(ids[:_SCANNED] if type(ids) is list else [])]
+    plain: dict[tuple[str, str], None] = {}
+    for item in named:
+        # An InstanceIds entry may name its region: "ap-shanghai:lhins-xxxxxxxx".
+        where, _, instance = item.rpartition(":") if type(item) is str else ("", "", "")
+        if _INSTANCE_ID.fullmatch(instance) and (not where or _plain_region(where)):
+            plain[(where or region, instance)] = None
+    return [InstanceRef(Region=r, InstanceId=i) for r, i in list(plain)[:limit]]
+
+
+def _plain_region(region: object) -> bool:
+    return type(region) is str and len(region) <= 40 and _REGION.fullmatch(region) is not None
 
 
 def _plain_scalars(data: Mapping[Any, Any]) -> bool:

@@ -209,13 +209,13 @@ class Result:
         """Deterministic: the same instance, slot and type always give the same id (per image for `.pruned`).
 
         A slot has one image, but when it failed (CREATEFAILED) a later run of the slot makes another: its
-        `.created` and `.ready` are news about a different image, so their ids name the image too (a consumer
-        that drops repeats by id would otherwise drop them).
+        `.created`, `.ready` and `.failed` are news about a different image, so their ids name the image too (a
+        consumer that drops repeats by id would otherwise drop them).
         """
         kind = outcome or self.outcome
         key = f"pruned|{self.blueprint_id}" if kind == "pruned" else \
             f"{kind}|{self.region}|{self.instance_id}|{self.slot_key}"
-        if kind in ("created", "ready") and self.main and self.blueprint_id:
+        if kind in ("created", "ready", "failed") and self.main and self.blueprint_id:
             key += f"|{self.blueprint_id}"
         if self.account is not None:
             key += f"|{self.account}"

@@ -257,6 +257,17 @@ def test_the_image_that_replaces_a_failed_one_is_news_under_its_own_ids(make_app
     assert [t for t, _, b in events if b == new_image] == ["created", "ready", "created", "ready"]
 
 
+def test_each_failed_image_of_a_slot_is_reported_under_its_own_id(make_app, emu, receiver) -> None:
+    app = make_app()
+    for _ in range(2):
+        emu.lighthouse.fail_next_image("lhins-web00001")
+        app.handle(timer_event({**JOB, "Wait": True}), context())
+    make_app().handle(timer_event({**JOB, "Wait": True}), context())  # another container: the third one works
+    failed = {(e["id"], e["data"]["BlueprintId"]) for e in received_events(receiver) if e["type"].endswith(".failed")}
+    assert len(failed) == 2 and len({i for i, _ in failed}) == 2 and len({b for _, b in failed}) == 2
+    assert sorted(b["BlueprintState"] for b in images(emu)) == ["CREATEFAILED", "CREATEFAILED", "NORMAL"]
+
+
 def test_deadline_shorter_than_the_image_ends_cleanly_and_hands_on(make_app, emu, receiver) -> None:
     app = make_app()
     # Children run in other warm containers: their own App and clock (their waits are not the parent's).

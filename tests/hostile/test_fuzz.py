@@ -84,7 +84,7 @@ test_parse_job, test_parse_job_long = fuzz(jobs)(_check_parse_job)
 
 def _check_named_in(data: object) -> None:
     named = named_in(data, "ap-guangzhou")
-    assert len(named) <= 100 and len({r.InstanceId for r in named}) == len(named)
+    assert len(named) <= 100 and len({(r.Region, r.InstanceId) for r in named}) == len(named)
     assert all(re.fullmatch(INSTANCE_ID_PATTERN, r.InstanceId) and re.fullmatch(REGION_PATTERN, r.Region)
                for r in named)
 

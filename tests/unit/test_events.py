@@ -20,6 +20,7 @@ from blueprint.events import (
     QueueEvent,
     Tag,
     TimerEvent,
+    named_in,
     parse_event,
     parse_job,
     parse_json,
@@ -468,3 +469,16 @@ def test_tag_keys_the_cloud_reserves_are_refused(key: str, where: str) -> None:
     job = {"InstanceId": ID, "Tags": tags} if where == "Tags" else {"Selector": {"Regions": ["*"], "Tags": tags}}
     with pytest.raises(BadRequest, match="reserved by Tencent Cloud"):
         parse_job(job)
+
+
+def test_a_bad_job_names_its_plain_instances_in_their_regions() -> None:
+    job = {"InstanceIds": ["lhins-web00001"] * 150 + ["ap-shanghai:lhins-sh000001", "nowhere!:lhins-db000001",
+                                                      "lhins-db000001", "ap-shanghai:lhins-BAD"],
+           "Region": "ap-beijing", "Keep": 0}
+    assert named_in(job, "ap-guangzhou") == [
+        InstanceRef(Region="ap-beijing", InstanceId="lhins-web00001"),
+        InstanceRef(Region="ap-shanghai", InstanceId="lhins-sh000001"),
+        InstanceRef(Region="ap-beijing", InstanceId="lhins-db000001")]
+    assert named_in({"InstanceId": "lhins-web00001", "Region": ["x"]}, "ap-guangzhou") == [
+        InstanceRef(Region="ap-guangzhou", InstanceId="lhins-web00001")]
+    assert named_in(["lhins-web00001"], "ap-guangzhou") == []
