@@ -35,6 +35,7 @@ from blueprint.errors import (
     QuotaExceeded,
     Throttled,
 )
+from blueprint.events import as_printable
 from blueprint.logs import redact, register_secrets
 
 if TYPE_CHECKING:
@@ -159,7 +160,7 @@ def translate(err: TencentCloudSDKException, *, action: str) -> CloudError | Bad
     cls = ERROR_TABLE.get(code)
     if cls is None:
         cls = next((c for prefix, c in _PREFIXES if code.startswith(prefix)), CloudRejected)
-    message = _printable(redact(str(err.get_message() or code)))[:500]
+    message = as_printable(redact(str(err.get_message() or code)))[:500]
     if code in ("ClientNetworkError", "ServerNetworkError"):
         message = f"{action}: the cloud API could not be reached or answered badly"
     return cls(f"{action}: {message}" if not message.startswith(action) else message,
@@ -266,10 +267,6 @@ def time_of(text: object) -> datetime | None:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
     except ValueError:
         return None
-
-
-def _printable(text: str) -> str:
-    return "".join(ch if ch.isprintable() else " " for ch in text)
 
 
 class Credentials(NamedTuple):

@@ -68,6 +68,7 @@ __all__ = [
     "TimerEvent",
     "Trigger",
     "TriggerInfo",
+    "as_printable",
     "describe_error",
     "named_in",
     "parse_event",
@@ -102,6 +103,12 @@ DISK_ID = r"lhdisk-[a-z0-9]{8}\Z"
 MAX_DATA_DISKS = 20
 # A job names a command by id; any other text (shell text, however long the body allows) gets a 403 from the policy.
 MAX_COMMAND_TEXT = 64 * 1024
+
+
+def as_printable(text: str) -> str:
+    """The text with each control or invisible character (what `str.isprintable` refuses) as a space: for text
+    that is the cloud's or a caller's word, shown or sent on rather than refused."""
+    return "".join(ch if ch.isprintable() else " " for ch in text)
 
 
 def printable(value: str) -> str:

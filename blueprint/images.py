@@ -45,7 +45,7 @@ from blueprint.errors import (
     NotSent,
     QuotaExceeded,
 )
-from blueprint.events import InstanceRef, Job, TriggerInfo
+from blueprint.events import InstanceRef, Job, TriggerInfo, as_printable
 from blueprint.lighthouse import (
     DELETABLE_STATES,
     FAILED_STATES,
@@ -105,7 +105,7 @@ def render_name(template: str | None, instance_id: str, instance_name: str, when
     """
     if template is None:
         return default_name(instance_id, when)
-    instance_name = "".join(ch if ch.isprintable() else " " for ch in instance_name).strip() or instance_id
+    instance_name = as_printable(instance_name).strip() or instance_id
     fields = {"InstanceId": instance_id, "Date": f"{when:%Y%m%d}", "Time": f"{when:%H%M%S}"}
     fixed = len(template.format(InstanceName="", **fields))
     room = max(0, 60 - fixed)

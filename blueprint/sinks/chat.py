@@ -23,6 +23,8 @@ from urllib.parse import quote_plus
 
 import orjson
 
+from blueprint.events import as_printable
+
 __all__ = ["FORMATS", "RobotReply", "format_chat", "inert", "read_reply", "summary_lines"]
 
 FORMATS = ("wecom", "dingtalk", "feishu", "slack")
@@ -47,7 +49,7 @@ _INERT = str.maketrans({"*": "\uff0a", "_": "\uff3f", "~": "\uff5e", "`": "\uff4
 
 def inert(value: object) -> str:
     """A value as plain text for a chat message: no markup, no mention, no link, one line."""
-    text = "".join(ch if ch.isprintable() else " " for ch in str(value))
+    text = as_printable(str(value))
     # Chat clients turn scheme://host into a link on their own.
     return text.translate(_INERT).replace("://", ":\uff0f\uff0f")
 
