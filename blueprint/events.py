@@ -18,7 +18,7 @@ import string
 from collections.abc import Mapping
 from dataclasses import field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 import orjson
 
@@ -399,7 +399,7 @@ def named_in(data: object, default_region: str, limit: int = 100) -> list[Instan
     if not isinstance(data, Mapping):
         return []
     given = data.get("Region")
-    region = given if isinstance(given, str) and _plain_region(given) else default_region
+    region = given if _plain_region(given) else default_region
     ids = data.get("InstanceIds")
     named = [data.get("InstanceId"), *(ids[:_SCANNED] if type(ids) is list else [])]
     plain: dict[tuple[str, str], None] = {}
@@ -411,7 +411,8 @@ def named_in(data: object, default_region: str, limit: int = 100) -> list[Instan
     return [InstanceRef(Region=r, InstanceId=i) for r, i in list(plain)[:limit]]
 
 
-def _plain_region(region: object) -> bool:
+def _plain_region(region: object) -> TypeGuard[str]:
+    """A region of its exact JSON type within the job's rule."""
     return type(region) is str and len(region) <= 40 and _REGION.fullmatch(region) is not None
 
 
@@ -419,8 +420,7 @@ def _plain_scalars(data: Mapping[Any, Any]) -> bool:
     """InstanceId, Region, Keep and the switches are of their exact JSON type and within their rules."""
     instance, region, keep = data.get("InstanceId"), data.get("Region"), data.get("Keep", 1)
     return (type(instance) is str and _INSTANCE_ID.fullmatch(instance) is not None
-            and (region is None or (type(region) is str and len(region) <= 40
-                                    and _REGION.fullmatch(region) is not None))
+            and (region is None or _plain_region(region))
             and type(keep) is int and 1 <= keep <= 500
             and all(type(data.get(name, False)) is bool for name in ("Wait", "DryRun", "ForcePowerOff")))
 
