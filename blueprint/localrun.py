@@ -162,9 +162,6 @@ def with_receiver(app: App, receiver: Receiver) -> None:
                                  timeout=app.settings.webhook_timeout, name=RECEIVER_SINK))
 
 
-_TRIED = "_tried"  # a row's sinks that were tried (not printed)
-
-
 @dataclass
 class Deliveries:
     """Where each event went in a local run: every sink of the app reports what it accepted or refused.
@@ -175,16 +172,19 @@ class Deliveries:
     on_delivery: Callable[[str, dict[str, Any]], None] | None = None
     _events: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    # Sinks that refused an event: the function does not try them again in the same invocation.
+    # Per event id, the sinks that were tried; and the sinks that refused an event, which the function does not
+    # try again in the same invocation.
+    _tried: dict[str, set[str]] = field(default_factory=dict)
     _failed: dict[str, None] = field(default_factory=dict)
 
     def record(self, where: str, event: dict[str, Any], error: str | None) -> None:
         """Note one delivery of one event (error: why the sink did not accept it)."""
         with self._lock:
-            row = self._events.setdefault(str(event.get("id")), {
+            key = str(event.get("id"))
+            row = self._events.setdefault(key, {
                 "type": str(event.get("type", "")).rpartition(".blueprint.")[2], "subject": event.get("subject"),
-                "id": event.get("id"), "delivered to": [], "not delivered to": [], _TRIED: set()})
-            row[_TRIED].add(where)
+                "id": event.get("id"), "delivered to": [], "not delivered to": []})
+            self._tried.setdefault(key, set()).add(where)
             if error is None:
                 row["delivered to"].append(where)
             else:
@@ -197,13 +197,13 @@ class Deliveries:
         """One row per event, in the order they were first sent (empty lists left out). A sink that refused an
         earlier event was not tried again for the later ones: it is listed for them as not attempted."""
         with self._lock:
-            return [{k: v for k, v in self._with_skipped(row).items() if v != []} for row in self._events.values()]
+            return [{k: v for k, v in self._with_skipped(key, row).items() if v != []}
+                    for key, row in self._events.items()]
 
-    def _with_skipped(self, row: dict[str, Any]) -> dict[str, Any]:
+    def _with_skipped(self, key: str, row: dict[str, Any]) -> dict[str, Any]:
         skipped = [f"{where} (not attempted: it refused an earlier event of this invocation)"
-                   for where in self._failed if where not in row[_TRIED]]
-        shown = {k: v for k, v in row.items() if k != _TRIED}
-        return {**shown, "not delivered to": [*row["not delivered to"], *skipped]}
+                   for where in self._failed if where not in self._tried[key]]
+        return {**row, "not delivered to": [*row["not delivered to"], *skipped]}
 
 
 @dataclass
