@@ -7,6 +7,7 @@ invocation and clients are rebuilt when they change. SDK errors are translated i
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
@@ -410,8 +411,6 @@ def _bypassed(url: str, host: str) -> bool:
     The SDK reads NO_PROXY for its HTTPS_PROXY / HTTP_PROXY by a substring test of the host: a domain entry
     (`.tencentcloudapi.com`) never matched `lighthouse.tencentcloudapi.com`, and the proxy was used anyway.
     """
-    import os  # noqa: PLC0415 (already imported; only a client's build reads it)
-
     from requests.utils import should_bypass_proxies  # noqa: PLC0415 (already imported by requests)
 
     entries = {e.strip() for e in (os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or "").split(",")}
