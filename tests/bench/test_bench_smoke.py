@@ -126,3 +126,19 @@ def test_the_report_says_pending_when_there_is_no_packaging_command() -> None:
 
     assert section.rows[0][1] == "pending"
     assert section.summary[0][1] == "pending"
+
+
+def test_stages_diagnostic_times_every_stage_and_restores_the_functions(capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m bench.stages` (the warm figure's explanation) still finds every stage it times, and leaves the
+    function's code and client cache as they were."""
+    from bench import stages
+    from blueprint import app, images
+    from blueprint.cloud import ClientCache
+
+    before = (app.App.handle, app.parse_job, images.ImageMaker.run, ClientCache.get)
+    stages.main(["--rounds", "2", "--pause", "0"])
+    lines = capsys.readouterr().out.splitlines()
+    timed = {line.split("|")[1].strip() for line in lines[2:]}
+    assert timed == {f"{owner + '.' if owner else ''}{name}" for _, owner, name in stages.STAGES}
+    assert all(float(line.split("|")[2]) > 0 for line in lines[2:])
+    assert (app.App.handle, app.parse_job, images.ImageMaker.run, ClientCache.get) == before
