@@ -101,6 +101,9 @@ MAX_SHARE_ACCOUNTS = 10
 # Data disks: "all" attached data disks, "none", or these disk ids (a Lighthouse instance has at most 20).
 DISK_ID = r"lhdisk-[a-z0-9]{8}\Z"
 MAX_DATA_DISKS = 20
+# A BlueprintName template: its rendered name is at most 60 characters (the API's limit); the template itself
+# may be longer (a long {InstanceName} renders shorter), within this bound.
+MAX_NAME_TEMPLATE = 256
 # A job names a command by id; any other text (shell text, however long the body allows) gets a 403 from the policy.
 MAX_COMMAND_TEXT = 64 * 1024
 

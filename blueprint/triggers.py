@@ -40,6 +40,7 @@ from blueprint.events import (
     MAX_COPY_REGIONS,
     MAX_DATA_DISKS,
     MAX_MESSAGE_CHARS,
+    MAX_NAME_TEMPLATE,
     MAX_SHARE_ACCOUNTS,
     MAX_USER_TAGS,
     REGION_PATTERN,
@@ -157,7 +158,7 @@ class JobModel(_Model):
     ] = None
     Selector: InstanceSelectorModel | None = None
     Region: RegionStr | None = None
-    BlueprintName: Annotated[str | None, StringConstraints(min_length=1, max_length=60),
+    BlueprintName: Annotated[str | None, StringConstraints(min_length=1, max_length=MAX_NAME_TEMPLATE),
                              AfterValidator(lambda v: v if v is None else check_name_template(printable(v)))] = None
     Description: Text60 | None = None
     ForcePowerOff: bool | None = None

@@ -65,6 +65,8 @@ def envelope(**overrides: Any) -> dict[str, Any]:
     # and a name left blank is the instance id (the chained call refuses such characters in a name it carries).
     ("\t web \t", "{InstanceName}", "web"), ("a\u200bb", "{InstanceName}", "a b"),
     ("\u200b", "{InstanceName}", "lhins-web00001"), (" web ", " {InstanceName} ", "web"),
+    # A template over 60 characters whose rendered name fits: the parent trims the name, the child carries it.
+    ("n" * 60, "x" * 48 + "{InstanceName}", "x" * 48 + "n" * 12),
 ])
 def test_braces_in_names_and_templates_reach_every_child(make_app, emu, receiver, case) -> None:
     instance_name, template, expected = case

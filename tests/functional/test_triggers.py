@@ -40,9 +40,15 @@ def test_timer_creates_one_image_and_delivers_one_message(make_app, emu, receive
 
 
 @pytest.mark.parametrize("via", ["timer", "http"])
-def test_the_instance_name_alone_names_the_image(make_app, emu, via: str) -> None:
+@pytest.mark.parametrize(("template", "expected"), [
+    ("{InstanceName}", "web-1"),
+    # The 60 characters are the rendered name's: a template may be longer, its instance name trimmed to fit.
+    ("x" * 55 + "{InstanceName}", "x" * 55 + "web-1"), ("x" * 58 + "{InstanceName}", "x" * 58 + "we"),
+    ("{InstanceName}-" * 5, "web-1-" * 5),
+])
+def test_the_instance_name_names_the_image(make_app, emu, via: str, template: str, expected: str) -> None:
     emu.lighthouse.add_instance("lhins-named001", InstanceName="web-1")
-    job = {"InstanceId": "lhins-named001", "BlueprintName": "{InstanceName}"}
+    job = {"InstanceId": "lhins-named001", "BlueprintName": template}
     app = make_app()
     if via == "timer":
         answer = app.handle(timer_event(job), context())
@@ -51,7 +57,7 @@ def test_the_instance_name_alone_names_the_image(make_app, emu, via: str) -> Non
         assert response["statusCode"] == 202, response["body"]
         answer = {"Results": [orjson.loads(response["body"])]}
     (params,) = creates(emu)
-    assert params["BlueprintName"] == "web-1" == answer["Results"][0]["BlueprintName"]
+    assert params["BlueprintName"] == expected == answer["Results"][0]["BlueprintName"]
 
 
 def test_force_power_off_false_is_passed_through(make_app, emu, receiver) -> None:

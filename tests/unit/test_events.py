@@ -226,7 +226,10 @@ def test_selector() -> None:
 
 
 @pytest.mark.parametrize("name", ["x" * 60, "{InstanceId}-{Date}-{Time}", "{InstanceName}-{Date}", "{{braces}}",
-                                  "web-{Date}" + "x" * 41, "{InstanceName}", " {InstanceName} "])
+                                  "web-{Date}" + "x" * 41, "{InstanceName}", " {InstanceName} ",
+                                  # 60 characters is the rendered name's limit, not the template's
+                                  "x" * 48 + "{InstanceName}", "x" * 55 + "{InstanceName}", "{InstanceName}-" * 5,
+                                  "{{" * 60, "{InstanceName}" * 18])
 def test_good_names(name: str) -> None:
     assert parse_job({"InstanceId": ID, "BlueprintName": name}).BlueprintName == name
 
@@ -235,6 +238,7 @@ def test_good_names(name: str) -> None:
     ("x" * 61, "BlueprintName"), ("", "BlueprintName"), ("{Nope}", "unknown placeholder"), ("{", "placeholder syntax"),
     ("{0}", "unknown placeholder"), ("{Date:>99}", "format spec"), ("{InstanceId!r}", "format spec"),
     ("{InstanceId}" + "x" * 47, "over 60"), ("   ", "empty"), ("tab\there", "control"),
+    ("x" * 61 + "{InstanceName}", "over 60"), ("{InstanceId}" * 5, "over 60"), ("{InstanceName}" * 19, "BlueprintName"),
 ])
 def test_bad_names(name: str, fragment: str) -> None:
     with pytest.raises(BadRequest, match=fragment):
