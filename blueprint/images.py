@@ -406,8 +406,10 @@ class ImageMaker:
         inline = inline_up_to is None or limit <= inline_up_to
         plan = self._select(job, default_region, deadline, slot_key, disks=inline) if job.Selector is not None \
             else self._by_ids(job, default_region, deadline)
-        if len(plan.targets) > limit:
-            raise BadRequest(f"{len(plan.targets)} instances matched, more than MaxInstances={limit}: "
+        # A dry run's instances that were not found count too: the real run would try them (and refuse here).
+        matched = len(plan.targets) + len(plan.refused)
+        if matched > limit:
+            raise BadRequest(f"{matched} instances matched, more than MaxInstances={limit}: "
                              "narrow the selection or raise MaxInstances", code="LimitExceeded.MaxInstances")
         for phase in self.phases:
             if phase.wanted(job) and not job.DryRun:

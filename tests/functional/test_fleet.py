@@ -9,7 +9,7 @@ from blueprint.cloud import read_credentials
 from blueprint.errors import BlueprintError
 from blueprint.images import INSTANCE_TAG
 from blueprint.retry import Deadline, SystemClock
-from tests.conftest import base_env, context, received_events, timer_event, tolerate_stalls
+from tests.conftest import base_env, context, http_event, received_events, timer_event, tolerate_stalls
 
 REGIONS = ["ap-guangzhou", "ap-shanghai", "ap-singapore"]
 SELECTOR = {"Regions": REGIONS, "Tags": [{"Key": "backup", "Value": "nightly"}]}
@@ -108,6 +108,16 @@ def test_dry_run_lists_the_plan(make_app, emu) -> None:
     answer = make_app().handle(timer_event({"Selector": SELECTOR, "DryRun": True}), context())
     assert len(answer["Results"]) == 6
     assert all(r["DryRun"] for r in answer["Results"])
+    assert emu.calls_of("CreateBlueprint") == []
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_dry_run_refuses_over_max_instances_as_the_real_run_does(make_app, emu, dry_run: bool) -> None:
+    # One instance exists, one does not: the real run would try both, so its dry run counts both too.
+    job = {"InstanceIds": ["lhins-web00001", "lhins-nope0001"], "DryRun": dry_run}
+    answer = make_app(BLUEPRINT_MAX_INSTANCES="1").handle(http_event(body=job), context())
+    assert answer["statusCode"] == 400
+    assert orjson.loads(answer["body"])["Error"]["Code"] == "LimitExceeded.MaxInstances"
     assert emu.calls_of("CreateBlueprint") == []
 
 
