@@ -92,6 +92,14 @@ def _data_disks(value: object) -> object:
 DataDiskChoice = Annotated[str | list[str] | None, BeforeValidator(_data_disks)]
 
 
+def _not_a_switch(value: object) -> object:
+    # A count is a JSON number, never a boolean: pydantic reads true as 1, and `"Keep": true` would keep one image
+    # and delete the rest.
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not true or false")
+    return value
+
+
 def _unique(values: list[str] | None) -> list[str] | None:
     if values is not None and len(set(values)) != len(values):
         raise ValueError("duplicate values")
@@ -163,17 +171,17 @@ class JobModel(_Model):
     Description: Text60 | None = None
     ForcePowerOff: bool | None = None
     Tags: Annotated[list[UserTag], Field(max_length=MAX_USER_TAGS), AfterValidator(_unique_keys)] = []
-    Keep: Annotated[int | None, Field(ge=1, le=500)] = None
+    Keep: Annotated[int | None, Field(ge=1, le=500), BeforeValidator(_not_a_switch)] = None
     Wait: bool = False
     DryRun: bool = False
     IdempotencyKey: Annotated[str | None, StringConstraints(min_length=1, max_length=64),
                               AfterValidator(lambda v: v if v is None else printable(v))] = None
-    MaxInstances: Annotated[int | None, Field(ge=1, le=10_000)] = None
+    MaxInstances: Annotated[int | None, Field(ge=1, le=10_000), BeforeValidator(_not_a_switch)] = None
     Dispatch: Literal["inline", "invoke"] = "inline"
     # Copies in other regions (SyncBlueprint) once the image is NORMAL, and how many copies each keeps.
     CopyTo: Annotated[list[RegionStr] | None, Field(min_length=1, max_length=MAX_COPY_REGIONS),
                       AfterValidator(_unique)] = None
-    CopyKeep: Annotated[int | None, Field(ge=1, le=500)] = None
+    CopyKeep: Annotated[int | None, Field(ge=1, le=500), BeforeValidator(_not_a_switch)] = None
     # Accounts the image is shared with once NORMAL (BLUEPRINT_ALLOWED_SHARE_ACCOUNTS decides who may be).
     ShareWith: Annotated[list[AccountIdStr] | None, Field(min_length=1, max_length=MAX_SHARE_ACCOUNTS),
                          AfterValidator(_unique)] = None

@@ -51,12 +51,15 @@ def test_stage_prefixes(make_app, path: str) -> None:
     ({"InstanceId": "lhins-web00001", "Tags": [{"Key": f"k{i}", "Value": "v"} for i in range(9)]}, "Tags"),
     ({"InstanceId": "lhins-web00001", "BlueprintName": "{Nope}"}, "placeholder"),
     ({"InstanceId": "lhins-web00001", "Keep": 0}, "Keep"),
+    ({"InstanceId": "lhins-web00001", "Keep": True}, "Keep: expected a number"),
+    ({"InstanceIds": ["lhins-web00001"], "MaxInstances": True}, "MaxInstances: expected a number"),
 ])
 def test_bad_jobs_are_400(make_app, emu, body, fragment: str) -> None:
     status, answer = call(make_app(), http_event(body=body))
     assert status == 400
     assert fragment in answer["Error"]["Message"]
     assert emu.calls_of("CreateBlueprint") == []
+    assert emu.calls_of("DeleteBlueprints") == []
 
 
 def test_selector_is_accepted_and_resolved(make_app, emu) -> None:

@@ -245,6 +245,17 @@ def test_bad_names(name: str, fragment: str) -> None:
         parse_job({"InstanceId": ID, "BlueprintName": name})
 
 
+@pytest.mark.parametrize("field", ["Keep", "MaxInstances", "CopyKeep"])
+@pytest.mark.parametrize("value", [True, False])
+def test_a_count_is_never_a_boolean(field: str, value: bool) -> None:
+    # pydantic would read true as 1: `"Keep": true` would keep one image and delete the others.
+    job = {"InstanceId": ID, field: value, **({"CopyTo": ["ap-shanghai"]} if field == "CopyKeep" else {})}
+    with pytest.raises(BadRequest, match=f"{field}: expected a number, not true or false"):
+        parse_job(job)
+    assert getattr(parse_job({**job, field: 2}), field) == 2
+    assert getattr(parse_job({**job, field: None}), field) is None
+
+
 def test_description_limit() -> None:
     assert parse_job({"InstanceId": ID, "Description": "d" * 60}).Description == "d" * 60
     with pytest.raises(BadRequest, match="Description"):
