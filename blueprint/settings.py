@@ -89,9 +89,17 @@ class Secret:
 
 
 def split_list(value: object) -> object:
-    """Turn `"a, b,,c"` into `["a", "b", "c"]`; leave lists alone."""
+    """Turn `"a, b,,c"` into `["a", "b", "c"]`; leave lists alone.
+
+    Raises:
+        ValueError: the text names nothing but is not blank (`","`): an allowlist that lists nothing would read
+            as no allowlist at all, so the operator is told instead (unset the variable to mean none).
+    """
     if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
+        items = [part.strip() for part in value.split(",") if part.strip()]
+        if not items and value.strip():
+            raise ValueError("the list names nothing, only commas (leave the variable unset for none)")
+        return items
     return value
 
 
@@ -486,16 +494,16 @@ def _webhook_transport_ok(settings: Settings) -> bool:
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
-    """Build Settings from environment variables; empty values count as unset.
+    """Build Settings from environment variables; empty values (or spaces only) count as unset.
 
     Raises:
         ConfigError: a variable has a bad value; the message names it (never its value).
     """
-    values = {key: value for key, value in env.items() if value != ""}
+    # A value is read without the spaces around it (a template's stray space), and one of spaces only is unset.
+    values = {key: value.strip() for key, value in env.items() if value.strip()}
     # Registered before validating, so even a message about a bad secret could not show it.
     for key in _SECRET_VARIABLES & values.keys():
-        parts = split_list(values[key])
-        logs.register_secrets([values[key], *(parts if isinstance(parts, list) else [])])
+        logs.register_secrets([values[key], *(part.strip() for part in values[key].split(","))])
     try:
         settings = _read(values)
     except _Unsure:

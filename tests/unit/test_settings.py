@@ -27,6 +27,17 @@ def test_defaults() -> None:
 
 def test_empty_values_count_as_unset() -> None:
     assert load_settings({"BLUEPRINT_KEEP": "", "TENCENTCLOUD_REGION": ""}).keep is None
+    # Spaces only are empty too: a queue name of one space failed every delivery, which no retry could mend.
+    settings = load_settings({"BLUEPRINT_CMQ_QUEUE": " ", "BLUEPRINT_ALLOWED_INSTANCES": " \t", "BLUEPRINT_KEEP": " "})
+    assert (settings.cmq_queue, settings.allowed_instances, settings.keep) == (None, (), None)
+
+
+def test_values_are_read_without_the_spaces_around_them() -> None:
+    settings = load_settings({"BLUEPRINT_FORCE_POWER_OFF": " false ", "BLUEPRINT_KEEP": " 3 ",
+                              "BLUEPRINT_HTTP_AUTH": "hmac ", "BLUEPRINT_HTTP_SECRET": f" {WHSEC} ",
+                              "BLUEPRINT_CMQ_QUEUE": " results\n"})
+    assert (settings.force_power_off, settings.keep, settings.http_auth, settings.cmq_queue) == (False, 3, "hmac",
+                                                                                                "results")
 
 
 @pytest.mark.parametrize(("variable", "value", "attribute", "expected"), [
@@ -108,6 +119,12 @@ def test_chat_robot_urls_are_masked_in_repr() -> None:
     ({"BLUEPRINT_ALLOWED_INSTANCES": "lhins-web00001,web-1"}, "BLUEPRINT_ALLOWED_INSTANCES"),
     ({"BLUEPRINT_ALLOWED_TAGS": "env"}, "BLUEPRINT_ALLOWED_TAGS"),
     ({"BLUEPRINT_ALLOWED_TAGS": "=prod"}, "BLUEPRINT_ALLOWED_TAGS"),
+    # A list of nothing but commas would read as no allowlist at all: any instance could be imaged.
+    ({"BLUEPRINT_ALLOWED_INSTANCES": ","}, "BLUEPRINT_ALLOWED_INSTANCES"),
+    ({"BLUEPRINT_ALLOWED_INSTANCES": " , "}, "BLUEPRINT_ALLOWED_INSTANCES"),
+    ({"BLUEPRINT_ALLOWED_TAGS": ","}, "BLUEPRINT_ALLOWED_TAGS"),
+    ({"BLUEPRINT_ALLOWED_COMMANDS": ",,"}, "BLUEPRINT_ALLOWED_COMMANDS"),
+    ({"BLUEPRINT_HTTP_TOKEN": ","}, "BLUEPRINT_HTTP_TOKEN"),
     ({"BLUEPRINT_FORCE_POWER_OFF": "sometimes"}, "BLUEPRINT_FORCE_POWER_OFF"),
     ({"BLUEPRINT_KEEP": "0"}, "BLUEPRINT_KEEP"),
     ({"BLUEPRINT_KEEP": "many"}, "BLUEPRINT_KEEP"),
@@ -136,6 +153,9 @@ def test_unrelated_variables_are_ignored() -> None:
 
 def test_helpers() -> None:
     assert split_list(" a, b,,c ") == ["a", "b", "c"]
+    assert split_list("") == [] == split_list("  ")
+    with pytest.raises(ValueError, match="names nothing"):
+        split_list(" ,, ")
     assert split_list(["x"]) == ["x"]
     assert is_loopback_url("http://127.0.0.1:1/") and is_loopback_url("http://[::1]/")
     assert is_loopback_url("http://localhost/")
