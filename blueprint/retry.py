@@ -257,8 +257,10 @@ class RetryPolicy(NamedTuple):
     attempts: int = 4
     base: float = 0.5
     cap: float = 8.0
-    # An unfinished operation on the instance takes minutes, not milliseconds: wait longer.
+    # An unfinished operation on the instance takes minutes, not milliseconds: wait longer, and more often (12
+    # tries wait about 2.5 to 5 minutes in all, within the deadline), before SCF's own retries take over.
     busy_base: float = 5.0
+    busy_attempts: int = 12
     throttle_base: float = 0.2
     rng: Callable[[], float] = random.random
 
@@ -289,7 +291,8 @@ class RetryPolicy(NamedTuple):
             try:
                 return fn()
             except BlueprintError as err:
-                if not err.retryable or attempt + 1 >= self.attempts:
+                if not err.retryable or attempt + 1 >= (self.busy_attempts if isinstance(err, InstanceBusy)
+                                                        else self.attempts):
                     raise
                 if isinstance(err, InstanceBusy) and not deadline.patient:
                     found = before_retry(err) if before_retry is not None else None

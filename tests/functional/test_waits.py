@@ -6,8 +6,10 @@ from __future__ import annotations
 import time
 
 import orjson
+import pytest
 
-from tests.conftest import EmuClock, context, http_event, timer_event
+from blueprint.errors import BlueprintError
+from tests.conftest import EmuClock, context, http_event, received_events, timer_event
 
 JOB = {"InstanceId": "lhins-web00001"}
 BUSY = "UnsupportedOperation.LatestOperationUnfinished"
@@ -61,6 +63,27 @@ def test_a_timer_still_waits_a_busy_instance_out_and_logs_each_wait(make_app, em
     waited = summary(log_stream)["waited"]
     assert waited["a retry"]["count"] == 1
     assert waited["a retry"]["seconds"] == logged[0]["seconds"]
+
+
+def test_a_timer_waits_minutes_for_an_operation_that_takes_minutes(make_app, emu, log_stream) -> None:
+    # Another operation on the instance (a console snapshot, yesterday's image still being made) takes minutes:
+    # eight busy answers in a row are about a minute and a half to four minutes of waiting, not a failure.
+    clock = EmuClock(emu)
+    emu.faults.fail("CreateBlueprint", BUSY, times=8)
+    answer = make_app(clock=clock).handle(timer_event(JOB), context())
+    assert answer["Results"][0]["BlueprintId"].startswith("lhbp-")
+    assert len([w for w in waits(log_stream) if w["waiting_for"] == "a retry"]) == 8
+    assert 90 <= sum(clock.slept) <= 240
+
+
+def test_a_busy_wait_stops_within_the_time_limit(make_app, emu, receiver) -> None:
+    clock = EmuClock(emu)
+    emu.faults.fail("CreateBlueprint", BUSY, times=100)
+    with pytest.raises(BlueprintError, match="retry"):
+        make_app(clock=clock).handle(timer_event(JOB), context(time_limit_in_ms=120_000))
+    assert sum(clock.slept) < 120
+    (event,) = received_events(receiver)  # reported, and raised so that SCF retries it
+    assert event["type"].endswith(".failed") and event["data"]["Error"]["Code"] == BUSY
 
 
 def test_following_an_image_logs_each_poll_and_the_total(make_app, emu, log_stream) -> None:
