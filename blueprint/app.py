@@ -304,7 +304,11 @@ class App:
 
             return error_response(err, inv.request_id)
         kind: TriggerType = "timer" if _looks_like_timer(event) else "queue" if _has(event, "Records") else "invoke"
-        return self._refuse(err, inv, TriggerInfo(Type=kind, Time=_now()), request_slot(kind, inv.request_id))
+        # A timer refused for its Time (or Message) still says which trigger it was, when its name is plain.
+        name = event.get("TriggerName") if kind == "timer" else None
+        plain = name if isinstance(name, str) and 0 < len(name) <= 60 and name.isprintable() else None
+        return self._refuse(err, inv, TriggerInfo(Type=kind, Time=_now(), Name=plain),
+                            request_slot(kind, inv.request_id))
 
     # ---- triggers -------------------------------------------------------------------------------------
 

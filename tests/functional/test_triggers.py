@@ -88,6 +88,16 @@ def test_timer_without_any_job_is_refused_without_raising(make_app, emu, log_str
     assert '"level":"ERROR"' in log_stream.getvalue()
 
 
+@pytest.mark.parametrize(("name", "reported"), [("nightly", "nightly"), ("x" * 61, None), ("tab\there", None)])
+def test_a_timer_refused_for_its_time_still_names_its_trigger(make_app, emu, receiver, name, reported) -> None:
+    event = {**timer_event({"InstanceId": "lhins-web00001"}, name=name), "Time": "yesterday"}
+    answer = make_app().handle(event, context())
+    assert answer["Error"]["Code"] == "InvalidParameter" and creates(emu) == []
+    (failed,) = received_events(receiver)
+    assert failed["type"].endswith(".failed") and failed["data"]["Trigger"]["Type"] == "timer"
+    assert failed["data"]["Trigger"]["Name"] == reported
+
+
 def test_timer_with_invalid_job_does_not_raise(make_app, emu) -> None:
     answer = make_app().handle(timer_event({"InstanceId": "lhins-web00001", "Colour": "red"}), context())
     assert answer["Error"]["Code"] == "InvalidParameter"
