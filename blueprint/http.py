@@ -269,6 +269,8 @@ class HttpApi:
     def _keys(self, req: HttpRequest, guard: Authenticator) -> tuple[str | None, str | None]:
         """The request's idempotency key (header) or, with signed requests, its signed webhook-id."""
         header_key = req.header("idempotency-key")
+        if header_key is not None:
+            header_key = header_key.strip(" \t")  # the spaces around a field's value are not part of it (RFC 9110)
         if header_key is not None and not (0 < len(header_key) <= 64 and header_key.isprintable()):
             raise BadRequest("the Idempotency-Key header must be 1 to 64 printable characters")
         if guard.mode == "hmac":

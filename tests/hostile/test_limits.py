@@ -152,3 +152,8 @@ def test_trailing_newlines_do_not_match_routes(app, path) -> None:
 def test_idempotency_header_must_be_printable(app) -> None:
     assert answer(app, http_event(body=JOB, headers={"Idempotency-Key": "a\x00b"}))[0] == 400
     assert answer(app, http_event(body=JOB, headers={"Idempotency-Key": "k" * 65}))[0] == 400
+    # The spaces around a header's value are not part of it (RFC 9110): spaces alone are no key, like none.
+    for blank in ("", "   ", "\t"):
+        code, body = answer(app, http_event(body=JOB, headers={"Idempotency-Key": blank}))
+        assert code == 400 and "Idempotency-Key" in body["Error"]["Message"]
+    assert answer(app, http_event(body=JOB, headers={"Idempotency-Key": " " + "k" * 64 + " "}))[0] == 202
