@@ -233,9 +233,9 @@ class NextFunction:
         Raises:
             ValueError: the text does not have the documented form (the message says which part).
         """
-        rest, _, qualifier = text.strip().partition(":")
+        rest, colon, qualifier = text.strip().partition(":")
         namespace, slash, name = rest.rpartition("/")
-        if not name or "/" in namespace or (slash and not namespace):
+        if not name or "/" in namespace or (slash and not namespace) or (colon and not qualifier):
             raise ValueError("expected [namespace/]name[:qualifier]")
         if not re.match(FUNCTION_NAME, name):
             raise ValueError("the function name must be 2-60 letters, digits, - and _, starting with a letter "

@@ -111,6 +111,7 @@ def test_chat_robot_urls_are_masked_in_repr() -> None:
     ({"BLUEPRINT_CMQ_QUEUE": "q" * 65}, "BLUEPRINT_CMQ_QUEUE"),
     ({"BLUEPRINT_CMQ_TOPIC": "t" * 65}, "BLUEPRINT_CMQ_TOPIC"),
     ({"BLUEPRINT_NEXT_FUNCTION": "a/b/c"}, "BLUEPRINT_NEXT_FUNCTION"),
+    ({"BLUEPRINT_NEXT_FUNCTION": "next-fn:"}, "BLUEPRINT_NEXT_FUNCTION"),  # a colon promises a qualifier
     ({"BLUEPRINT_HTTP_AUTH": "basic"}, "BLUEPRINT_HTTP_AUTH"),
     ({"BLUEPRINT_HTTP_TOKEN": "short"}, "BLUEPRINT_HTTP_TOKEN"),
     ({"BLUEPRINT_HTTP_TOKEN": "has space inside"}, "BLUEPRINT_HTTP_TOKEN"),
