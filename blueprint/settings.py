@@ -92,13 +92,13 @@ def split_list(value: object) -> object:
     """Turn `"a, b,,c"` into `["a", "b", "c"]`; leave lists alone.
 
     Raises:
-        ValueError: the text names nothing but is not blank (`","`): an allowlist that lists nothing would read
-            as no allowlist at all, so the operator is told instead (unset the variable to mean none).
+        ValueError: the text names nothing (`","`, spaces): an allowlist that lists nothing would read as no
+            allowlist at all, so the operator is told instead (an empty variable is unset, and means none).
     """
     if isinstance(value, str):
         items = [part.strip() for part in value.split(",") if part.strip()]
-        if not items and value.strip():
-            raise ValueError("the list names nothing, only commas (leave the variable unset for none)")
+        if not items:
+            raise ValueError("the list names nothing (leave the variable empty or unset for none)")
         return items
     return value
 
@@ -494,13 +494,14 @@ def _webhook_transport_ok(settings: Settings) -> bool:
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
-    """Build Settings from environment variables; empty values (or spaces only) count as unset.
+    """Build Settings from environment variables; empty values count as unset.
 
     Raises:
         ConfigError: a variable has a bad value; the message names it (never its value).
     """
-    # A value is read without the spaces around it (a template's stray space), and one of spaces only is unset.
-    values = {key: value.strip() for key, value in env.items() if value.strip()}
+    # A value is read without the spaces around it (a template's stray space). One of spaces only is not empty:
+    # it is judged as an empty text, which no variable takes (a command or allowlist of spaces fails, not opens).
+    values = {key: value.strip() for key, value in env.items() if value != ""}
     # Registered before validating, so even a message about a bad secret could not show it.
     for key in _SECRET_VARIABLES & values.keys():
         logs.register_secrets([values[key], *(part.strip() for part in values[key].split(","))])

@@ -27,9 +27,16 @@ def test_defaults() -> None:
 
 def test_empty_values_count_as_unset() -> None:
     assert load_settings({"BLUEPRINT_KEEP": "", "TENCENTCLOUD_REGION": ""}).keep is None
-    # Spaces only are empty too: a queue name of one space failed every delivery, which no retry could mend.
-    settings = load_settings({"BLUEPRINT_CMQ_QUEUE": " ", "BLUEPRINT_ALLOWED_INSTANCES": " \t", "BLUEPRINT_KEEP": " "})
-    assert (settings.cmq_queue, settings.allowed_instances, settings.keep) == (None, (), None)
+
+
+@pytest.mark.parametrize("variable", ["BLUEPRINT_CMQ_QUEUE", "BLUEPRINT_ALLOWED_INSTANCES", "BLUEPRINT_ALLOWED_TAGS",
+                                      "BLUEPRINT_KEEP", "BLUEPRINT_FORCE_POWER_OFF", "BLUEPRINT_PRE_COMMAND",
+                                      "BLUEPRINT_WEBHOOK_URL", "BLUEPRINT_HTTP_TOKEN", "BLUEPRINT_NEXT_FUNCTION"])
+def test_spaces_alone_are_a_bad_value_not_an_unset_one(variable: str) -> None:
+    # Not empty, so not unset: a queue name of one space failed every delivery (no retry could mend it), and an
+    # allowlist or pre-command of spaces would otherwise switch its protection off without a word.
+    with pytest.raises(ConfigError, match=variable):
+        load_settings({variable: " \t "})
 
 
 def test_values_are_read_without_the_spaces_around_them() -> None:
@@ -154,9 +161,9 @@ def test_unrelated_variables_are_ignored() -> None:
 
 def test_helpers() -> None:
     assert split_list(" a, b,,c ") == ["a", "b", "c"]
-    assert split_list("") == [] == split_list("  ")
-    with pytest.raises(ValueError, match="names nothing"):
-        split_list(" ,, ")
+    for nothing in ("", "  ", " ,, "):
+        with pytest.raises(ValueError, match="names nothing"):
+            split_list(nothing)
     assert split_list(["x"]) == ["x"]
     assert is_loopback_url("http://127.0.0.1:1/") and is_loopback_url("http://[::1]/")
     assert is_loopback_url("http://localhost/")
