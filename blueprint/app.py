@@ -379,7 +379,10 @@ class App:
                     "not started: the function's time ran out; the batch is retried").as_dict()}
                     for r in records[index:])
                 break
-            answer, retryable = self._record(queued, inv)
+            # A busy instance is waited out for the record's share of the time left, no longer: records after it
+            # still get theirs (what a record leaves unused goes to the ones after it).
+            share = inv.work.remaining() / (len(records) - index)
+            answer, retryable = self._record(queued, replace(inv, work=inv.work.busy_for(share)))
             answers.append(answer)
             if retryable:
                 retry.append(queued.message_id)

@@ -98,6 +98,9 @@ class Deadline(NamedTuple):
     patient: bool = True
     # A fan-out child's share of the account's API rates (None: the whole rate, as one container paces it).
     pace: Pacer | None = None
+    # Until when a busy instance is waited out (None: until the deadline); a queue record's share of the batch's
+    # time, so that a few busy instances cannot keep the records after them from ever being started.
+    busy_until: float | None = None
 
     @classmethod
     def after(cls, clock: Clock, seconds: float, waits: Waits | None = None) -> Deadline:
@@ -128,6 +131,14 @@ class Deadline(NamedTuple):
     def impatient(self) -> Deadline:
         """The same deadline, for a caller who waits for the answer (see `patient`)."""
         return self._replace(patient=False)
+
+    def busy_for(self, seconds: float) -> Deadline:
+        """The same deadline, waiting a busy instance out for at most `seconds` from now."""
+        return self._replace(busy_until=self.clock.monotonic() + seconds)
+
+    def waits_out(self, seconds: float) -> bool:
+        """True when a busy instance may be waited out `seconds` more."""
+        return self.patient and (self.busy_until is None or self.clock.monotonic() + seconds <= self.busy_until)
 
     def paced(self, pace: Pacer) -> Deadline:
         """The same deadline, for an invocation paced at its share of the account's rates."""
@@ -280,30 +291,33 @@ class RetryPolicy(NamedTuple):
         """Run `fn`, retrying retryable BlueprintErrors within the deadline.
 
         `before_retry(err)` runs before each new attempt; if it returns a value, that is the result
-        (e.g. the image a lost CreateBlueprint answer did make). On an impatient deadline a busy instance is
-        not waited out: `before_retry` runs at once, and if it finds nothing the error is raised.
+        (e.g. the image a lost CreateBlueprint answer did make). A busy instance is waited out only as long as
+        the deadline's patience lasts (none for a caller who waits for the answer): then `before_retry` runs
+        at once, and if it finds nothing the error is raised. Busy answers and other errors are counted apart,
+        so the instance's minutes of being busy leave a lost answer or a throttle its own retries.
 
         Raises:
             BlueprintError: the last error, when it is not retryable, attempts ran out, or time did.
         """
-        attempt = 0
+        tries = [0, 0]  # [other errors, busy answers]
         while True:
             try:
                 return fn()
             except BlueprintError as err:
-                if not err.retryable or attempt + 1 >= (self.busy_attempts if isinstance(err, InstanceBusy)
-                                                        else self.attempts):
+                busy = isinstance(err, InstanceBusy)
+                attempt = tries[busy]
+                if not err.retryable or attempt + 1 >= (self.busy_attempts if busy else self.attempts):
                     raise
-                if isinstance(err, InstanceBusy) and not deadline.patient:
+                wait = self.backoff(attempt, err)
+                if busy and not deadline.waits_out(wait):
                     found = before_retry(err) if before_retry is not None else None
                     if found is None:
                         raise
                     return found
-                wait = self.backoff(attempt, err)
                 if deadline.remaining() < wait + 1.0:
                     raise
                 deadline.pause(wait, "a retry", error=err.code, attempt=attempt + 1)
-                attempt += 1
+                tries[busy] += 1
                 if before_retry is not None:
                     found = before_retry(err)
                     if found is not None:

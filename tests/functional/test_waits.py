@@ -86,6 +86,45 @@ def test_a_busy_wait_stops_within_the_time_limit(make_app, emu, receiver) -> Non
     assert event["type"].endswith(".failed") and event["data"]["Error"]["Code"] == BUSY
 
 
+@pytest.mark.parametrize("busy", [1, 4, 6])
+def test_after_a_busy_wait_a_lost_answer_still_finds_its_image(make_app, emu, receiver, busy: int) -> None:
+    # Busy answers and other errors are counted apart: minutes of a busy instance leave the lost answer of the
+    # create that then went through its own retry, which finds the image instead of reporting it failed.
+    emu.faults.fail("CreateBlueprint", BUSY, times=busy)
+    emu.faults.drop("CreateBlueprint", after=True, skip=busy)
+    answer = make_app(clock=EmuClock(emu)).handle(timer_event(JOB), context())
+    (made,) = [b["BlueprintId"] for b in emu.lighthouse.blueprints()]
+    assert answer["Results"][0]["BlueprintId"] == made
+    assert not [e for e in received_events(receiver) if e["type"].endswith(".failed")]
+
+
+def test_after_a_busy_wait_a_throttle_is_still_retried(make_app, emu) -> None:
+    emu.faults.fail("CreateBlueprint", BUSY, times=6)
+    emu.faults.fail("CreateBlueprint", "RequestLimitExceeded", times=1)
+    answer = make_app(clock=EmuClock(emu)).handle(timer_event(JOB), context())
+    assert answer["Results"][0]["BlueprintId"].startswith("lhbp-")
+
+
+def test_busy_records_of_a_queue_batch_leave_the_others_their_time(make_app, emu, receiver) -> None:
+    # Seven instances busy for good, then four free ones, in one batch of a 900 s function: each busy record
+    # is waited out for its share of the time left, not five minutes, so the free ones are imaged this time.
+    busy = [f"lhins-busy{n:04d}" for n in range(7)]
+    free = [f"lhins-free{n:04d}" for n in range(4)]
+    for instance in busy:
+        emu.lighthouse.add_instance(instance, LatestOperation="ResetInstance", LatestOperationState="OPERATING")
+    for instance in free:
+        emu.lighthouse.add_instance(instance)
+    records = [{"CMQ": {"msgId": f"m{n}", "msgBody": orjson.dumps({"InstanceId": i}).decode()}}
+               for n, i in enumerate(busy + free)]
+    clock = EmuClock(emu)
+    with pytest.raises(BlueprintError, match="7 of 11 record"):
+        make_app(clock=clock).handle({"Records": records}, context(time_limit_in_ms=900_000))
+    assert sum(clock.slept) < 900
+    assert {b["BlueprintName"][:14] for b in emu.lighthouse.blueprints()} == set(free)
+    failed = {e["subject"] for e in received_events(receiver) if e["type"].endswith(".failed")}
+    assert failed == set(busy)
+
+
 def test_following_an_image_logs_each_poll_and_the_total(make_app, emu, log_stream) -> None:
     answer = make_app().handle(timer_event({**JOB, "Wait": True}), context())
     assert answer["Results"][0]["State"] == "NORMAL"
