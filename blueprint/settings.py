@@ -499,9 +499,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     Raises:
         ConfigError: a variable has a bad value; the message names it (never its value).
     """
-    # A value is read without the spaces around it (a template's stray space). One of spaces only is not empty:
-    # it is judged as an empty text, which no variable takes (a command or allowlist of spaces fails, not opens).
+    # A value is read without the spaces around it (a template's stray space). One of spaces only is not empty,
+    # and no variable takes it: read as unset it would turn a secret, a command or an allowlist off unseen.
     values = {key: value.strip() for key, value in env.items() if value != ""}
+    blank = sorted(key for key in _variables() & values.keys() if not values[key])
+    if blank:
+        raise ConfigError(f"bad configuration: {blank[0]}: spaces only (leave the variable empty or unset)")
     # Registered before validating, so even a message about a bad secret could not show it.
     for key in _SECRET_VARIABLES & values.keys():
         logs.register_secrets([values[key], *(part.strip() for part in values[key].split(","))])
@@ -515,6 +518,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         raise ConfigError(f"bad configuration: {err}") from None
     logs.register_secrets(settings.secret_values())
     return settings
+
+
+@functools.cache
+def _variables() -> frozenset[str]:
+    """The names of every variable the settings read."""
+    return frozenset(item.metadata["variable"].name for item in fields(Settings))
 
 
 _SECRET_VARIABLES = frozenset({"BLUEPRINT_HTTP_TOKEN", "BLUEPRINT_HTTP_SECRET", "BLUEPRINT_WEBHOOK_SECRET",

@@ -359,9 +359,9 @@ def test_a_secret_compares_and_hashes_by_its_value_like_secretstr() -> None:
      "(a restore formats a disk: the token that makes images must not allow it)"),
     ({"BLUEPRINT_WEBHOOK_SECRET": "notwhsec12345", "BLUEPRINT_WEBHOOK_URL": "https://h.example/x"},
      "bad configuration: BLUEPRINT_WEBHOOK_SECRET: expected a Standard Webhooks secret (whsec_ + base64)"),
+    # Spaces only are refused before any variable is read, for every variable alike (test_settings.py).
     ({"BLUEPRINT_PRE_COMMAND": "   "},
-     "bad configuration: BLUEPRINT_PRE_COMMAND: expected shell text of 1 to 49152 bytes, or a TAT command id "
-     "(cmd-...)"),
+     "bad configuration: BLUEPRINT_PRE_COMMAND: spaces only (leave the variable empty or unset)"),
     ({"BLUEPRINT_POST_COMMAND": "x" * (48 * 1024 + 1)},
      "bad configuration: BLUEPRINT_POST_COMMAND: expected shell text of 1 to 49152 bytes, or a TAT command id "
      "(cmd-...)"),

@@ -9,7 +9,7 @@ import pytest
 
 from blueprint import logs
 from blueprint.errors import ConfigError
-from blueprint.settings import NextFunction, Settings, is_loopback_url, load_settings, mask_url, split_list
+from blueprint.settings import NextFunction, Settings, _variables, is_loopback_url, load_settings, mask_url, split_list
 
 WHSEC = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 
@@ -29,14 +29,14 @@ def test_empty_values_count_as_unset() -> None:
     assert load_settings({"BLUEPRINT_KEEP": "", "TENCENTCLOUD_REGION": ""}).keep is None
 
 
-@pytest.mark.parametrize("variable", ["BLUEPRINT_CMQ_QUEUE", "BLUEPRINT_ALLOWED_INSTANCES", "BLUEPRINT_ALLOWED_TAGS",
-                                      "BLUEPRINT_KEEP", "BLUEPRINT_FORCE_POWER_OFF", "BLUEPRINT_PRE_COMMAND",
-                                      "BLUEPRINT_WEBHOOK_URL", "BLUEPRINT_HTTP_TOKEN", "BLUEPRINT_NEXT_FUNCTION"])
+@pytest.mark.parametrize("variable", sorted(_variables()))
 def test_spaces_alone_are_a_bad_value_not_an_unset_one(variable: str) -> None:
-    # Not empty, so not unset: a queue name of one space failed every delivery (no retry could mend it), and an
-    # allowlist or pre-command of spaces would otherwise switch its protection off without a word.
-    with pytest.raises(ConfigError, match=variable):
+    # Not empty, so not unset: a queue name of one space failed every delivery (no retry could mend it), a
+    # webhook secret of spaces sent results unsigned, and an allowlist or pre-command of spaces would switch its
+    # protection off without a word. Every variable the settings read is refused so, by name.
+    with pytest.raises(ConfigError, match=f"{variable}: spaces only"):
         load_settings({variable: " \t "})
+    assert isinstance(load_settings({variable: ""}), Settings)  # empty is unset
 
 
 def test_values_are_read_without_the_spaces_around_them() -> None:
