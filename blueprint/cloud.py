@@ -290,15 +290,21 @@ def read_credentials(env: Mapping[str, str]) -> Credentials:
     Raises:
         ConfigError: no secret id / key is set.
     """
-    secret_id = env.get("TENCENTCLOUD_SECRETID") or env.get("TENCENTCLOUD_SECRET_ID")
-    secret_key = env.get("TENCENTCLOUD_SECRETKEY") or env.get("TENCENTCLOUD_SECRET_KEY")
+    # Read as every variable is: without the spaces around it, and one of spaces only is no value (the other
+    # spelling is read then; a token with a stray newline would be a header the HTTP client refuses).
+    secret_id = _stripped(env, "TENCENTCLOUD_SECRETID") or _stripped(env, "TENCENTCLOUD_SECRET_ID")
+    secret_key = _stripped(env, "TENCENTCLOUD_SECRETKEY") or _stripped(env, "TENCENTCLOUD_SECRET_KEY")
     if not secret_id or not secret_key:
         raise ConfigError("no cloud credentials: give the function a run role (SCF sets TENCENTCLOUD_SECRETID, "
                           "TENCENTCLOUD_SECRETKEY, TENCENTCLOUD_SESSIONTOKEN), or set them for a local run")
-    credentials = Credentials(secret_id.strip(), secret_key.strip(), env.get("TENCENTCLOUD_SESSIONTOKEN") or None)
+    credentials = Credentials(secret_id, secret_key, _stripped(env, "TENCENTCLOUD_SESSIONTOKEN") or None)
     # Read on every invocation (SCF rotates the role's keys), so fresh values are registered as they come.
-    register_secrets([secret_key, credentials.secret_key, credentials.token])
+    register_secrets([credentials.secret_key, credentials.token])
     return credentials
+
+
+def _stripped(env: Mapping[str, str], name: str) -> str:
+    return (env.get(name) or "").strip()
 
 
 def http_profile(endpoint: str | None, service: str, timeout: int) -> HttpProfile:

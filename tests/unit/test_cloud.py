@@ -58,6 +58,18 @@ def test_the_sdks_own_variable_names_are_read_when_scfs_are_absent() -> None:
     assert (scf.secret_id, scf.secret_key, scf.token) == ("AKIDscf", "scf-key-1", "session-token-1")
 
 
+def test_credentials_are_read_without_the_spaces_around_them() -> None:
+    # Spaces only are no value: the other spelling is read (before, "   " was taken, and every call failed).
+    creds = read_credentials({"TENCENTCLOUD_SECRETID": "   ", "TENCENTCLOUD_SECRET_ID": "AKIDlocal",
+                              "TENCENTCLOUD_SECRETKEY": "\t", "TENCENTCLOUD_SECRET_KEY": "local-key-1",
+                              "TENCENTCLOUD_SESSIONTOKEN": "session-token-1\n"})
+    assert (creds.secret_id, creds.secret_key, creds.token) == ("AKIDlocal", "local-key-1", "session-token-1")
+    assert read_credentials({"TENCENTCLOUD_SECRETID": "AKIDscf", "TENCENTCLOUD_SECRETKEY": "scf-key-1",
+                             "TENCENTCLOUD_SESSIONTOKEN": "  "}).token is None
+    with pytest.raises(ConfigError, match="no cloud credentials"):
+        read_credentials({"TENCENTCLOUD_SECRETID": "AKIDscf", "TENCENTCLOUD_SECRETKEY": " "})
+
+
 def test_the_repr_shows_whether_there_is_a_token_never_the_token() -> None:
     with_token = Credentials("AKIDabcdefgh", "the-key", "the-token")
     assert repr(with_token) == "Credentials(secret_id=AKIDab…, secret_key=***, token=***)"
