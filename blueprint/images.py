@@ -892,9 +892,12 @@ class ImageMaker:
             BlueprintError: the instances were not started.
         """
         lost = LostAnswer()
+        # An instance the function stopped must come back: a queue record's share of time for busy waits (spent,
+        # often, following the image) does not bound this one, only the deadline does.
+        deadline = run.deadline.busy_unbounded()
         try:
-            self.retry.call(partial(self.lighthouse.start_instances, region, ids, deadline=run.deadline),
-                            deadline=run.deadline, before_retry=lost)
+            self.retry.call(partial(self.lighthouse.start_instances, region, ids, deadline=deadline),
+                            deadline=deadline, before_retry=lost)
         except InvalidInstanceState:
             if not lost.seen:
                 raise

@@ -136,6 +136,10 @@ class Deadline(NamedTuple):
         """The same deadline, waiting a busy instance out for at most `seconds` from now."""
         return self._replace(busy_until=self.clock.monotonic() + seconds)
 
+    def busy_unbounded(self) -> Deadline:
+        """The same deadline, waiting a busy instance out as long as the deadline allows (no record's share)."""
+        return self._replace(busy_until=None)
+
     def waits_out(self, seconds: float) -> bool:
         """True when a busy instance may be waited out `seconds` more."""
         return self.patient and (self.busy_until is None or self.clock.monotonic() + seconds <= self.busy_until)

@@ -75,3 +75,19 @@ def test_with_a_cloud_that_restarts_by_itself_nothing_is_started(make_app, recei
         answer = app.handle(timer_event(JOB), context())
         assert answer["Results"][0]["State"] == "NORMAL"
         assert cloud.calls_of("StartInstances") == []
+
+
+def test_a_queue_record_restarts_its_instance_after_a_busy_answer(make_app, emu, receiver) -> None:
+    # A record waits busy instances out for its share of the batch's time; following its image spends that share,
+    # and the restart after it must still wait a busy answer out (the instance was stopped by the function).
+    emu.faults.fail("StartInstances", "UnsupportedOperation.LatestOperationUnfinished", times=1)
+    # Three records make the first one's share a third of the time; the last names no instance (acknowledged).
+    records = [{"CMQ": {"msgId": f"m{n}", "msgBody": f'{{"InstanceId": "{instance}", "Wait": true}}'}}
+               for n, instance in enumerate(["lhins-web00001", "lhins-db000001", "lhins-gone0001"])]
+    answer = make_app().handle({"Records": records}, context(time_limit_in_ms=120_000))
+    first = answer["Records"][0]["Results"][0]
+    assert (first["State"], first["InstanceRestarted"]) == ("NORMAL", True)
+    assert [c.error for c in emu.calls_of("StartInstances")][:2] == [
+        "UnsupportedOperation.LatestOperationUnfinished", None]
+    emu.advance(60)
+    assert state(emu) == "RUNNING"
