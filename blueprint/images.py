@@ -747,7 +747,18 @@ class ImageMaker:
             return found.but(reason="made by a concurrent invocation") if isinstance(err, InstanceBusy) else \
                 found.but(resent=False, reason=None)
 
-        return self.retry.call(attempt, deadline=run.deadline, before_retry=before_retry)
+        try:
+            return self.retry.call(attempt, deadline=run.deadline, before_retry=before_retry)
+        except CloudUnavailable as err:
+            # The last try's answer may have been lost after the cloud acted: look once more before reporting
+            # the instance failed (its image would otherwise be news only after SCF's retry).
+            try:
+                found = before_retry(err) if run.deadline.remaining() > 0 else None
+            except BlueprintError:
+                found = None
+            if found is None:
+                raise
+            return found
 
     def _after_quota(self, run: Run, target: Target, err: QuotaExceeded,
                      attempt: Callable[[], Created | Result]) -> Created | Result:

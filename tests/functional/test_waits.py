@@ -98,6 +98,15 @@ def test_after_a_busy_wait_a_lost_answer_still_finds_its_image(make_app, emu, re
     assert not [e for e in received_events(receiver) if e["type"].endswith(".failed")]
 
 
+def test_when_the_last_tries_answer_is_lost_the_image_is_found_not_reported_failed(make_app, emu, receiver) -> None:
+    emu.faults.fail("CreateBlueprint", "InternalError", times=3)
+    emu.faults.drop("CreateBlueprint", after=True, skip=3)  # the fourth and last try acts, its answer is lost
+    answer = make_app(clock=EmuClock(emu)).handle(timer_event(JOB), context())
+    (made,) = [b["BlueprintId"] for b in emu.lighthouse.blueprints()]
+    assert answer["Results"][0]["BlueprintId"] == made
+    assert [e["type"].rsplit(".", 1)[-1] for e in received_events(receiver)] == ["created"]
+
+
 def test_after_a_busy_wait_a_throttle_is_still_retried(make_app, emu) -> None:
     emu.faults.fail("CreateBlueprint", BUSY, times=6)
     emu.faults.fail("CreateBlueprint", "RequestLimitExceeded", times=1)
