@@ -38,6 +38,7 @@ from blueprint.errors import (
 )
 from blueprint.events import as_printable
 from blueprint.logs import redact, register_secrets
+from blueprint.settings import trimmed
 
 if TYPE_CHECKING:
     import requests
@@ -304,7 +305,7 @@ def read_credentials(env: Mapping[str, str]) -> Credentials:
 
 
 def _stripped(env: Mapping[str, str], name: str) -> str:
-    return (env.get(name) or "").strip()
+    return trimmed(env.get(name) or "")
 
 
 def http_profile(endpoint: str | None, service: str, timeout: int) -> HttpProfile:

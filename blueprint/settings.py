@@ -88,6 +88,16 @@ class Secret:
         return core_schema.no_info_after_validator_function(cls, core_schema.str_schema())
 
 
+# Around a value: whitespace, and the invisible characters a copy and paste brings along (zero-width spaces,
+# a byte order mark), which `str.strip` keeps.
+_AROUND = re.compile(r"^[\s\u200b-\u200d\u2060\ufeff]+|[\s\u200b-\u200d\u2060\ufeff]+$")
+
+
+def trimmed(text: str) -> str:
+    """The text without the whitespace and invisible characters around it."""
+    return _AROUND.sub("", text)
+
+
 def split_list(value: object) -> object:
     """Turn `"a, b,,c"` into `["a", "b", "c"]`; leave lists alone.
 
@@ -96,7 +106,7 @@ def split_list(value: object) -> object:
             allowlist at all, so the operator is told instead (an empty variable is unset, and means none).
     """
     if isinstance(value, str):
-        items = [part.strip() for part in value.split(",") if part.strip()]
+        items = [trimmed(part) for part in value.split(",") if trimmed(part)]
         if not items:
             raise ValueError("the list names nothing (leave the variable empty or unset for none)")
         return items
@@ -499,12 +509,14 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     Raises:
         ConfigError: a variable has a bad value; the message names it (never its value).
     """
-    # A value is read without the spaces around it (a template's stray space). One of spaces only is not empty,
-    # and no variable takes it: read as unset it would turn a secret, a command or an allowlist off unseen.
-    values = {key: value.strip() for key, value in env.items() if value != ""}
+    # A value is read without the spaces around it (a template's stray space, a pasted zero-width space). One of
+    # spaces only is not empty, and no variable takes it: read as unset it would turn a secret, a command or an
+    # allowlist off unseen.
+    values = {key: trimmed(value) for key, value in env.items() if value != ""}
     blank = sorted(key for key in _variables() & values.keys() if not values[key])
     if blank:
-        raise ConfigError(f"bad configuration: {blank[0]}: spaces only (leave the variable empty or unset)")
+        raise ConfigError(f"bad configuration: {blank[0]}: spaces only, or invisible characters (leave the variable "
+                          "empty or unset)")
     # Registered before validating, so even a message about a bad secret could not show it.
     for key in _SECRET_VARIABLES & values.keys():
         logs.register_secrets([values[key], *(part.strip() for part in values[key].split(","))])

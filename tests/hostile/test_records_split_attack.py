@@ -361,7 +361,8 @@ def test_a_secret_compares_and_hashes_by_its_value_like_secretstr() -> None:
      "bad configuration: BLUEPRINT_WEBHOOK_SECRET: expected a Standard Webhooks secret (whsec_ + base64)"),
     # Spaces only are refused before any variable is read, for every variable alike (test_settings.py).
     ({"BLUEPRINT_PRE_COMMAND": "   "},
-     "bad configuration: BLUEPRINT_PRE_COMMAND: spaces only (leave the variable empty or unset)"),
+     "bad configuration: BLUEPRINT_PRE_COMMAND: spaces only, or invisible characters (leave the variable empty or "
+     "unset)"),
     ({"BLUEPRINT_POST_COMMAND": "x" * (48 * 1024 + 1)},
      "bad configuration: BLUEPRINT_POST_COMMAND: expected shell text of 1 to 49152 bytes, or a TAT command id "
      "(cmd-...)"),

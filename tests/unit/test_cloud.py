@@ -62,7 +62,7 @@ def test_credentials_are_read_without_the_spaces_around_them() -> None:
     # Spaces only are no value: the other spelling is read (before, "   " was taken, and every call failed).
     creds = read_credentials({"TENCENTCLOUD_SECRETID": "   ", "TENCENTCLOUD_SECRET_ID": "AKIDlocal",
                               "TENCENTCLOUD_SECRETKEY": "\t", "TENCENTCLOUD_SECRET_KEY": "local-key-1",
-                              "TENCENTCLOUD_SESSIONTOKEN": "session-token-1\n"})
+                              "TENCENTCLOUD_SESSIONTOKEN": "\ufeffsession-token-1\u200b\n"})
     assert (creds.secret_id, creds.secret_key, creds.token) == ("AKIDlocal", "local-key-1", "session-token-1")
     assert read_credentials({"TENCENTCLOUD_SECRETID": "AKIDscf", "TENCENTCLOUD_SECRETKEY": "scf-key-1",
                              "TENCENTCLOUD_SESSIONTOKEN": "  "}).token is None

@@ -34,15 +34,16 @@ def test_spaces_alone_are_a_bad_value_not_an_unset_one(variable: str) -> None:
     # Not empty, so not unset: a queue name of one space failed every delivery (no retry could mend it), a
     # webhook secret of spaces sent results unsigned, and an allowlist or pre-command of spaces would switch its
     # protection off without a word. Every variable the settings read is refused so, by name.
-    with pytest.raises(ConfigError, match=f"{variable}: spaces only"):
-        load_settings({variable: " \t "})
+    for blank in (" \t ", "\u200b", "\ufeff", "\u00a0\u200b\n"):
+        with pytest.raises(ConfigError, match=f"{variable}: spaces only"):
+            load_settings({variable: blank})
     assert isinstance(load_settings({variable: ""}), Settings)  # empty is unset
 
 
 def test_values_are_read_without_the_spaces_around_them() -> None:
     settings = load_settings({"BLUEPRINT_FORCE_POWER_OFF": " false ", "BLUEPRINT_KEEP": " 3 ",
                               "BLUEPRINT_HTTP_AUTH": "hmac ", "BLUEPRINT_HTTP_SECRET": f" {WHSEC} ",
-                              "BLUEPRINT_CMQ_QUEUE": " results\n"})
+                              "BLUEPRINT_CMQ_QUEUE": "\ufeff results\u200b\n"})
     assert (settings.force_power_off, settings.keep, settings.http_auth, settings.cmq_queue) == (False, 3, "hmac",
                                                                                                 "results")
 
