@@ -30,6 +30,7 @@ from blueprint.deploy.models import (
 )
 from blueprint.errors import ConfigError, NotFound, Throttled
 from blueprint.retry import Clock, Deadline, RetryPolicy, SystemClock
+from blueprint.settings import trimmed
 
 __all__ = ["ScfService", "find_credentials"]
 
@@ -45,9 +46,10 @@ def find_credentials(env: Mapping[str, str], home: Path) -> Credentials:
     """
     for id_name, key_name in (("TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_KEY"),
                               ("TENCENTCLOUD_SECRETID", "TENCENTCLOUD_SECRETKEY")):
-        if env.get(id_name) and env.get(key_name):
-            token = env.get("TENCENTCLOUD_SESSIONTOKEN") or None
-            return Credentials(env[id_name].strip(), env[key_name].strip(), token)
+        # Read as the function reads its own: without what is around a value; spaces only are no value.
+        secret_id, secret_key = trimmed(env.get(id_name) or ""), trimmed(env.get(key_name) or "")
+        if secret_id and secret_key:
+            return Credentials(secret_id, secret_key, trimmed(env.get("TENCENTCLOUD_SESSIONTOKEN") or "") or None)
     profile = home / ".tencentcloud" / "credentials"
     if profile.is_file():  # the SDK's ProfileCredential: the [default] section
         parser = configparser.ConfigParser()

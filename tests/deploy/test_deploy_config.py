@@ -187,3 +187,16 @@ def test_a_real_process_shows_no_traceback(tmp_path: Path) -> None:
     missing = subprocess.run([sys.executable, "-m", "blueprint", "deploy", "--config", "nope.yml"], cwd=tmp_path,
                              capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(ROOT)}, check=False)
     assert missing.returncode == 2 and missing.stderr.startswith("error: nope.yml: not found")
+
+
+def test_the_deploy_tool_reads_its_credentials_as_the_function_does(tmp_path: Path) -> None:
+    # Without what is around a value, and a value of spaces only is none: the other spelling is read then.
+    from blueprint.deploy.scf import find_credentials
+    from blueprint.errors import ConfigError
+
+    creds = find_credentials({"TENCENTCLOUD_SECRET_ID": "   ", "TENCENTCLOUD_SECRET_KEY": " ",
+                              "TENCENTCLOUD_SECRETID": " AKIDscf\n", "TENCENTCLOUD_SECRETKEY": "\ufeffkey-1",
+                              "TENCENTCLOUD_SESSIONTOKEN": "token-1\u200b\n"}, tmp_path)
+    assert (creds.secret_id, creds.secret_key, creds.token) == ("AKIDscf", "key-1", "token-1")
+    with pytest.raises(ConfigError, match="no Tencent Cloud credentials"):
+        find_credentials({"TENCENTCLOUD_SECRET_ID": "AKIDx", "TENCENTCLOUD_SECRET_KEY": "\u200b"}, tmp_path)
