@@ -84,6 +84,12 @@ __all__ = [
 DELETABLE = DELETABLE_STATES
 # Seconds one more instance needs at least (create + bookkeeping); below that, hand the rest on.
 PER_INSTANCE_BUDGET = 4.0
+# Seconds a last lookup needs: one cloud call's HTTP timeout (`ClientCache`).
+LAST_LOOK = 10.0
+# Seconds of busy waits a restart after an image always has, even when a queue record's share of busy waits was
+# spent on its create: the instance was stopped by the function, and a busy answer there is usually the image's
+# own operation ending (two or three tries); one instance that stays busy must still not hold the batch.
+RESTART_PATIENCE = 30.0
 # A slot lookup older than this (seconds) is made again just before CreateBlueprint: stopping the instance, its
 # data disks' points or a pre-command took that long, and a twin invocation may have made the image meanwhile.
 RECHECK_AFTER = 5.0
@@ -753,7 +759,8 @@ class ImageMaker:
             # The last try's answer may have been lost after the cloud acted: look once more before reporting
             # the instance failed (its image would otherwise be news only after SCF's retry).
             try:
-                found = before_retry(err) if run.deadline.remaining() > 0 else None
+                # Only with time for one more call (its HTTP timeout), so the results can still be delivered.
+                found = before_retry(err) if run.deadline.remaining() > LAST_LOOK else None
             except BlueprintError:
                 found = None
             if found is None:
@@ -903,9 +910,9 @@ class ImageMaker:
             BlueprintError: the instances were not started.
         """
         lost = LostAnswer()
-        # An instance the function stopped must come back: a queue record's share of time for busy waits (spent,
-        # often, following the image) does not bound this one, only the deadline does.
-        deadline = run.deadline.busy_unbounded()
+        # An instance the function stopped must come back: a queue record's budget of busy waits is topped up to
+        # RESTART_PATIENCE here (a timer's busy waits are bound by its deadline only).
+        deadline = run.deadline.busy_at_least(RESTART_PATIENCE)
         try:
             self.retry.call(partial(self.lighthouse.start_instances, region, ids, deadline=deadline),
                             deadline=deadline, before_retry=lost)

@@ -84,6 +84,22 @@ class Waits:
                     for what, (count, total) in sorted(self._by.items())}
 
 
+class BusyBudget:
+    """Seconds that busy instances may still be waited out (shared by every step that holds it)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.left = seconds
+        self._lock = threading.Lock()
+
+    def spend(self, seconds: float) -> bool:
+        """Take `seconds` if that many are left; False (nothing taken) otherwise."""
+        with self._lock:
+            if seconds > self.left:
+                return False
+            self.left -= seconds
+            return True
+
+
 class Deadline(NamedTuple):
     """The moment the function must stop working (its time limit minus a margin for delivery).
 
@@ -98,9 +114,10 @@ class Deadline(NamedTuple):
     patient: bool = True
     # A fan-out child's share of the account's API rates (None: the whole rate, as one container paces it).
     pace: Pacer | None = None
-    # Until when a busy instance is waited out (None: until the deadline); a queue record's share of the batch's
-    # time, so that a few busy instances cannot keep the records after them from ever being started.
-    busy_until: float | None = None
+    # How many more seconds busy instances may be waited out (None: as long as the deadline allows); a queue
+    # record's share of the batch's time, so that a few busy instances cannot keep the records after them from
+    # ever being started. Only busy waits spend it: following an image does not.
+    busy_budget: BusyBudget | None = None
 
     @classmethod
     def after(cls, clock: Clock, seconds: float, waits: Waits | None = None) -> Deadline:
@@ -133,16 +150,20 @@ class Deadline(NamedTuple):
         return self._replace(patient=False)
 
     def busy_for(self, seconds: float) -> Deadline:
-        """The same deadline, waiting a busy instance out for at most `seconds` from now."""
-        return self._replace(busy_until=self.clock.monotonic() + seconds)
+        """The same deadline, waiting busy instances out for at most `seconds` in all."""
+        return self._replace(busy_budget=BusyBudget(seconds))
 
-    def busy_unbounded(self) -> Deadline:
-        """The same deadline, waiting a busy instance out as long as the deadline allows (no record's share)."""
-        return self._replace(busy_until=None)
+    def busy_at_least(self, seconds: float) -> Deadline:
+        """The same deadline, with at least `seconds` of busy waits left for this step (when they are limited)."""
+        if self.busy_budget is None or self.busy_budget.left >= seconds:
+            return self
+        return self._replace(busy_budget=BusyBudget(seconds))
 
     def waits_out(self, seconds: float) -> bool:
-        """True when a busy instance may be waited out `seconds` more."""
-        return self.patient and (self.busy_until is None or self.clock.monotonic() + seconds <= self.busy_until)
+        """True when a busy instance may be waited out `seconds` more (and spends them, when they are limited)."""
+        if not self.patient:
+            return False
+        return self.busy_budget is None or self.busy_budget.spend(seconds)
 
     def paced(self, pace: Pacer) -> Deadline:
         """The same deadline, for an invocation paced at its share of the account's rates."""

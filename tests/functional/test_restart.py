@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import orjson
 import pytest
 
+from blueprint.errors import BlueprintError
 from emulator import Emulator
-from tests.conftest import context, received_events, timer_event
+from tests.conftest import EmuClock, context, received_events, timer_event
 
 JOB = {"InstanceId": "lhins-web00001", "ForcePowerOff": True, "Wait": True}
 
@@ -91,3 +93,21 @@ def test_a_queue_record_restarts_its_instance_after_a_busy_answer(make_app, emu,
         "UnsupportedOperation.LatestOperationUnfinished", None]
     emu.advance(60)
     assert state(emu) == "RUNNING"
+
+
+def test_a_restart_that_stays_busy_does_not_hold_the_rest_of_a_queue_batch(make_app, emu) -> None:
+    # Each record may wait busy instances out for its share of the batch's time (a restart for at least 30 s):
+    # one instance whose restart stays busy must not take the time the other records need for their images.
+    emu.faults.fail("StartInstances", "UnsupportedOperation.LatestOperationUnfinished", times=40)
+    free = [f"lhins-free{n:04d}" for n in range(4)]
+    for instance in free:
+        emu.lighthouse.add_instance(instance)
+    records = [{"CMQ": {"msgId": f"m{n}", "msgBody": orjson.dumps({"InstanceId": instance, "Wait": True}).decode()}}
+               for n, instance in enumerate(["lhins-web00001", *free])]
+    clock = EmuClock(emu)
+    with pytest.raises(BlueprintError, match="record"):  # what time did not allow is retried by SCF
+        make_app(clock=clock).handle({"Records": records}, context(time_limit_in_ms=180_000))
+    assert sum(clock.slept) < 180
+    restarts = [c for c in emu.calls_of("StartInstances") if c.params["InstanceIds"] == ["lhins-web00001"]]
+    assert 3 <= len(restarts) <= 5  # the restart was waited out for a while, not for good
+    assert len(emu.lighthouse.blueprints()) >= 3  # records after it made their images (the rest are retried)

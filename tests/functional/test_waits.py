@@ -107,6 +107,18 @@ def test_when_the_last_tries_answer_is_lost_the_image_is_found_not_reported_fail
     assert [e["type"].rsplit(".", 1)[-1] for e in received_events(receiver)] == ["created"]
 
 
+def test_the_last_look_is_left_out_when_it_would_not_leave_time_to_deliver(make_app, emu, receiver) -> None:
+    # 14 s to live, 11 s of work: after three short retries less than one call's timeout (10 s) is left, so the
+    # instance is reported failed (SCF's retry then finds the image) rather than the results never delivered.
+    emu.faults.fail("CreateBlueprint", "InternalError", times=3)
+    emu.faults.drop("CreateBlueprint", after=True, skip=3)
+    with pytest.raises(BlueprintError):
+        make_app(clock=EmuClock(emu)).handle(timer_event(JOB), context(time_limit_in_ms=14_000))
+    lookups = len(emu.calls_of("DescribeBlueprints"))
+    assert [e["type"].rsplit(".", 1)[-1] for e in received_events(receiver)] == ["failed"]
+    assert lookups == 4  # the run's slot lookup and one before each retry; none after the last try
+
+
 def test_after_a_busy_wait_a_throttle_is_still_retried(make_app, emu) -> None:
     emu.faults.fail("CreateBlueprint", BUSY, times=6)
     emu.faults.fail("CreateBlueprint", "RequestLimitExceeded", times=1)
