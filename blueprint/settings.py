@@ -88,9 +88,10 @@ class Secret:
         return core_schema.no_info_after_validator_function(cls, core_schema.str_schema())
 
 
-# Around a value: whitespace, and the invisible characters a copy and paste brings along (zero-width spaces,
-# a byte order mark), which `str.strip` keeps.
-_AROUND = re.compile(r"^[\s\u200b-\u200d\u2060\ufeff]+|[\s\u200b-\u200d\u2060\ufeff]+$")
+# Around a value: whitespace, and the invisible characters a copy and paste brings along (zero-width spaces and
+# joiners, direction marks, a soft hyphen, a byte order mark), which `str.strip` keeps.
+_INVISIBLE = "\u00ad\u180e\u200b-\u200f\u2060\ufeff"
+_AROUND = re.compile(f"^[\\s{_INVISIBLE}]+|[\\s{_INVISIBLE}]+$")
 
 
 def trimmed(text: str) -> str:
@@ -519,7 +520,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
                           "empty or unset)")
     # Registered before validating, so even a message about a bad secret could not show it.
     for key in _SECRET_VARIABLES & values.keys():
-        logs.register_secrets([values[key], *(part.strip() for part in values[key].split(","))])
+        logs.register_secrets([values[key], *(trimmed(part) for part in values[key].split(","))])
     try:
         settings = _read(values)
     except _Unsure:

@@ -55,7 +55,7 @@ def find_credentials(env: Mapping[str, str], home: Path) -> Credentials:
         parser = configparser.ConfigParser()
         parser.read(profile, encoding="utf-8")
         section = parser["default"] if parser.has_section("default") else {}
-        secret_id, secret_key = section.get("secret_id", "").strip(), section.get("secret_key", "").strip()
+        secret_id, secret_key = trimmed(section.get("secret_id", "")), trimmed(section.get("secret_key", ""))
         if secret_id and secret_key:
             return Credentials(secret_id, secret_key, None)
     raise ConfigError("no Tencent Cloud credentials: set TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY, or "

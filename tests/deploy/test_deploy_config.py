@@ -200,3 +200,9 @@ def test_the_deploy_tool_reads_its_credentials_as_the_function_does(tmp_path: Pa
     assert (creds.secret_id, creds.secret_key, creds.token) == ("AKIDscf", "key-1", "token-1")
     with pytest.raises(ConfigError, match="no Tencent Cloud credentials"):
         find_credentials({"TENCENTCLOUD_SECRET_ID": "AKIDx", "TENCENTCLOUD_SECRET_KEY": "\u200b"}, tmp_path)
+    # The SDK's profile file is read the same way.
+    (tmp_path / ".tencentcloud").mkdir()
+    (tmp_path / ".tencentcloud" / "credentials").write_text(
+        "[default]\nsecret_id = AKIDfile\u200b\nsecret_key = \ufeffkey-2\n", encoding="utf-8")
+    creds = find_credentials({}, tmp_path)
+    assert (creds.secret_id, creds.secret_key) == ("AKIDfile", "key-2")

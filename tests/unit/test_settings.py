@@ -34,7 +34,7 @@ def test_spaces_alone_are_a_bad_value_not_an_unset_one(variable: str) -> None:
     # Not empty, so not unset: a queue name of one space failed every delivery (no retry could mend it), a
     # webhook secret of spaces sent results unsigned, and an allowlist or pre-command of spaces would switch its
     # protection off without a word. Every variable the settings read is refused so, by name.
-    for blank in (" \t ", "\u200b", "\ufeff", "\u00a0\u200b\n"):
+    for blank in (" \t ", "\u200b", "\ufeff", "\u00a0\u200b\n", "\u200e", "\u00ad", "\u180e\u2060"):
         with pytest.raises(ConfigError, match=f"{variable}: spaces only"):
             load_settings({variable: blank})
     assert isinstance(load_settings({variable: ""}), Settings)  # empty is unset
