@@ -273,7 +273,11 @@ def test_a_power_off_fleet_with_disks_keeps_its_connections(make_app, emu, caplo
         answer = run(app, {**TIER, "ForcePowerOff": True})
     assert sorted(r["InstanceId"] for r in answer["Results"]) == ids
     assert all("Error" not in r and len(r["DiskBackups"]) == 1 for r in answer["Results"]), answer
-    assert len(emu.calls_of("StopInstances")) == 1 and len(emu.calls_of("CreateBlueprint")) == 24
+    # One create per instance, plus a retry for each the cloud refused (under a loaded machine's timing, a
+    # throttle or a still-stopping instance can be answered): never a second image.
+    creates = emu.calls_of("CreateBlueprint")
+    assert len(emu.calls_of("StopInstances")) == 1 and len(creates) == 24 + len([c for c in creates if c.error])
+    assert len(emu.lighthouse.blueprints(GZ)) == 24
     assert [r.getMessage() for r in caplog.records if "pool is full" in r.getMessage()] == []
 
 
