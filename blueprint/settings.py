@@ -94,8 +94,14 @@ _INVISIBLE = "\u00ad\u180e\u200b-\u200f\u2060\ufeff"
 _AROUND = re.compile(f"^[\\s{_INVISIBLE}]+|[\\s{_INVISIBLE}]+$")
 
 
+_EDGES = frozenset("\u00ad\u180e\u200b\u200c\u200d\u200e\u200f\u2060\ufeff")
+
+
 def trimmed(text: str) -> str:
     """The text without the whitespace and invisible characters around it."""
+    # Most values have none (credentials, read on every invocation): no regex for them.
+    if text and not (text[0].isspace() or text[-1].isspace() or text[0] in _EDGES or text[-1] in _EDGES):
+        return text
     return _AROUND.sub("", text)
 
 

@@ -9,7 +9,16 @@ import pytest
 
 from blueprint import logs
 from blueprint.errors import ConfigError
-from blueprint.settings import NextFunction, Settings, _variables, is_loopback_url, load_settings, mask_url, split_list
+from blueprint.settings import (
+    NextFunction,
+    Settings,
+    _variables,
+    is_loopback_url,
+    load_settings,
+    mask_url,
+    split_list,
+    trimmed,
+)
 
 WHSEC = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 
@@ -172,3 +181,15 @@ def test_helpers() -> None:
     assert not is_loopback_url("http://[bad/")
     with pytest.raises(ValueError, match="namespace"):
         NextFunction.parse("")
+
+
+def test_the_fast_path_of_trimmed_agrees_with_its_pattern() -> None:
+    import re
+
+    from blueprint.settings import _AROUND, _EDGES, _INVISIBLE
+
+    invisible = re.compile(f"[{_INVISIBLE}]")
+    assert {chr(c) for c in range(0x10000) if invisible.fullmatch(chr(c))} == _EDGES
+    samples = ["", "a", "a b", " a", "a\n", "\u00a0a", *(f"{c}a" for c in _EDGES), *(f"a{c}" for c in _EDGES),
+               "\u200ba\u200b", "a\u200bb"]
+    assert [trimmed(s) for s in samples] == [_AROUND.sub("", s) for s in samples]
