@@ -90,11 +90,9 @@ class Secret:
 
 # Around a value: whitespace, and the invisible characters a copy and paste brings along (zero-width spaces and
 # joiners, direction marks, a soft hyphen, a byte order mark), which `str.strip` keeps.
-_INVISIBLE = "\u00ad\u180e\u200b-\u200f\u2060\ufeff"
+_INVISIBLE = "\u00ad\u180e\u200b\u200c\u200d\u200e\u200f\u2060\ufeff"
 _AROUND = re.compile(f"^[\\s{_INVISIBLE}]+|[\\s{_INVISIBLE}]+$")
-
-
-_EDGES = frozenset("\u00ad\u180e\u200b\u200c\u200d\u200e\u200f\u2060\ufeff")
+_EDGES = frozenset(_INVISIBLE)
 
 
 def trimmed(text: str) -> str:
@@ -113,7 +111,7 @@ def split_list(value: object) -> object:
             allowlist at all, so the operator is told instead (an empty variable is unset, and means none).
     """
     if isinstance(value, str):
-        items = [trimmed(part) for part in value.split(",") if trimmed(part)]
+        items = [item for item in map(trimmed, value.split(",")) if item]
         if not items:
             raise ValueError("the list names nothing (leave the variable empty or unset for none)")
         return items
