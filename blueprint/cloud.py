@@ -38,7 +38,7 @@ from blueprint.errors import (
 )
 from blueprint.events import as_printable
 from blueprint.logs import redact, register_secrets
-from blueprint.settings import trimmed
+from blueprint.settings import env_text
 
 if TYPE_CHECKING:
     import requests
@@ -293,19 +293,15 @@ def read_credentials(env: Mapping[str, str]) -> Credentials:
     """
     # Read as every variable is: without the spaces around it, and one of spaces only is no value (the other
     # spelling is read then; a token with a stray newline would be a header the HTTP client refuses).
-    secret_id = _stripped(env, "TENCENTCLOUD_SECRETID") or _stripped(env, "TENCENTCLOUD_SECRET_ID")
-    secret_key = _stripped(env, "TENCENTCLOUD_SECRETKEY") or _stripped(env, "TENCENTCLOUD_SECRET_KEY")
+    secret_id = env_text(env, "TENCENTCLOUD_SECRETID") or env_text(env, "TENCENTCLOUD_SECRET_ID")
+    secret_key = env_text(env, "TENCENTCLOUD_SECRETKEY") or env_text(env, "TENCENTCLOUD_SECRET_KEY")
     if not secret_id or not secret_key:
         raise ConfigError("no cloud credentials: give the function a run role (SCF sets TENCENTCLOUD_SECRETID, "
                           "TENCENTCLOUD_SECRETKEY, TENCENTCLOUD_SESSIONTOKEN), or set them for a local run")
-    credentials = Credentials(secret_id, secret_key, _stripped(env, "TENCENTCLOUD_SESSIONTOKEN") or None)
+    credentials = Credentials(secret_id, secret_key, env_text(env, "TENCENTCLOUD_SESSIONTOKEN") or None)
     # Read on every invocation (SCF rotates the role's keys), so fresh values are registered as they come.
     register_secrets([credentials.secret_key, credentials.token])
     return credentials
-
-
-def _stripped(env: Mapping[str, str], name: str) -> str:
-    return trimmed(env.get(name) or "")
 
 
 def http_profile(endpoint: str | None, service: str, timeout: int) -> HttpProfile:

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from pydantic import BaseModel, GetCoreSchemaHandler
     from pydantic_core import CoreSchema
 
-__all__ = ["NextFunction", "Secret", "Settings", "Variable", "is_loopback_url", "load_settings", "mask_url",
-           "split_list"]
+__all__ = ["NextFunction", "Secret", "Settings", "Variable", "env_text", "is_loopback_url", "load_settings",
+           "mask_url", "split_list", "trimmed"]
 
 # Patterns as text: `re` compiles one the first time a value needs it (a cold start sets few of these variables).
 INSTANCE_ID = r"lhins-[a-z0-9]{8}\Z"
@@ -101,6 +101,12 @@ def trimmed(text: str) -> str:
     if text and not (text[0].isspace() or text[-1].isspace() or text[0] in _EDGES or text[-1] in _EDGES):
         return text
     return _AROUND.sub("", text)
+
+
+def env_text(env: Mapping[str, str], name: str) -> str:
+    """A variable's value as every variable is read, trimmed (empty when unset): for the credentials, which the
+    function reads on every invocation and the deploy tool reads too, outside the settings."""
+    return trimmed(env.get(name) or "")
 
 
 def split_list(value: object) -> object:

@@ -30,7 +30,7 @@ from blueprint.deploy.models import (
 )
 from blueprint.errors import ConfigError, NotFound, Throttled
 from blueprint.retry import Clock, Deadline, RetryPolicy, SystemClock
-from blueprint.settings import trimmed
+from blueprint.settings import env_text, trimmed
 
 __all__ = ["ScfService", "find_credentials"]
 
@@ -47,9 +47,9 @@ def find_credentials(env: Mapping[str, str], home: Path) -> Credentials:
     for id_name, key_name in (("TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_KEY"),
                               ("TENCENTCLOUD_SECRETID", "TENCENTCLOUD_SECRETKEY")):
         # Read as the function reads its own: without what is around a value; spaces only are no value.
-        secret_id, secret_key = trimmed(env.get(id_name) or ""), trimmed(env.get(key_name) or "")
+        secret_id, secret_key = env_text(env, id_name), env_text(env, key_name)
         if secret_id and secret_key:
-            return Credentials(secret_id, secret_key, trimmed(env.get("TENCENTCLOUD_SESSIONTOKEN") or "") or None)
+            return Credentials(secret_id, secret_key, env_text(env, "TENCENTCLOUD_SESSIONTOKEN") or None)
     profile = home / ".tencentcloud" / "credentials"
     if profile.is_file():  # the SDK's ProfileCredential: the [default] section
         parser = configparser.ConfigParser()
