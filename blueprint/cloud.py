@@ -43,8 +43,8 @@ from blueprint.settings import env_text
 if TYPE_CHECKING:
     import requests
 
-__all__ = ["ERROR_TABLE", "ClientCache", "Credentials", "call_json", "count", "keep_connections", "listed",
-           "malformed", "read_credentials", "request_id", "tags_of", "time_of", "translate"]
+__all__ = ["CALL_TIMEOUT", "ERROR_TABLE", "ClientCache", "Credentials", "call_json", "count", "keep_connections",
+           "listed", "malformed", "read_credentials", "request_id", "tags_of", "time_of", "translate"]
 
 # One table from cloud error codes to our errors (each carries its HTTP status and whether a retry helps).
 ERROR_TABLE: dict[str, type[CloudError] | type[BadRequest] | type[AccessDenied] | type[NotFound]] = {
@@ -315,6 +315,9 @@ def http_profile(endpoint: str | None, service: str, timeout: int) -> HttpProfil
 
 T = TypeVar("T")
 
+# Seconds one API call may take (the SDK's HTTP timeout for every client the function builds).
+CALL_TIMEOUT = 10
+
 
 class ClientCache:
     """One SDK client per (service, region), reused across warm invocations; rebuilt when credentials change.
@@ -322,7 +325,7 @@ class ClientCache:
     The SDK keeps one `requests.Session` per client, so reuse keeps the TCP/TLS connection warm.
     """
 
-    def __init__(self, endpoint: str | None, *, timeout: int = 10, connections: int = 10) -> None:
+    def __init__(self, endpoint: str | None, *, timeout: int = CALL_TIMEOUT, connections: int = 10) -> None:
         self._endpoint = endpoint
         self._timeout = timeout
         # Kept-alive connections per client: as many as calls of one client may run side by side.

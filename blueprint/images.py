@@ -32,6 +32,7 @@ from datetime import datetime
 from functools import cached_property, partial
 from typing import Any, Protocol, TypeVar
 
+from blueprint.cloud import CALL_TIMEOUT
 from blueprint.disks import Disk
 from blueprint.errors import (
     BadRequest,
@@ -84,8 +85,8 @@ __all__ = [
 DELETABLE = DELETABLE_STATES
 # Seconds one more instance needs at least (create + bookkeeping); below that, hand the rest on.
 PER_INSTANCE_BUDGET = 4.0
-# Seconds a last lookup needs: one cloud call's HTTP timeout (`ClientCache`).
-LAST_LOOK = 10.0
+# Seconds a last lookup needs: one cloud call's HTTP timeout.
+LAST_LOOK = float(CALL_TIMEOUT)
 # Seconds of busy waits a restart after an image always has, even when a queue record's share of busy waits was
 # spent on its create: the instance was stopped by the function, and a busy answer there is usually the image's
 # own operation ending (two or three tries); one instance that stays busy must still not hold the batch.
